@@ -1,0 +1,304 @@
+"""``tubemill``: the command line on the same engine as the app.
+
+Errors users can cause (a missing file, an unknown batch, a corrupt state file, a
+busy home) print one line and exit non-zero; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pipeline import errors
+from pipeline.progress import ProgressView, fmt_duration
+from pipeline.recipes import DEFAULT_RECIPE, RECIPES
+from pipeline.runner import ON_ERROR, Engine
+from pipeline.settings import default_home, load_settings
+from pipeline.sources import parse_lines, read_input
+from state.lock import describe_owner, read_owner
+from state.models import BatchState
+from state.reader import find_summary, read_batch, read_summaries
+from state.storage import CorruptStateFile
+from state.store import BatchExists, UnknownBatch
+
+EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+STATUS_ITEM_FIELDS = ("n", "source", "id", "title", "status", "stage", "attempts", "error")
+
+
+class CliError(Exception):
+    """One line for the user, then exit ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tubemill", description="Batch video mill: transcribe, summarize, generate.")
+    p.add_argument("--home", help="state folder (default: $TUBEMILL_HOME or ~/.tubemill)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log engine events to stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a batch from a file of sources (one per line), '-' for stdin, or a URL")
+    r.add_argument("input")
+    r.add_argument("--output", help="output folder (default: <home>/output)")
+    r.add_argument("--batch-name", help="name of the batch (default: the input file's name)")
+    r.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"one of: {', '.join(sorted(RECIPES))}")
+    r.add_argument("--max-workers", type=int, help="no pool runs more than N stages at once")
+    r.add_argument("--retry-limit", type=int, help="retries of a failed stage before the item fails")
+    r.add_argument("--resume", action="store_true", help="continue the batch of the same name")
+    r.add_argument("--on-error", choices=ON_ERROR, help="continue (default), stop (pause the batch), retry")
+    r.add_argument("--output-manifest", help="also write the manifest JSON here")
+
+    s = sub.add_parser("status", help="show batches, or one batch's items")
+    s.add_argument("batch", nargs="?")
+    s.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
+    for name, text in (("pause", "start nothing new; running stages finish"), ("resume", "resume a paused batch"),
+                       ("cancel", "cancel a batch"), ("retry-failed", "run failed items again")):
+        c = sub.add_parser(name, help=text)
+        if name == "retry-failed":
+            c.add_argument("batch")
+        else:
+            c.add_argument("batch", nargs="?")
+            c.add_argument("--all", action="store_true", help="every batch")
+
+    a = sub.add_parser("app", help="start the Streamlit app")
+    a.add_argument("--address", default="127.0.0.1")
+    a.add_argument("--port", type=int, default=8501)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    home = Path(args.home).expanduser() if args.home else default_home()
+    try:
+        handler = COMMANDS[args.command]
+        return handler(args, home)
+    except CliError as exc:
+        print(f"tubemill: error: {exc}", file=sys.stderr)
+        return exc.code
+    except (errors.TubemillError, UnknownBatch, BatchExists, ValueError) as exc:
+        print(f"tubemill: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CorruptStateFile as exc:
+        print(f"tubemill: error: state file {exc.path} is unreadable ({exc.reason})", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# ---------------------------------------------------------------------- run
+def cmd_run(args: argparse.Namespace, home: Path) -> int:
+    stdin_text = sys.stdin.read() if args.input == "-" else None
+    text = read_input(args.input, stdin_text)
+    sources, invalid = parse_lines(text)
+    for bad in invalid:
+        print(f"tubemill: skipped invalid input, {bad}", file=sys.stderr)
+    if not sources and not args.resume:
+        raise CliError(f"no sources in {args.input!r}")
+    name = args.batch_name or _default_name(args.input)
+    options: dict[str, Any] = {}
+    if args.retry_limit is not None:
+        options["retry_limit"] = args.retry_limit
+    if args.on_error:
+        options["on_error"] = args.on_error
+    settings = load_settings(home)
+    if args.max_workers:
+        settings = settings.with_max_workers(args.max_workers)
+    if args.output:
+        settings = replace(settings, output_dir=str(Path(args.output).expanduser().resolve()))
+    engine = Engine(home, settings=settings, role="tubemill run")
+    owner = engine.start()
+    for msg in engine.messages:
+        print(f"tubemill: warning: {msg}", file=sys.stderr)
+    if not owner:
+        print(f"tubemill: {home} is held by {describe_owner(read_owner(home))}; handing the batch to it",
+              file=sys.stderr)
+    try:
+        bid = engine.submit(name, sources, recipe=args.recipe, options=options,
+                            output_dir=settings.output_dir or None, resume=args.resume)
+    except BaseException:
+        engine.shutdown()
+        raise
+    return _follow(engine, bid, owner, manifest=args.output_manifest)
+
+
+def _default_name(spec: str) -> str:
+    if spec == "-" or "://" in spec:
+        return "batch-" + time.strftime("%Y%m%d-%H%M%S")
+    return Path(spec).stem or "batch"
+
+
+def _follow(engine: Engine, bid: str, owner: bool, manifest: str | None = None) -> int:
+    """Show progress until the batch ends; Ctrl-C pauses it (or detaches when another process runs it)."""
+    _sigterm_as_interrupt()
+    s = engine.summary(bid)
+    try:
+        with ProgressView() as view:
+            while True:
+                s = engine.summary(bid)
+                view.update(s)
+                if s.state in (BatchState.DONE, BatchState.CANCELLED) and not s.counts.get("running"):
+                    break
+                if s.state == BatchState.PAUSED and not s.counts.get("running") and owner:
+                    view.final(s)
+                    print(f"batch {s.name!r} is paused; continue with: tubemill resume {_q(s.name)}")
+                    engine.shutdown()
+                    return EXIT_OK
+                time.sleep(0.2)
+            view.final(s)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, _hard_exit)
+        if not engine.owner:
+            print(f"\ndetached; the batch keeps running in {describe_owner(read_owner(engine.home))}. "
+                  f"Watch it with: tubemill status {_q(s.name)}", file=sys.stderr)
+            engine.shutdown()
+            return EXIT_INTERRUPTED
+        print("\npausing: stopping running stages…", file=sys.stderr)
+        engine.pause(bid)
+        engine.shutdown(interrupt=True, timeout=15)
+        print(f"paused. Resume with: tubemill resume {_q(s.name)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if engine.owner:
+        if manifest:
+            engine.export_manifest(bid, Path(manifest))
+        engine.shutdown()
+    elif manifest:
+        _wait_for_manifest(engine, bid, Path(manifest))
+    if s.counts.get("failed"):
+        print(f"{s.counts['failed']} item(s) failed; see tubemill status {_q(s.name)} "
+              f"or {Path(s.output_dir) / 'manifest.json'}", file=sys.stderr)
+        return EXIT_FAILED_ITEMS
+    return EXIT_OK
+
+
+def _wait_for_manifest(engine: Engine, bid: str, dest: Path) -> None:
+    src = Path(engine.summary(bid).output_dir) / "manifest.json"
+    deadline = time.monotonic() + 10
+    while not src.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(src.read_bytes())
+
+
+def _q(name: str) -> str:
+    return name if name.replace("-", "").replace("_", "").replace(".", "").isalnum() else repr(name)
+
+
+def _hard_exit(signum: int, frame: Any) -> None:
+    print("\nstopped hard; interrupted items resume at the next start", file=sys.stderr)
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _sigterm_as_interrupt() -> None:
+    def raise_interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, raise_interrupt)
+    except ValueError:  # not the main thread (tests calling main() from a thread)
+        pass
+
+
+# ---------------------------------------------------------------------- status
+def cmd_status(args: argparse.Namespace, home: Path) -> int:
+    if not args.batch:
+        summaries = read_summaries(home)
+        if args.json:
+            print(json.dumps({"batches": [s.to_dict() for s in summaries], "owner": read_owner(home)}))
+            return EXIT_OK
+        if not summaries:
+            print(f"no batches in {home}")
+        for s in summaries:
+            c = s.counts
+            print(f"{s.name:<30} {s.state:<9} {c.get('done', 0):>6}/{s.total:<6} done  "
+                  f"{c.get('failed', 0)} failed  {c.get('running', 0)} running  ETA {fmt_duration(s.eta_s)}")
+        return EXIT_OK
+    s = find_summary(home, args.batch)
+    header, items = read_batch(home, s.id)
+    if args.json:
+        batch = {**header, **{k: v for k, v in s.to_dict().items() if k not in ("counts",)}}
+        print(json.dumps({
+            "batch": batch,
+            "counts": s.counts,
+            "items": [{k: it.get(k) for k in STATUS_ITEM_FIELDS} for it in items],
+        }))
+        return EXIT_OK
+    from pipeline.progress import active_lines, summary_line
+
+    print(summary_line(s))
+    print(f"  recipe: {' → '.join(s.recipe)}   output: {s.output_dir}")
+    for line in active_lines(s):
+        print(line)
+    for it in items:
+        if it["status"] in ("failed", "waiting"):
+            err = it.get("error") or {}
+            print(f"  #{it['n']:<5} {it['status']:<8} {it.get('title') or it['source'][:50]}: "
+                  f"{err.get('type', '')}: {err.get('message', '')}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- control
+def cmd_control(args: argparse.Namespace, home: Path) -> int:
+    op = args.command.replace("-", "_")
+    ref = args.batch
+    if not ref and not getattr(args, "all", False):
+        raise CliError(f"name a batch or pass --all to {args.command} every batch")
+    engine = Engine(home, role=f"tubemill {args.command}", takeover=False)
+    owner = engine.start(run_scheduler=False)
+    try:
+        for msg in engine.messages:
+            print(f"tubemill: warning: {msg}", file=sys.stderr)
+        name = engine.summary(ref).name if ref else None  # an unknown batch is one clear line
+        count = engine.control(op, ref)
+    except BaseException:
+        engine.shutdown()
+        raise
+    if owner and op in ("resume", "retry_failed") and name:
+        # Nobody else runs this home: this process becomes the engine and runs the batch here.
+        engine.run_scheduler()
+        s = engine.summary(name)
+        print(f"running {s.name!r} ({s.total - s.finished} item(s) left)", file=sys.stderr)
+        return _follow(engine, s.id, True)
+    engine.shutdown()
+    what = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}.get(op, "reopened")
+    target = repr(name) if name else "every batch"
+    print(f"{what} {target}" + (f" ({count} item(s))" if op == "retry_failed" else ""))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- app
+def cmd_app(args: argparse.Namespace, home: Path) -> int:
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    env = {**os.environ, "TUBEMILL_HOME": str(home)}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
+           "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    return subprocess.call(cmd, env=env)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "status": cmd_status,
+    "pause": cmd_control,
+    "resume": cmd_control,
+    "cancel": cmd_control,
+    "retry-failed": cmd_control,
+    "app": cmd_app,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,832 @@
+"""The engine: one scheduler thread, pools by resource class, retries as scheduling.
+
+The scheduler is the only code that decides what runs next. Each pass (``tick``):
+takes control requests from other processes, records finished stages, releases
+items whose retry time has come or whose last completion is now durable, and fills
+free pool slots round-robin across batches (fair sharing). Heavy pools ask the
+governor first. Workers run exactly one stage and return an outcome; they never
+touch scheduling state.
+
+Ownership: one process owns a home (``state.lock``). An ``Engine`` that finds the
+home owned runs as a *follower*: it reads snapshots from the files and posts
+control requests, and it takes over when the owner goes away.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import queue
+import random
+import shutil
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import errors
+from pipeline.clock import SystemClock
+from pipeline.export import write_manifest
+from pipeline.governor import Governor
+from pipeline.recipes import DEFAULT_RECIPE, recipe_stages
+from pipeline.settings import RetrySettings, Settings, default_home, load_settings
+from pipeline.stages import Stage, StageContext, StageResult, safe_name
+from state import control
+from state.lock import HomeLock, read_owner
+from state.models import BatchState, BatchSummary, ItemError, ItemStatus
+from state.reader import find_summary, read_batch, read_summaries
+from state.store import BatchExists, Store, UnknownBatch
+
+log = logging.getLogger("tubemill.engine")
+
+ON_ERROR = ("continue", "stop", "retry")
+CONTROL_POLL_S = 0.5
+RUNTIME_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff as a value: the delay before retry ``n`` (1-based) is ``base·2^(n-1)``, capped, ± jitter."""
+
+    limit: int = 3
+    base_s: float = 5.0
+    cap_s: float = 600.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.limit < 0 or self.base_s < 0 or self.cap_s < 0 or not 0 <= self.jitter < 1:
+            raise ValueError(f"invalid retry policy {self}")
+
+    @classmethod
+    def from_settings(cls, s: RetrySettings, limit: int | None = None) -> RetryPolicy:
+        return cls(limit=s.limit if limit is None else limit, base_s=s.base_s, cap_s=s.cap_s, jitter=s.jitter)
+
+    def delay(self, n: int, rng: random.Random | None = None) -> float:
+        raw = min(self.cap_s, self.base_s * 2 ** max(0, n - 1))
+        if self.jitter:
+            raw *= 1 + (rng or random).uniform(-self.jitter, self.jitter)
+        return min(self.cap_s, max(0.0, raw))
+
+
+@dataclass
+class _Outcome:
+    ok: bool
+    seconds: float
+    result: StageResult | None = None
+    exc: BaseException | None = None
+
+
+@dataclass
+class _Run:
+    """Scheduling state of one active batch (owner only; touched by the scheduler thread)."""
+
+    batch_id: str
+    name: str
+    stages: list[Stage]
+    options: dict[str, Any]
+    policy: RetryPolicy
+    on_error: str
+    output_dir: Path
+    ready: dict[str, deque[int]] = field(default_factory=dict)
+    gated: deque[tuple[int, int]] = field(default_factory=deque)
+    running: dict[int, str] = field(default_factory=dict)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    progress: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class PoolStatus:
+    name: str
+    size: int
+    busy: int
+    held: str | None = None
+
+
+class Engine:
+    """The one engine a process builds (``st.cache_resource`` in the app, ``main`` in the CLI)."""
+
+    def __init__(
+        self,
+        home: Path | str | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Any | None = None,
+        executors: dict[str, Executor] | None = None,
+        governor: Governor | None = None,
+        role: str = "engine",
+        takeover: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        self.home = Path(home) if home else default_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.settings = settings or load_settings(self.home)
+        self.clock = clock or SystemClock()
+        self.role = role
+        self.takeover = takeover
+        self.rng = random.Random(seed)
+        self.output_root = self.settings.output_root(self.home)
+        self.governor = governor or Governor(self.output_root, self.settings.governor)
+        self.pool_sizes = self._pool_sizes(self.settings.pools)
+        self._own_executors = executors is None
+        self._executors = executors or {
+            p: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"tubemill-{p}")
+            for p, n in self.pool_sizes.items()
+            if n > 0
+        }
+        self.lock = HomeLock(self.home, role=role)
+        self.store: Store | None = None
+        self.messages: list[str] = []
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._completions: queue.SimpleQueue[tuple[_Run, int, int, str, Future[_Outcome]]] = queue.SimpleQueue()
+        self._runs: dict[str, _Run] = {}
+        self._timers: list[tuple[float, str, int]] = []
+        self._busy: dict[str, int] = dict.fromkeys(self.pool_sizes, 0)
+        self._rr: dict[str, int] = dict.fromkeys(self.pool_sizes, 0)
+        self._held: dict[str, str | None] = dict.fromkeys(self.pool_sizes, None)
+        self._account_ready: dict[str, float] = {}
+        self._stopping = threading.Event()
+        self._interrupt = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._standby: threading.Thread | None = None
+        self._last_control = 0.0
+        self._last_runtime = 0.0
+        self._finished_hooks: list[Callable[[str], None]] = []
+        self.clock.subscribe(self.kick)
+        self.on_batch_finished(self.export_manifest)
+
+    # ------------------------------------------------------------------ lifecycle
+    @staticmethod
+    def _pool_sizes(pools: dict[str, int]) -> dict[str, int]:
+        sizes = {p: max(0, int(pools.get(p, 0))) for p in ("net", "cpu", "gpu", "llm")}
+        for p in ("net", "cpu", "llm"):
+            sizes[p] = max(1, sizes[p])
+        return sizes
+
+    @property
+    def owner(self) -> bool:
+        return self.store is not None
+
+    def start(self, *, run_scheduler: bool = True) -> bool:
+        """Own the home if nobody does (True), else follow the owner (False) and take over when it goes."""
+        if self.lock.try_acquire():
+            self._become_owner(run_scheduler)
+            return True
+        if self.takeover and self._standby is None:
+            self._standby = threading.Thread(target=self._standby_loop, name="tubemill-standby", daemon=True)
+            self._standby.start()
+        return False
+
+    def _become_owner(self, run_scheduler: bool = True) -> None:
+        store = Store(self.home, flush_delay=self.settings.flush_delay_s, clock=self.clock.now)
+        self.messages.extend(store.open())
+        control.clean_control(self.home)
+        store.add_listener(self.kick)
+        with self._lock:
+            self.store = store
+            for bid in store.batch_ids():
+                if store.header(bid)["state"] in (BatchState.ACTIVE, BatchState.PAUSED):
+                    self._activate(bid)
+        for msg in self.messages:
+            log.warning("%s", msg)
+        if run_scheduler:
+            self.run_scheduler()
+
+    def run_scheduler(self) -> None:
+        """Start the scheduler thread (an owner started with ``run_scheduler=False`` may start it later)."""
+        if self.store is not None and self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="tubemill-scheduler", daemon=True)
+            self._thread.start()
+
+    def _standby_loop(self) -> None:
+        while not self._stopping.wait(1.0):
+            if self.lock.try_acquire(attempts=1):
+                log.info("previous owner of %s is gone; taking over", self.home)
+                self._become_owner()
+                return
+
+    def shutdown(self, *, interrupt: bool = False, timeout: float = 30.0) -> None:
+        """Stop starting work, let running stages finish (or stop them with ``interrupt``), flush, release.
+
+        Interrupted items go back to pending with their attempt refunded: stopping the
+        app is not the item's fault.
+        """
+        if interrupt:
+            self._interrupt.set()
+        self._stopping.set()
+        self.kick()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self.store is not None:
+            deadline = time.monotonic() + timeout
+            while self._any_running() and time.monotonic() < deadline:
+                self._drain_completions()
+                time.sleep(0.02)
+            self._drain_completions()
+            self.store.close()
+            self.store = None
+        if self._own_executors:
+            for ex in self._executors.values():
+                ex.shutdown(wait=False, cancel_futures=True)
+        self.lock.release()
+
+    def __enter__(self) -> Engine:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def kick(self) -> None:
+        """Wake the scheduler now (a completion, a flush, a control change, a clock move)."""
+        self._wake.set()
+
+    def on_batch_finished(self, fn: Callable[[str], None]) -> None:
+        self._finished_hooks.append(fn)
+
+    # ------------------------------------------------------------------ public control
+    def submit(
+        self,
+        name: str,
+        sources: Iterable[str | dict[str, Any]],
+        *,
+        recipe: str | list[str] = DEFAULT_RECIPE,
+        options: dict[str, Any] | None = None,
+        output_dir: str | None = None,
+        resume: bool = False,
+    ) -> str:
+        """Create a batch (or with ``resume``, continue one and add new sources); returns its id."""
+        stages = recipe_stages(recipe)
+        stage_names = [s.name for s in stages]
+        opts = dict(options or {})
+        on_error = opts.get("on_error", self.settings.on_error)
+        if on_error not in ON_ERROR:
+            raise errors.ConfigError(f"on_error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
+        opts["on_error"] = on_error
+        if isinstance(recipe, str):
+            opts.setdefault("recipe_name", recipe)
+        sources = [s for s in sources]
+        if not self.owner:
+            req = control.post_request(
+                self.home, "submit", name=name, sources=sources, recipe=recipe, options=opts,
+                output_dir=output_dir, resume=resume,
+            )
+            reply = control.wait_reply(self.home, req, timeout=15.0)
+            if reply is None:
+                raise errors.TubemillError(f"the engine owning {self.home} did not answer")
+            if not reply["ok"]:
+                raise errors.TubemillError(reply["message"])
+            return reply["batch_id"]
+        assert self.store is not None
+        with self._lock:
+            try:
+                existing = self.store.resolve(name)
+            except UnknownBatch:
+                existing = None
+            if existing and not resume:
+                raise BatchExists(f"a batch named {name!r} already exists; add --resume to continue it")
+            if existing:
+                known = {it["source"] for it in self.store.items(existing)}
+                fresh = [s for s in sources if (s if isinstance(s, str) else s["source"]) not in known]
+                self.store.add_items(existing, fresh)
+                if self.store.header(existing)["state"] in (BatchState.PAUSED, BatchState.CANCELLED):
+                    self._resume(existing)
+                elif existing not in self._runs:
+                    self.store.set_batch(existing, state=BatchState.ACTIVE)
+                    self._activate(existing)
+                else:
+                    self._enqueue_new(existing)
+                self.kick()
+                return existing
+            out = Path(output_dir).expanduser() if output_dir else self.output_root
+            batch_dir = out / safe_name(name, default="batch")
+            batch_id = self.store.create_batch(
+                name, stage_names, sources, options=opts, output_dir=str(batch_dir)
+            )
+            self._activate(batch_id)
+        self.kick()
+        return batch_id
+
+    def pause(self, ref: str | None = None) -> None:
+        """Start nothing new in the batch (or all batches); running stages finish."""
+        self.control("pause", ref)
+
+    def resume(self, ref: str | None = None) -> None:
+        self.control("resume", ref)
+
+    def cancel(self, ref: str | None = None) -> None:
+        """Stop the batch: waiting items are cancelled, running stages stop at their next check."""
+        self.control("cancel", ref)
+
+    def retry_failed(self, ref: str) -> int:
+        """Failed items get a fresh attempt budget and run again from the stage that failed."""
+        return self.control("retry_failed", ref)
+
+    def control(self, op: str, ref: str | None) -> int:
+        """Apply ``pause|resume|cancel|retry_failed`` to one batch (or all with ``ref=None``), from any process."""
+        if not self.owner:
+            req = control.post_request(self.home, op, batch=ref)
+            reply = control.wait_reply(self.home, req, timeout=10.0)
+            if reply is None:
+                raise errors.TubemillError(f"the engine owning {self.home} did not answer")
+            if not reply["ok"]:
+                raise errors.TubemillError(reply["message"])
+            return int(reply.get("count", 0))
+        assert self.store is not None
+        with self._lock:
+            ids = [self.store.resolve(ref)] if ref else self.store.batch_ids()
+            count = 0
+            for bid in ids:
+                count += self._apply_control(op, bid, explicit=ref is not None)
+        self.kick()
+        return count
+
+    def _apply_control(self, op: str, bid: str, explicit: bool) -> int:
+        assert self.store is not None
+        state = self.store.header(bid)["state"]
+        if op == "pause" and state == BatchState.ACTIVE:
+            self.store.set_batch(bid, state=BatchState.PAUSED)
+        elif op == "resume" and (state == BatchState.PAUSED or (explicit and state == BatchState.CANCELLED)):
+            self._resume(bid)
+        elif op == "cancel" and state in (BatchState.ACTIVE, BatchState.PAUSED):
+            self._cancel(bid)
+        elif op == "retry_failed":
+            n = self.store.reopen_items(bid, [ItemStatus.FAILED])
+            if n:
+                self.store.set_batch(bid, state=BatchState.ACTIVE, finished_at=None)
+                if bid in self._runs:
+                    self._enqueue_new(bid)
+                else:
+                    self._activate(bid)
+            return n
+        return 1
+
+    def _resume(self, bid: str) -> None:
+        assert self.store is not None
+        reopened = 0
+        if self.store.header(bid)["state"] == BatchState.CANCELLED:
+            reopened = self.store.reopen_items(bid, [ItemStatus.CANCELLED])
+        self.store.set_batch(bid, state=BatchState.ACTIVE, finished_at=None)
+        if bid not in self._runs:
+            self._activate(bid)
+        elif reopened:
+            self._enqueue_new(bid)
+
+    def _cancel(self, bid: str) -> None:
+        assert self.store is not None
+        self.store.set_batch(bid, state=BatchState.CANCELLED)
+        run = self._runs.get(bid)
+        if run:
+            run.cancel.set()
+            for q in run.ready.values():
+                q.clear()
+            run.gated.clear()
+        self._timers = [t for t in self._timers if t[1] != bid]
+        heapq.heapify(self._timers)
+        for n in self.store.item_numbers(bid, [ItemStatus.PENDING, ItemStatus.WAITING]):
+            if run is None or n not in run.running:
+                self.store.transition(bid, n, ItemStatus.CANCELLED, next_attempt_at=None)
+        self._check_finished(bid)
+
+    # ------------------------------------------------------------------ reads
+    def summaries(self) -> list[BatchSummary]:
+        if self.store is not None:
+            return self.store.summaries()
+        return read_summaries(self.home)
+
+    def summary(self, ref: str) -> BatchSummary:
+        if self.store is not None:
+            return self.store.summary(self.store.resolve(ref))
+        return find_summary(self.home, ref)
+
+    def items(self, ref: str, **kw: Any) -> list[dict[str, Any]]:
+        if self.store is not None:
+            return self.store.items(self.store.resolve(ref), **kw)
+        s = find_summary(self.home, ref)
+        _, items = read_batch(self.home, s.id)
+        wanted = set(kw.get("status") or ())
+        items = [i for i in items if not wanted or i["status"] in wanted]
+        off, lim = kw.get("offset", 0), kw.get("limit")
+        return items[off : off + lim if lim is not None else None]
+
+    def export_manifest(self, ref: str, extra_path: Path | None = None) -> Path:
+        """(Re)write the batch's manifest.json/.csv from its current state."""
+        s = self.summary(ref)
+        items = self.items(s.id)
+        header = {k: v for k, v in s.to_dict().items() if k not in ("active",)}
+        return write_manifest(header, items, Path(s.output_dir or self.output_root / safe_name(s.name)), extra_path)
+
+    def owner_info(self) -> dict[str, Any] | None:
+        return read_owner(self.home)
+
+    def pools(self) -> list[PoolStatus]:
+        with self._lock:
+            return [PoolStatus(p, n, self._busy.get(p, 0), self._held.get(p)) for p, n in self.pool_sizes.items()]
+
+    def wait(self, ref: str, timeout: float | None = None, poll: float = 0.05) -> BatchSummary:
+        """Block until the batch has nothing left to run (done, cancelled) or ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            s = self.summary(ref)
+            if s.state in (BatchState.DONE, BatchState.CANCELLED) and not s.counts.get("running"):
+                return s
+            if deadline is not None and time.monotonic() >= deadline:
+                return s
+            time.sleep(poll)
+
+    # ------------------------------------------------------------------ scheduling
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                delay = self.tick()
+            except Exception:  # the scheduler must outlive any single bad record
+                log.exception("scheduler pass failed")
+                delay = 1.0
+            self._wake.wait(delay)
+            self._wake.clear()
+
+    def _any_running(self) -> bool:
+        with self._lock:
+            return any(r.running for r in self._runs.values())
+
+    def tick(self) -> float:
+        """One scheduling pass; returns how long (real seconds) the loop may sleep before the next."""
+        assert self.store is not None
+        now = self.clock.now()
+        mono = time.monotonic()
+        if mono - self._last_control >= CONTROL_POLL_S:
+            self._last_control = mono
+            self._take_control_requests()
+        with self._lock:
+            self._drain_completions()
+            if self._stopping.is_set():
+                return 0.05
+            self._release_timers(now)
+            self._release_gated()
+            self._dispatch(now)
+            if mono - self._last_runtime >= RUNTIME_EVERY_S:
+                self._last_runtime = mono
+                self._publish_runtime()
+            # Group commit waits up to flush_delay; flush early only when the engine would
+            # otherwise sit idle waiting for durability (a short batch's last items).
+            if any(r.gated for r in self._runs.values()) and not any(self._busy.values()) and not any(
+                q for r in self._runs.values() for q in r.ready.values()
+            ):
+                self.store.request_flush()
+            delay = CONTROL_POLL_S
+            if self._timers and not getattr(self.clock, "virtual", False):
+                delay = min(delay, max(0.0, self._timers[0][0] - now))
+            return delay
+
+    def _take_control_requests(self) -> None:
+        for req in control.take_requests(self.home):
+            op, args, rid = req["op"], req.get("args", {}), req.get("id", "")
+            try:
+                if op == "submit":
+                    bid = self.submit(
+                        args["name"], args["sources"], recipe=args.get("recipe", DEFAULT_RECIPE),
+                        options=args.get("options"), output_dir=args.get("output_dir"),
+                        resume=bool(args.get("resume")),
+                    )
+                    control.put_reply(self.home, rid, ok=True, batch_id=bid)
+                elif op in ("pause", "resume", "cancel", "retry_failed"):
+                    count = self.control(op, args.get("batch"))
+                    control.put_reply(self.home, rid, ok=True, count=count)
+                else:
+                    control.put_reply(self.home, rid, ok=False, message=f"unknown request {op!r}")
+            except (errors.TubemillError, UnknownBatch, BatchExists, ValueError) as exc:
+                control.put_reply(self.home, rid, ok=False, message=str(exc))
+
+    def _activate(self, bid: str) -> None:
+        """Load a batch's pending and waiting items into the scheduler's queues (one scan, at start)."""
+        assert self.store is not None
+        h = self.store.header(bid)
+        opts = h.get("options", {})
+        policy = RetryPolicy.from_settings(self.settings.retry, opts.get("retry_limit"))
+        run = _Run(
+            batch_id=bid,
+            name=h["name"],
+            stages=recipe_stages(h["recipe"]),
+            options=opts,
+            policy=policy,
+            on_error=opts.get("on_error", "continue"),
+            output_dir=Path(h.get("output_dir") or self.output_root / safe_name(h["name"])),
+        )
+        run.ready = {p: deque() for p in self.pool_sizes}
+        self._runs[bid] = run
+        self._enqueue_new(bid)
+        self._check_finished(bid)
+
+    def _enqueue_new(self, bid: str) -> None:
+        """Queue items of an active batch the scheduler does not track yet."""
+        assert self.store is not None
+        run = self._runs[bid]
+        queued = {n for q in run.ready.values() for n in q} | set(run.running) | {n for _, n in run.gated}
+        queued |= {n for _, b, n in self._timers if b == bid}
+        for item in self.store.items(bid, status=[ItemStatus.PENDING, ItemStatus.WAITING]):
+            n = item["n"]
+            if n in queued:
+                continue
+            if item["status"] == ItemStatus.WAITING and item.get("next_attempt_at"):
+                heapq.heappush(self._timers, (float(item["next_attempt_at"]), bid, n))
+            else:
+                self._ready(run, item)
+
+    def _pool_for(self, stage: Stage) -> str:
+        if stage.resource == "gpu" and not self.pool_sizes.get("gpu"):
+            return "cpu"
+        return stage.resource
+
+    def _ready(self, run: _Run, item: dict[str, Any]) -> None:
+        k = int(item.get("stage_index", 0))
+        if k >= len(run.stages):
+            return
+        run.ready[self._pool_for(run.stages[k])].append(item["n"])
+
+    def _release_timers(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            _, bid, n = heapq.heappop(self._timers)
+            run = self._runs.get(bid)
+            if run is None or run.cancel.is_set():
+                continue
+            item = self.store.item(bid, n)  # type: ignore[union-attr]
+            if item["status"] in (ItemStatus.WAITING, ItemStatus.PENDING):
+                self._ready(run, item)
+
+    def _release_gated(self) -> None:
+        for run in self._runs.values():
+            if not run.gated:
+                continue
+            durable = self.store.durable_seq(run.batch_id)  # type: ignore[union-attr]
+            while run.gated and run.gated[0][0] <= durable:
+                _, n = run.gated.popleft()
+                self._ready(run, self.store.item(run.batch_id, n))  # type: ignore[union-attr]
+
+    def _dispatch(self, now: float) -> None:
+        assert self.store is not None
+        runs = [r for r in self._runs.values() if not r.cancel.is_set()]
+        states = {r.batch_id: self.store.header(r.batch_id)["state"] for r in runs}
+        runs = [r for r in runs if states[r.batch_id] == BatchState.ACTIVE]
+        for pool, size in self.pool_sizes.items():
+            if not size or not runs:
+                continue
+            free = size - self._busy[pool]
+            if free <= 0 or not any(r.ready[pool] for r in runs):
+                continue
+            held = self.governor.hold_reason(pool)
+            self._held[pool] = held
+            if held:
+                continue
+            i = self._rr[pool]
+            idle_rounds = 0
+            while free > 0 and idle_rounds < len(runs):
+                run = runs[i % len(runs)]
+                i += 1
+                if not run.ready[pool]:
+                    idle_rounds += 1
+                    continue
+                idle_rounds = 0
+                n = run.ready[pool].popleft()
+                if self._start(run, n, pool, now):
+                    free -= 1
+            self._rr[pool] = i % max(1, len(runs))
+
+    def _start(self, run: _Run, n: int, pool: str, now: float) -> bool:
+        assert self.store is not None
+        item = self.store.item(run.batch_id, n)
+        if item["status"] not in (ItemStatus.PENDING, ItemStatus.WAITING):
+            return False
+        k = int(item.get("stage_index", 0))
+        stage = run.stages[k]
+        account = item.get("account") or ("anonymous" if stage.account_bound else None)
+        if stage.account_bound and self._account_ready.get(account or "", 0) > now:
+            heapq.heappush(self._timers, (self._account_ready[account or ""], run.batch_id, n))
+            return False
+        workdir = Path(item.get("workdir") or self._workdir(run, item))
+        self.store.transition(
+            run.batch_id, n, ItemStatus.RUNNING, stage=stage.name, stage_index=k, progress=0.0,
+            workdir=str(workdir), next_attempt_at=None,
+            **({"started_at": now} if not item.get("started_at") else {}),
+        )
+        attempt = int(item.get("attempts", 0)) + 1
+        bid = run.batch_id
+        ctx = StageContext(
+            batch_id=bid, batch_name=run.name, item_n=n, stage=stage.name, workdir=workdir,
+            options=run.options, attempt=attempt, account=account,
+            _progress=lambda f, _bid=bid, _n=n: self._progress(_bid, _n, f),
+            _cancelled=lambda _run=run: _run.cancel.is_set() or self._interrupt.is_set(),
+        )
+        run.running[n] = stage.name
+        self._busy[pool] += 1
+        fut = self._executors[pool].submit(_execute, stage, item, ctx)
+        fut.add_done_callback(lambda f, _run=run, _n=n, _k=k, _p=pool: self._done(_run, _n, _k, _p, f))
+        return True
+
+    def _workdir(self, run: _Run, item: dict[str, Any]) -> Path:
+        label = item.get("title") or (item["source"].split() or [""])[0]
+        label = label.rsplit("/", 1)[-1] if "://" in label else label
+        suffix = f"-{safe_name(item['id'], 40)}" if item.get("id") else ""
+        return run.output_dir / f"{item['n']:04d}-{safe_name(label, 60)}{suffix}"
+
+    def _progress(self, bid: str, n: int, fraction: float) -> None:
+        store = self.store
+        if store is not None:
+            store.update_item(bid, n, progress=round(fraction, 3))
+
+    def _done(self, run: _Run, n: int, k: int, pool: str, fut: Future[_Outcome]) -> None:
+        self._completions.put((run, n, k, pool, fut))
+        self._wake.set()
+
+    def _drain_completions(self) -> None:
+        with self._lock:
+            while True:
+                try:
+                    run, n, k, pool, fut = self._completions.get_nowait()
+                except queue.Empty:
+                    return
+                self._busy[pool] -= 1
+                run.running.pop(n, None)
+                try:
+                    outcome = fut.result()
+                except BaseException as exc:  # executor-level failure (Dask worker lost, pool shut down)
+                    outcome = _Outcome(ok=False, seconds=0.0, exc=exc)
+                self._record(run, n, k, outcome)
+
+    def _record(self, run: _Run, n: int, k: int, out: _Outcome) -> None:
+        assert self.store is not None
+        store, bid, now = self.store, run.batch_id, self.clock.now()
+        item = store.item(bid, n)
+        stage = run.stages[k]
+        if out.ok:
+            assert out.result is not None
+            fields: dict[str, Any] = {
+                "timings": {**(item.get("timings") or {}), stage.name: round(out.seconds, 4)},
+                "progress": 1.0,
+                "attempts": 0,
+                "error": None,
+            }
+            if out.result.artifacts:
+                fields["artifacts"] = {**(item.get("artifacts") or {}), **out.result.artifacts}
+            meta = dict(out.result.meta)
+            for key in ("id", "title", "duration"):
+                if key in meta and meta[key] is not None:
+                    fields[key] = meta.pop(key)
+            if meta:
+                fields["meta"] = {**(item.get("meta") or {}), **meta}
+            if k + 1 >= len(run.stages):
+                store.transition(bid, n, ItemStatus.DONE, stage=None, stage_index=k + 1, finished_at=now, **fields)
+                _remove_tmp(item.get("workdir"))
+            elif run.cancel.is_set():
+                store.transition(bid, n, ItemStatus.CANCELLED, stage_index=k + 1, stage=None, **fields)
+            else:
+                seq = store.transition(bid, n, ItemStatus.PENDING, stage_index=k + 1, stage=None, **fields)
+                if not self._interrupt.is_set():
+                    # The next stage waits until this completion is on disk (group commit).
+                    run.gated.append((seq, n))
+            self._check_finished(bid)
+            return
+        exc = out.exc
+        assert exc is not None
+        etype, message, retryable = errors.describe(exc)
+        attempts = int(item.get("attempts", 0))
+        if isinstance(exc, errors.Cancelled) or run.cancel.is_set() or self._interrupt.is_set():
+            if self._interrupt.is_set() and not run.cancel.is_set():
+                store.transition(bid, n, ItemStatus.PENDING, progress=0.0, stage=None)
+            else:
+                store.transition(bid, n, ItemStatus.CANCELLED, stage=None)
+            self._check_finished(bid)
+            return
+        error = ItemError(etype, message, stage.name, retryable, attempts + 1, now)
+        if isinstance(exc, errors.RateLimited):
+            wait = exc.retry_after or self.settings.retry.rate_limit_wait_s
+            account = exc.account or item.get("account") or ("anonymous" if stage.account_bound else None)
+            if account:
+                self._account_ready[account] = max(self._account_ready.get(account, 0), now + wait)
+            due = now + wait
+            store.transition(bid, n, ItemStatus.WAITING, next_attempt_at=due, error=error.to_dict())
+            heapq.heappush(self._timers, (due, bid, n))
+            _item_log(item.get("workdir"), f"{stage.name}: {message}; waiting {wait:.0f}s (no attempt spent)")
+            return
+        attempts += 1
+        permanent = not retryable and run.on_error != "retry"
+        if permanent or attempts > run.policy.limit:
+            store.transition(bid, n, ItemStatus.FAILED, attempts=attempts, error=error.to_dict(), stage=None)
+            _remove_tmp(item.get("workdir"))
+            _item_log(item.get("workdir"), f"{stage.name}: failed for good after {attempts} attempt(s)")
+            if run.on_error == "stop":
+                store.set_batch(bid, state=BatchState.PAUSED, stopped_by={"item": n, "error": error.to_dict()})
+                log.warning("batch %s paused: item %d failed (%s: %s)", run.name, n, etype, message)
+            self._check_finished(bid)
+            return
+        due = now + run.policy.delay(attempts, self.rng)
+        store.transition(
+            bid, n, ItemStatus.WAITING, attempts=attempts, next_attempt_at=due, error=error.to_dict(), stage=None
+        )
+        heapq.heappush(self._timers, (due, bid, n))
+        _item_log(item.get("workdir"), f"{stage.name}: attempt {attempts} failed; retry in {due - now:.1f}s")
+
+    def _check_finished(self, bid: str) -> None:
+        assert self.store is not None
+        s = self.store.summary(bid)
+        live = s.total - s.finished
+        run = self._runs.get(bid)
+        if live or (run and run.running):
+            return
+        if s.state in (BatchState.ACTIVE, BatchState.CANCELLED, BatchState.PAUSED):
+            if s.state != BatchState.CANCELLED:
+                self.store.set_batch(bid, state=BatchState.DONE, finished_at=self.clock.now())
+            elif s.finished_at is None:
+                self.store.set_batch(bid, finished_at=self.clock.now())
+            self._runs.pop(bid, None)
+            self.store.set_runtime(bid, active=[], eta_s=0.0, held=None)
+            for fn in self._finished_hooks:
+                try:
+                    fn(bid)
+                except Exception:
+                    log.exception("batch-finished hook failed for %s", bid)
+
+    def _publish_runtime(self) -> None:
+        assert self.store is not None
+        for run in list(self._runs.values()):
+            s = self.store.summary(run.batch_id)
+            active = []
+            for n, stage in sorted(run.running.items())[:50]:
+                it = self.store.item(run.batch_id, n)
+                active.append({"n": n, "title": it.get("title") or it["source"][:80], "stage": stage,
+                               "progress": it.get("progress", 0.0)})
+            held = next((f"{p}: {r}" for p, r in self._held.items() if r), None)
+            eta = estimate_eta(
+                [st.name for st in run.stages],
+                [self._pool_for(st) for st in run.stages],
+                self.store.remaining_by_stage(run.batch_id),
+                s.stage_stats,
+                self.pool_sizes,
+            )
+            self.store.set_runtime(run.batch_id, active=active, eta_s=eta, held=held)
+
+
+def estimate_eta(
+    stage_names: list[str],
+    stage_pools: list[str],
+    remaining_at: dict[int, int],
+    stats: dict[str, dict[str, float]],
+    pool_sizes: dict[str, int],
+) -> float | None:
+    """Seconds left: remaining runs of each stage × its measured mean, per pool ÷ pool size, slowest pool.
+
+    ``remaining_at[k]`` counts unfinished items whose next stage is ``k``; an item at
+    stage ``k`` still has to run every stage from ``k`` on.
+    """
+    means = {s: v["total_s"] / v["n"] for s, v in stats.items() if v.get("n")}
+    if not remaining_at:
+        return 0.0
+    if not means:
+        return None
+    fallback = sum(means.values()) / len(means)
+    work: dict[str, float] = {}
+    cum = 0
+    for k, (name, pool) in enumerate(zip(stage_names, stage_pools, strict=True)):
+        cum += remaining_at.get(k, 0)
+        work[pool] = work.get(pool, 0.0) + cum * means.get(name, fallback)
+    return max(w / max(1, pool_sizes.get(p, 1)) for p, w in work.items())
+
+
+def _execute(stage: Stage, item: dict[str, Any], ctx: StageContext) -> _Outcome:
+    """Run one stage in a worker thread. The runner is the one place that catches broad exceptions."""
+    t0 = time.perf_counter()
+    try:
+        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        _item_log(str(ctx.workdir), f"{ctx.stage}: started (attempt {ctx.attempt})")
+        result = stage.run(item, ctx)
+        if not isinstance(result, StageResult):
+            raise TypeError(f"stage {stage.name} returned {type(result).__name__}, not StageResult")
+        secs = time.perf_counter() - t0
+        _item_log(str(ctx.workdir), f"{ctx.stage}: done in {secs:.2f}s")
+        return _Outcome(ok=True, seconds=secs, result=result)
+    except BaseException as exc:
+        secs = time.perf_counter() - t0
+        detail = "" if isinstance(exc, errors.TubemillError) and exc.expected else "\n" + traceback.format_exc()
+        _item_log(str(ctx.workdir), f"{ctx.stage}: {type(exc).__name__}: {exc}{detail}")
+        return _Outcome(ok=False, seconds=secs, exc=exc)
+
+
+def _item_log(workdir: str | None, line: str) -> None:
+    """Append to the item's ``log.txt``: its own history, readable without Tubemill."""
+    if not workdir:
+        return
+    try:
+        with open(Path(workdir) / "log.txt", "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+    except OSError:
+        pass
+
+
+def _remove_tmp(workdir: str | None) -> None:
+    if workdir:
+        shutil.rmtree(Path(workdir) / ".tmp", ignore_errors=True)

@@ -1,0 +1,145 @@
+"""Settings: a TOML file under the home, defaults derived from this machine.
+
+Secrets never live here (API keys, cookies and tokens are files of mode 0600 or
+environment variables); this file may be shown, copied and committed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+SETTINGS_NAME = "settings.toml"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("TUBEMILL_HOME") or Path.home() / ".tubemill").expanduser()
+
+
+def gpu_count() -> int:
+    """Number of NVIDIA GPUs NVML sees; 0 without a driver (see NOTES: fails in ~20 ms)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return int(pynvml.nvmlDeviceGetCount())
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # ImportError, NVMLError_LibraryNotFound and friends: no GPU
+        return 0
+
+
+def default_pools() -> dict[str, int]:
+    """Pool sizes from cores, RAM and GPUs.
+
+    cpu: one worker per core but at most one per 2 GB of RAM (a Whisper model per
+    worker); net: downloads wait on the network, not the CPU; llm: requests wait on a
+    remote server; gpu: one per device, 0 means gpu stages run in the cpu pool.
+    """
+    cores = os.cpu_count() or 1
+    ram_gb = psutil.virtual_memory().total / 2**30
+    return {
+        "net": 4,
+        "cpu": max(1, min(cores, int(ram_gb // 2))),
+        "gpu": gpu_count(),
+        "llm": 4,
+    }
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """Exponential backoff: ``base * 2**(n-1)`` seconds, capped, ± ``jitter`` fraction."""
+
+    limit: int = 3  # retries after the first attempt
+    base_s: float = 5.0
+    cap_s: float = 600.0
+    jitter: float = 0.2
+    rate_limit_wait_s: float = 60.0  # when a 429 gives no Retry-After
+
+
+@dataclass(frozen=True)
+class GovernorSettings:
+    """Heavy stages (cpu, gpu) wait while any reading is under its floor."""
+
+    min_free_ram_mb: int = 1024
+    min_free_disk_mb: int = 2048
+    min_free_gpu_mb: int = 1024
+    cache_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    pools: dict[str, int] = field(default_factory=default_pools)
+    output_dir: str = ""
+    flush_delay_s: float = 0.25
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    governor: GovernorSettings = field(default_factory=GovernorSettings)
+    on_error: str = "continue"
+
+    def output_root(self, home: Path) -> Path:
+        return Path(self.output_dir).expanduser() if self.output_dir else Path(home) / "output"
+
+    def with_max_workers(self, n: int) -> Settings:
+        """``--max-workers N``: no pool runs more than N stages at once."""
+        return replace(self, pools={k: min(v, n) if v else v for k, v in self.pools.items()})
+
+
+def _merge(cls: type, base: Any, raw: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    updates: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ValueError(f"{where}: unknown setting {key!r}")
+        current = getattr(base, key)
+        if isinstance(current, RetrySettings | GovernorSettings):
+            updates[key] = _merge(type(current), current, value, f"{where}.{key}")
+        elif isinstance(current, dict):
+            updates[key] = {**current, **{k: int(v) for k, v in value.items()}}
+        else:
+            updates[key] = type(current)(value) if current is not None else value
+    return replace(base, **updates)
+
+
+def load_settings(home: Path) -> Settings:
+    """Defaults overlaid with ``<home>/settings.toml``; a bad file is an error naming it."""
+    path = Path(home) / SETTINGS_NAME
+    base = Settings()
+    if not path.exists():
+        return base
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return _merge(Settings, base, raw, str(path))
+    except (tomllib.TOMLDecodeError, ValueError, TypeError) as exc:
+        raise ValueError(f"cannot read settings {path}: {exc}") from exc
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def save_settings(home: Path, settings: Settings) -> Path:
+    """Write the settings as TOML (flat values first, then one table per group)."""
+    from state.storage import atomic_write_bytes
+
+    data = asdict(settings)
+    lines, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append(f"\n[{key}]")
+            tables += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    path = Path(home) / SETTINGS_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, ("\n".join(lines + tables) + "\n").encode())
+    return path

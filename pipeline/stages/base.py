@@ -1,0 +1,82 @@
+"""The stage contract shared by every recipe: ``run(item, ctx) -> StageResult``."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Resource = Literal["net", "cpu", "gpu", "llm"]
+RESOURCES: tuple[Resource, ...] = ("net", "cpu", "gpu", "llm")
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """Files a stage produced (name -> path inside the workdir) and facts it learned (title, duration…)."""
+
+    artifacts: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageContext:
+    """What a running stage may use. Built by the runner per attempt; never shared between items."""
+
+    batch_id: str
+    batch_name: str
+    item_n: int
+    stage: str
+    workdir: Path
+    options: dict[str, Any]
+    attempt: int
+    account: str | None
+    _progress: Callable[[float], None]
+    _cancelled: Callable[[], bool]
+    log: Callable[[str], None] = lambda msg: None
+
+    @property
+    def tmpdir(self) -> Path:
+        """Scratch space removed when the item finishes."""
+        path = self.workdir / ".tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def progress(self, fraction: float) -> None:
+        self._progress(min(1.0, max(0.0, float(fraction))))
+
+    def cancelled(self) -> bool:
+        return self._cancelled()
+
+    def path(self, name: str) -> Path:
+        """A file inside the workdir; refuses names that would escape it."""
+        p = (self.workdir / name).resolve()
+        if not p.is_relative_to(self.workdir.resolve()):
+            raise ValueError(f"{name!r} escapes the item folder")
+        return p
+
+
+StageFn = Callable[[dict[str, Any], StageContext], StageResult]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: StageFn
+    resource: Resource = "cpu"
+    account_bound: bool = False
+    doc: str = ""
+
+
+_UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)
+
+
+def safe_name(text: str, max_len: int = 60, default: str = "untitled") -> str:
+    """A file-name fragment that cannot traverse directories or upset any filesystem."""
+    text = unicodedata.normalize("NFKC", str(text or ""))
+    text = _UNSAFE.sub("-", text).strip(" .-_")
+    text = re.sub(r"[-\s]+", "-", text)
+    text = text.replace("..", ".")
+    return (text[:max_len].rstrip(" .-_") or default)

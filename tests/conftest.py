@@ -1,0 +1,58 @@
+"""Shared fixtures: a fresh home per test, engines that always shut down."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline.runner import Engine  # noqa: E402
+from pipeline.settings import GovernorSettings, RetrySettings, Settings  # noqa: E402
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    h = tmp_path / "home"
+    monkeypatch.setenv("TUBEMILL_HOME", str(h))
+    return h
+
+
+def fast_settings(**kw: object) -> Settings:
+    """Small pools, a short group-commit delay, no jitter: deterministic and quick."""
+    base = {
+        "pools": {"net": 2, "cpu": 2, "gpu": 0, "llm": 2},
+        "flush_delay_s": 0.02,
+        "retry": RetrySettings(limit=3, base_s=10.0, cap_s=600.0, jitter=0.0, rate_limit_wait_s=30.0),
+        "governor": GovernorSettings(min_free_ram_mb=0, min_free_disk_mb=0, min_free_gpu_mb=0),
+    }
+    base.update(kw)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def make_engine(home: Path) -> Iterator[Callable[..., Engine]]:
+    engines: list[Engine] = []
+
+    def make(start: bool = True, **kw: object) -> Engine:
+        kw.setdefault("settings", fast_settings())
+        e = Engine(kw.pop("home", home), **kw)  # type: ignore[arg-type]
+        engines.append(e)
+        if start:
+            e.start()
+        return e
+
+    yield make
+    for e in engines:
+        e.shutdown(interrupt=True, timeout=5)
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    env = {**os.environ, "TUBEMILL_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env.pop("COLUMNS", None)
+    return env
