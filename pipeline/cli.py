@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue the batch of the same name")
     r.add_argument("--on-error", choices=ON_ERROR, help="continue (default), stop (pause the batch), retry")
     r.add_argument("--output-manifest", help="also write the manifest JSON here")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a stage option stored with the batch (repeatable)")
 
     s = sub.add_parser("status", help="show batches, or one batch's items")
     s.add_argument("batch", nargs="?")
@@ -111,6 +113,11 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
         raise CliError(f"no sources in {args.input!r}")
     name = args.batch_name or _default_name(args.input)
     options: dict[str, Any] = {}
+    for kv in args.set:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            raise CliError(f"--set expects KEY=VALUE, got {kv!r}")
+        options[key.strip()] = value
     if args.retry_limit is not None:
         options["retry_limit"] = args.retry_limit
     if args.on_error:

@@ -260,8 +260,12 @@ class Engine:
         options: dict[str, Any] | None = None,
         output_dir: str | None = None,
         resume: bool = False,
+        paused: bool = False,
     ) -> str:
-        """Create a batch (or with ``resume``, continue one and add new sources); returns its id."""
+        """Create a batch (or with ``resume``, continue one and add new sources); returns its id.
+
+        ``paused`` queues a new batch without starting it (review first, or start several together).
+        """
         stages = recipe_stages(recipe)
         stage_names = [s.name for s in stages]
         opts = dict(options or {})
@@ -275,7 +279,7 @@ class Engine:
         if not self.owner:
             req = control.post_request(
                 self.home, "submit", name=name, sources=sources, recipe=recipe, options=opts,
-                output_dir=output_dir, resume=resume,
+                output_dir=output_dir, resume=resume, paused=paused,
             )
             reply = control.wait_reply(self.home, req, timeout=15.0)
             if reply is None:
@@ -309,6 +313,8 @@ class Engine:
             batch_id = self.store.create_batch(
                 name, stage_names, sources, options=opts, output_dir=str(batch_dir)
             )
+            if paused:
+                self.store.set_batch(batch_id, state=BatchState.PAUSED)
             self._activate(batch_id)
         self.kick()
         return batch_id
@@ -492,7 +498,7 @@ class Engine:
                     bid = self.submit(
                         args["name"], args["sources"], recipe=args.get("recipe", DEFAULT_RECIPE),
                         options=args.get("options"), output_dir=args.get("output_dir"),
-                        resume=bool(args.get("resume")),
+                        resume=bool(args.get("resume")), paused=bool(args.get("paused")),
                     )
                     control.put_reply(self.home, rid, ok=True, batch_id=bid)
                 elif op in ("pause", "resume", "cancel", "retry_failed"):

@@ -290,9 +290,11 @@ class Store:
         output_dir: str = "",
     ) -> str:
         """Create a batch and make it durable before returning: a new batch is never lost."""
-        with self._lock:
-            if name in self._by_name:
-                raise BatchExists(f"a batch named {name!r} already exists")
+        # Lock order everywhere: _io_lock before _lock (the writer thread flushes that way).
+        with self._io_lock:
+            with self._lock:
+                if name in self._by_name:
+                    raise BatchExists(f"a batch named {name!r} already exists")
             batch_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
             header = {
                 "schema": SCHEMA_VERSION,
@@ -312,13 +314,15 @@ class Store:
                 item = new_item(i, src) if isinstance(src, str) else new_item(i, **src)
                 b.items[i] = item
                 _count_in(b, item, +1)
-            with self._io_lock:
-                db.table("batch").insert(dict(header))
-                if b.items:
-                    db.table("items").insert_multiple(Document(dict(v), doc_id=n) for n, v in b.items.items())
-            self._batches[batch_id] = b
-            self._by_name[name] = batch_id
-            self._mark_dirty()
+            db.table("batch").insert(dict(header))
+            if b.items:
+                db.table("items").insert_multiple(Document(dict(v), doc_id=n) for n, v in b.items.items())
+            with self._lock:
+                self._batches[batch_id] = b
+                self._by_name[name] = batch_id
+                rows = [self._index_row(x) for x in self._batches.values()]
+            # Readers in other processes find a new batch by name at once.
+            self._write_rows(rows)
             return batch_id
 
     def add_items(self, batch_id: str, sources: Iterable[str | dict[str, Any]]) -> list[int]:

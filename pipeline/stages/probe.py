@@ -5,7 +5,7 @@ failures, rate limits, crashes) through the same contract as real stages, and th
 are what ``bench/engine.py`` and the crash tests run. A source line is a label plus
 directives, each optionally limited to one stage with ``@stage``::
 
-    ep1 sleep=0.2 fail=2@probe_cpu perm@probe_llm ratelimit=1 crash@probe_net
+    ep1 sleep=0.2 fail=2@probe_cpu perm@probe_llm ratelimit=1 crash@probe_net failif=/tmp/flag
 
 ``noop_*`` stages do nothing at all: they measure the engine's own overhead.
 """
@@ -45,21 +45,26 @@ def _applies(d: dict[str, tuple[str, str | None]], key: str, stage: str) -> str 
     return value if only in (None, stage) else None
 
 
-def _journal(ctx: StageContext) -> None:
+def _journal(ctx: StageContext, event: str) -> None:
+    """Append one line per stage invocation to ``options["journal"]``: crash tests read it back."""
     path = ctx.options.get("journal")
     if path:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, f"{ctx.batch_name} {ctx.item_n} {ctx.stage}\n".encode())
+            os.write(fd, f"{ctx.item_n} {ctx.stage} {event}\n".encode())
         finally:
             os.close(fd)
 
 
 def probe(item: dict[str, Any], ctx: StageContext) -> StageResult:
+    _journal(ctx, "start")
     out = ctx.path(f"{ctx.stage}.txt")
     if out.exists():  # idempotent: a finished stage is never redone
         return StageResult(artifacts={ctx.stage: str(out)})
     d = parse_directives(item["source"])
+    flag = _applies(d, "failif", ctx.stage)
+    if flag and os.path.exists(flag):
+        raise PermanentError(f"{ctx.stage}: failing while {flag} exists")
     if _applies(d, "perm", ctx.stage) is not None:
         raise PermanentError(f"{ctx.stage}: permanent failure requested by the source line")
     fails = _applies(d, "fail", ctx.stage)
@@ -82,7 +87,7 @@ def probe(item: dict[str, Any], ctx: StageContext) -> StageResult:
         left = end - time.monotonic()
         ctx.progress(1 - max(0.0, left) / seconds)
         time.sleep(min(0.02, max(0.0, left)))
-    _journal(ctx)
+    _journal(ctx, "done")
     tmp = ctx.path(f"{ctx.stage}.txt.part")
     tmp.write_text(f"{item['source']}\n")
     os.replace(tmp, out)

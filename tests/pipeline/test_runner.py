@@ -274,10 +274,9 @@ def test_pool_limits_are_respected(make_engine: Callable[..., Engine]) -> None:
 def test_two_batches_share_a_pool_fairly(make_engine: Callable[..., Engine]) -> None:
     """With one worker, two batches take turns instead of one starving the other."""
     e = make_engine(settings=fast_settings(pools={"net": 1, "cpu": 1, "gpu": 0, "llm": 1}))
-    e.pause()  # queue both before anything starts
-    e.submit("a", [f"a{i}" for i in range(8)], recipe=["t_net"], options={"sleep": 0.01})
-    e.submit("b", [f"b{i}" for i in range(8)], recipe=["t_net"], options={"sleep": 0.01})
-    e.pause()
+    e.submit("a", [f"a{i}" for i in range(8)], recipe=["t_net"], options={"sleep": 0.01}, paused=True)
+    e.submit("b", [f"b{i}" for i in range(8)], recipe=["t_net"], options={"sleep": 0.01}, paused=True)
+    assert not EVENTS
     e.resume()
     e.wait("a", timeout=20)
     e.wait("b", timeout=20)

@@ -1,0 +1,209 @@
+"""The `tubemill` command: runs, status JSON, resume semantics, control from another
+process, Ctrl-C, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from state.reader import read_summaries
+from tests.conftest import ROOT, cli_env
+
+
+def tm(home: Path, *args: str, timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", "--home", str(home), *args], cwd=ROOT,
+                          env=cli_env(home), capture_output=True, text=True, timeout=timeout, input=stdin)
+
+
+def spawn(home: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "--home", str(home), *args], cwd=ROOT,
+                            env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(cond, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def batch_state(home: Path, name: str) -> str | None:
+    for s in read_summaries(home):
+        if s.name == name:
+            return s.state
+    return None
+
+
+def one_clean_error(res: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tubemill: error:"), res.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    p = tmp_path / "lectures.txt"
+    p.write_text("# my lectures\n\nep1\nep2 fail=1@probe_cpu\n\nep3 perm@probe_gpu\nep4\nep1\n")
+    return p
+
+
+def test_run_status_json_and_manifest(home: Path, src: Path, tmp_path: Path) -> None:
+    """A run prints plain progress when piped, exits 1 on failed items, and status --json has the contract shape."""
+    manifest = tmp_path / "out" / "m.json"
+    res = tm(home, "run", str(src), "--retry-limit", "0", "--output-manifest", str(manifest))
+    assert res.returncode == 1, res.stderr
+    assert "lectures: " in res.stdout and "of 4 done" in res.stdout
+    assert "\x1b[" not in res.stdout  # no terminal control codes when not a tty
+    st = tm(home, "status", "lectures", "--json")
+    assert st.returncode == 0
+    doc = json.loads(st.stdout)
+    assert set(doc) == {"batch", "counts", "items"}
+    assert doc["batch"]["name"] == "lectures" and doc["batch"]["state"] == "done"
+    assert doc["counts"]["done"] == 2 and doc["counts"]["failed"] == 2
+    assert [i["source"] for i in doc["items"]] == ["ep1", "ep2 fail=1@probe_cpu", "ep3 perm@probe_gpu", "ep4"]
+    assert set(doc["items"][0]) == {"n", "source", "id", "title", "status", "stage", "attempts", "error"}
+    assert doc["items"][2]["error"]["type"] == "PermanentError"
+    m = json.loads(manifest.read_text())
+    assert len(m["items"]) == 4 and (Path(doc["batch"]["output_dir"]) / "manifest.csv").exists()
+    plain = tm(home, "status")
+    assert "lectures" in plain.stdout and "2/4" in plain.stdout
+
+
+def test_existing_name_needs_resume(home: Path, src: Path) -> None:
+    """Running a name twice is an error that says to add --resume; with --resume new lines are added."""
+    assert tm(home, "run", str(src), "--retry-limit", "0").returncode == 1
+    again = tm(home, "run", str(src))
+    one_clean_error(again, "already exists", "--resume")
+    src.write_text(src.read_text() + "ep5\n")
+    res = tm(home, "run", str(src), "--resume")
+    doc = json.loads(tm(home, "status", "lectures", "--json").stdout)
+    assert doc["counts"]["done"] == 3 and len(doc["items"]) == 5
+    assert res.returncode == 1  # the old failures are still failed
+
+
+def test_retry_failed_command(home: Path, tmp_path: Path) -> None:
+    """retry-failed with no engine running runs the failed items here and finishes them."""
+    p = tmp_path / "b.txt"
+    flag = tmp_path / "flag"
+    flag.write_text("1")
+    p.write_text(f"a\nb failif={flag}@probe_cpu\n")
+    assert tm(home, "run", str(p)).returncode == 1
+    flag.unlink()
+    res = tm(home, "retry-failed", "b")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(tm(home, "status", "b", "--json").stdout)["counts"]["done"] == 2
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (("run", "/no/such/file.txt"), ("cannot read input file", "no such file")),
+        (("status", "nope"), ("no batch named 'nope'",)),
+        (("pause", "nope"), ("no batch named 'nope'",)),
+        (("run", "-", "--recipe", "nope"), ("unknown recipe 'nope'",)),
+    ],
+)
+def test_bad_input_is_one_clear_line(home: Path, args: tuple[str, ...], needles: tuple[str, ...]) -> None:
+    """Bad input: one line starting 'tubemill: error:', non-zero exit, no traceback."""
+    one_clean_error(tm(home, *args, stdin="x\n"), *needles)
+
+
+def test_directory_and_binary_inputs(home: Path, tmp_path: Path) -> None:
+    """A directory or a binary file given as input is refused clearly."""
+    one_clean_error(tm(home, "run", str(tmp_path)), "is a directory")
+    binary = tmp_path / "x.bin"
+    binary.write_bytes(b"\xff\xfe\x00\x81")
+    one_clean_error(tm(home, "run", str(binary)), "not UTF-8")
+
+
+def test_corrupt_state_file_is_named_and_moved(home: Path, src: Path) -> None:
+    """A torn state file: status names it in one line; the next run moves it aside and still works."""
+    assert tm(home, "run", str(src), "--batch-name", "first", "--retry-limit", "0").returncode == 1
+    (state_file,) = (home / "batches").glob("*.json")
+    state_file.write_bytes(state_file.read_bytes()[:50])
+    one_clean_error(tm(home, "status", "first"), str(state_file), "unreadable")
+    res = tm(home, "run", str(src), "--batch-name", "second", "--retry-limit", "0")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert str(state_file) in res.stderr and "moved to" in res.stderr
+    assert [s.name for s in read_summaries(home)] == ["second"]
+    assert len(list((home / "batches" / "corrupt").iterdir())) == 1
+
+
+def test_invalid_lines_are_reported_and_the_rest_runs(home: Path, tmp_path: Path) -> None:
+    """A malformed line is reported with its line number; the other lines run."""
+    p = tmp_path / "mixed.txt"
+    p.write_text("good1\nbad\x07line\ngood2\n")
+    res = tm(home, "run", str(p))
+    assert res.returncode == 0
+    assert "line 2" in res.stderr and "control characters" in res.stderr
+    assert read_summaries(home)[0].counts["done"] == 2
+
+
+def test_second_run_hands_its_batch_to_the_owner(home: Path, tmp_path: Path) -> None:
+    """While one process owns the home, a second `run` says who holds it and the owner runs the batch."""
+    slow = tmp_path / "slow.txt"
+    slow.write_text("".join(f"s{i} sleep=0.4\n" for i in range(4)))
+    owner = spawn(home, "run", str(slow))
+    try:
+        wait_for(lambda: batch_state(home, "slow") == "active")
+        quick = tmp_path / "quick.txt"
+        quick.write_text("q1\nq2\n")
+        res = tm(home, "run", str(quick))
+        assert res.returncode == 0, res.stderr
+        assert f"held by pid {owner.pid}" in res.stderr
+        assert batch_state(home, "quick") == "done"
+        st = tm(home, "status", "slow", "--json")  # works while the other process runs it
+        assert st.returncode == 0 and json.loads(st.stdout)["batch"]["name"] == "slow"
+    finally:
+        owner.wait(timeout=60)
+    assert owner.returncode == 0
+
+
+def test_pause_and_resume_from_another_process(home: Path, tmp_path: Path) -> None:
+    """`tubemill pause` reaches the engine running in another process within about a second."""
+    slow = tmp_path / "slow.txt"
+    slow.write_text("".join(f"s{i} sleep=0.3\n" for i in range(8)))
+    owner = spawn(home, "run", str(slow), "--max-workers", "1")
+    try:
+        wait_for(lambda: batch_state(home, "slow") == "active")
+        t0 = time.monotonic()
+        assert tm(home, "pause", "slow").returncode == 0
+        wait_for(lambda: batch_state(home, "slow") == "paused", timeout=5)
+        assert time.monotonic() - t0 < 3
+        out, _ = owner.communicate(timeout=30)
+        assert owner.returncode == 0 and "tubemill resume slow" in out
+        res = tm(home, "resume", "slow")
+        assert res.returncode == 0, res.stderr
+        assert batch_state(home, "slow") == "done"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+
+
+def test_ctrl_c_pauses_cleanly_and_prints_the_resume_command(home: Path, tmp_path: Path) -> None:
+    """SIGINT pauses the batch, stops running stages, exits 130 and says how to resume."""
+    slow = tmp_path / "long.txt"
+    slow.write_text("".join(f"s{i} sleep=2\n" for i in range(4)))
+    proc = spawn(home, "run", str(slow))
+    wait_for(lambda: batch_state(home, "long") == "active")
+    time.sleep(0.8)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert time.monotonic() - t0 < 5
+    assert "tubemill resume long" in err and "Traceback" not in err
+    s = read_summaries(home)[0]
+    assert s.state == "paused" and s.counts["running"] == 0 and s.counts["pending"] == 4
+    res = tm(home, "resume", "long", timeout=60)
+    assert res.returncode == 0 and read_summaries(home)[0].counts["done"] == 4
