@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -160,11 +159,11 @@ def _follow(engine: Engine, bid: str, owner: bool, manifest: str | None = None) 
                 view.update(s)
                 if s.state in (BatchState.DONE, BatchState.CANCELLED) and not s.counts.get("running"):
                     break
-                if s.state == BatchState.PAUSED and not s.counts.get("running") and owner:
+                if s.state == BatchState.PAUSED and not s.counts.get("running"):
                     view.final(s)
                     print(f"batch {s.name!r} is paused; continue with: tubemill resume {_q(s.name)}")
                     engine.shutdown()
-                    return EXIT_OK
+                    return EXIT_FAILED_ITEMS if s.counts.get("failed") else EXIT_OK
                 time.sleep(0.2)
             view.final(s)
     except KeyboardInterrupt:
@@ -284,6 +283,8 @@ def cmd_control(args: argparse.Namespace, home: Path) -> int:
     what = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}.get(op, "reopened")
     target = repr(name) if name else "every batch"
     print(f"{what} {target}" + (f" ({count} item(s))" if op == "retry_failed" else ""))
+    if owner and op == "resume":
+        print("no engine is running this home; start one with `tubemill app` or `tubemill resume NAME`")
     return EXIT_OK
 
 
@@ -293,7 +294,9 @@ def cmd_app(args: argparse.Namespace, home: Path) -> int:
     env = {**os.environ, "TUBEMILL_HOME": str(home)}
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
            "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    return subprocess.call(cmd, env=env)
+    # exec, not a child: signals reach the server and no orphan keeps the port or the home.
+    os.execve(sys.executable, cmd, env)
+    return EXIT_OK  # not reached
 
 
 COMMANDS = {

@@ -21,20 +21,6 @@ def default_home() -> Path:
     return Path(os.environ.get("TUBEMILL_HOME") or Path.home() / ".tubemill").expanduser()
 
 
-def gpu_count() -> int:
-    """Number of NVIDIA GPUs NVML sees; 0 without a driver (see NOTES: fails in ~20 ms)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            return int(pynvml.nvmlDeviceGetCount())
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # ImportError, NVMLError_LibraryNotFound and friends: no GPU
-        return 0
-
-
 def default_pools() -> dict[str, int]:
     """Pool sizes from cores, RAM and GPUs.
 
@@ -42,12 +28,14 @@ def default_pools() -> dict[str, int]:
     worker); net: downloads wait on the network, not the CPU; llm: requests wait on a
     remote server; gpu: one per device, 0 means gpu stages run in the cpu pool.
     """
+    from pipeline.governor import read_gpus  # governor imports settings; import here, not at the top
+
     cores = os.cpu_count() or 1
     ram_gb = psutil.virtual_memory().total / 2**30
     return {
         "net": 4,
         "cpu": max(1, min(cores, int(ram_gb // 2))),
-        "gpu": gpu_count(),
+        "gpu": len(read_gpus()[0]),
         "llm": 4,
     }
 

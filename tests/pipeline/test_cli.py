@@ -207,3 +207,30 @@ def test_ctrl_c_pauses_cleanly_and_prints_the_resume_command(home: Path, tmp_pat
     assert s.state == "paused" and s.counts["running"] == 0 and s.counts["pending"] == 4
     res = tm(home, "resume", "long", timeout=60)
     assert res.returncode == 0 and read_summaries(home)[0].counts["done"] == 4
+
+
+def test_live_display_on_a_terminal(home: Path, tmp_path: Path) -> None:
+    """On a terminal `run` draws a live panel (rich) instead of plain lines."""
+    import os
+    import pty
+
+    p = tmp_path / "tty.txt"
+    p.write_text("a sleep=0.3\nb sleep=0.3\n")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "--home", str(home), "run", str(p)], cwd=ROOT,
+                            env={**cli_env(home), "TERM": "xterm"}, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=30)
+    os.close(master)
+    out = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert "\x1b[" in out and "2 of 2 done" in out

@@ -363,8 +363,8 @@ def test_temp_files_are_removed_when_items_finish(make_engine: Callable[..., Eng
 def test_eta_and_active_steps_are_published(make_engine: Callable[..., Engine]) -> None:
     """While a batch runs its summary carries an ETA and the step of each active item."""
     e = make_engine(settings=fast_settings(pools={"net": 1, "cpu": 1, "gpu": 0, "llm": 1}))
-    e.submit("b", [f"s{i}" for i in range(8)], recipe=RECIPE, options={"sleep": 0.1})
-    wait_for(lambda: e.summary("b").eta_s is not None and e.summary("b").active, timeout=10)
+    e.submit("b", [f"s{i}" for i in range(8)], recipe=RECIPE, options={"sleep": 0.3})
+    wait_for(lambda: bool(e.summary("b").eta_s) and bool(e.summary("b").active), timeout=10)
     s = e.summary("b")
     assert s.eta_s > 0 and {a["stage"] for a in s.active} <= set(RECIPE)
     e.cancel("b")
