@@ -26,9 +26,10 @@ def batch_list() -> None:
         c = s.counts
         with st.container(border=True):
             st.markdown(f"**{s.name}** · {s.state} · {' → '.join(s.recipe)}")
+            tail = f"ETA {fmt_duration(s.eta_s)}" if s.state == "active" else s.state
             st.progress(s.finished / s.total if s.total else 1.0,
                         text=f"{c.get('done', 0)} of {s.total} done · {c.get('failed', 0)} failed · "
-                             f"{c.get('running', 0)} running · ETA {fmt_duration(s.eta_s)}")
+                             f"{c.get('running', 0)} running · {tail}")
             cols = st.columns(4)
             if cols[0].button("Pause", key=f"p-{s.id}", disabled=s.state != "active"):
                 engine.pause(s.id)

@@ -25,7 +25,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from pipeline.clock import SystemClock
 from pipeline.export import write_manifest
 from pipeline.governor import Governor
 from pipeline.recipes import DEFAULT_RECIPE, recipe_stages
-from pipeline.settings import RetrySettings, Settings, default_home, load_settings
+from pipeline.settings import RetryPolicy, Settings, default_home, load_settings
 from pipeline.stages import Stage, StageContext, StageResult, safe_name
 from state import control
 from state.lock import HomeLock, read_owner
@@ -47,30 +47,6 @@ log = logging.getLogger("tubemill.engine")
 ON_ERROR = ("continue", "stop", "retry")
 CONTROL_POLL_S = 0.5
 RUNTIME_EVERY_S = 1.0
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff as a value: the delay before retry ``n`` (1-based) is ``base·2^(n-1)``, capped, ± jitter."""
-
-    limit: int = 3
-    base_s: float = 5.0
-    cap_s: float = 600.0
-    jitter: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.limit < 0 or self.base_s < 0 or self.cap_s < 0 or not 0 <= self.jitter < 1:
-            raise ValueError(f"invalid retry policy {self}")
-
-    @classmethod
-    def from_settings(cls, s: RetrySettings, limit: int | None = None) -> RetryPolicy:
-        return cls(limit=s.limit if limit is None else limit, base_s=s.base_s, cap_s=s.cap_s, jitter=s.jitter)
-
-    def delay(self, n: int, rng: random.Random | None = None) -> float:
-        raw = min(self.cap_s, self.base_s * 2 ** max(0, n - 1))
-        if self.jitter:
-            raw *= 1 + (rng or random).uniform(-self.jitter, self.jitter)
-        return min(self.cap_s, max(0.0, raw))
 
 
 @dataclass
@@ -514,7 +490,9 @@ class Engine:
         assert self.store is not None
         h = self.store.header(bid)
         opts = h.get("options", {})
-        policy = RetryPolicy.from_settings(self.settings.retry, opts.get("retry_limit"))
+        policy = self.settings.retry
+        if opts.get("retry_limit") is not None:
+            policy = replace(policy, limit=int(opts["retry_limit"]))
         run = _Run(
             batch_id=bid,
             name=h["name"],

@@ -7,6 +7,7 @@ environment variables); this file may be shown, copied and committed.
 from __future__ import annotations
 
 import os
+import random
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -41,14 +42,28 @@ def default_pools() -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class RetrySettings:
-    """Exponential backoff: ``base * 2**(n-1)`` seconds, capped, ± ``jitter`` fraction."""
+class RetryPolicy:
+    """Backoff as a value: the delay before retry ``n`` (1-based) is ``base·2^(n-1)``, capped, ± jitter.
 
-    limit: int = 3  # retries after the first attempt
+    ``limit`` counts retries after the first attempt; ``rate_limit_wait_s`` is the cooldown
+    when a 429 gives no Retry-After.
+    """
+
+    limit: int = 3
     base_s: float = 5.0
     cap_s: float = 600.0
     jitter: float = 0.2
-    rate_limit_wait_s: float = 60.0  # when a 429 gives no Retry-After
+    rate_limit_wait_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.limit < 0 or self.base_s < 0 or self.cap_s < 0 or not 0 <= self.jitter < 1:
+            raise ValueError(f"invalid retry policy {self}")
+
+    def delay(self, n: int, rng: random.Random | None = None) -> float:
+        raw = min(self.cap_s, self.base_s * 2 ** max(0, n - 1))
+        if self.jitter:
+            raw *= 1 + (rng or random).uniform(-self.jitter, self.jitter)
+        return min(self.cap_s, max(0.0, raw))
 
 
 @dataclass(frozen=True)
@@ -66,7 +81,7 @@ class Settings:
     pools: dict[str, int] = field(default_factory=default_pools)
     output_dir: str = ""
     flush_delay_s: float = 0.25
-    retry: RetrySettings = field(default_factory=RetrySettings)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     governor: GovernorSettings = field(default_factory=GovernorSettings)
     on_error: str = "continue"
 
@@ -85,7 +100,7 @@ def _merge(cls: type, base: Any, raw: dict[str, Any], where: str) -> Any:
         if key not in known:
             raise ValueError(f"{where}: unknown setting {key!r}")
         current = getattr(base, key)
-        if isinstance(current, RetrySettings | GovernorSettings):
+        if isinstance(current, RetryPolicy | GovernorSettings):
             updates[key] = _merge(type(current), current, value, f"{where}.{key}")
         elif isinstance(current, dict):
             updates[key] = {**current, **{k: int(v) for k, v in value.items()}}

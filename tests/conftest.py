@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.runner import Engine  # noqa: E402
-from pipeline.settings import GovernorSettings, RetrySettings, Settings  # noqa: E402
+from pipeline.settings import GovernorSettings, RetryPolicy, Settings  # noqa: E402
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def fast_settings(**kw: object) -> Settings:
     base = {
         "pools": {"net": 2, "cpu": 2, "gpu": 0, "llm": 2},
         "flush_delay_s": 0.02,
-        "retry": RetrySettings(limit=3, base_s=10.0, cap_s=600.0, jitter=0.0, rate_limit_wait_s=30.0),
+        "retry": RetryPolicy(limit=3, base_s=10.0, cap_s=600.0, jitter=0.0, rate_limit_wait_s=30.0),
         "governor": GovernorSettings(min_free_ram_mb=0, min_free_disk_mb=0, min_free_gpu_mb=0),
     }
     base.update(kw)

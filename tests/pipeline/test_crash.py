@@ -71,7 +71,7 @@ def kill_rounds(tmp_path: Path, rounds: int, items: int, seed: int, min_kills: i
     assert kills >= min_kills, f"only {kills} kills landed before the batch finished"
     offset = journal.stat().st_size if journal.exists() else 0
     before = durable_done(home)
-    res = subprocess.run(cmd, cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=120)
+    res = subprocess.run(cmd, cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr
     assert not [p for p in journal_starts(journal, offset) if p in before]
     s = read_summaries(home)[0]
@@ -89,6 +89,7 @@ def test_kill_9_at_random_moments(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_kill_9_many_times(tmp_path: Path) -> None:
     """The same with 150 kills and a bigger batch."""
     kill_rounds(tmp_path, rounds=150, items=300, seed=2, min_kills=140)

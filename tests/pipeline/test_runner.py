@@ -13,8 +13,8 @@ import pytest
 
 from pipeline.clock import FakeClock
 from pipeline.governor import Governor, Readings
-from pipeline.runner import Engine, RetryPolicy, estimate_eta
-from pipeline.settings import GovernorSettings
+from pipeline.runner import Engine, estimate_eta
+from pipeline.settings import GovernorSettings, RetryPolicy
 from pipeline.stages import Stage, StageContext, StageResult, register
 from state.reader import read_batch
 from tests.conftest import fast_settings
