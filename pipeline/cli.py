@@ -19,10 +19,10 @@ from typing import Any
 
 from pipeline import errors
 from pipeline.progress import ProgressView, fmt_duration
-from pipeline.recipes import DEFAULT_RECIPE, RECIPES
+from pipeline.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from pipeline.runner import ON_ERROR, Engine
 from pipeline.settings import default_home, load_settings
-from pipeline.sources import parse_lines, read_input
+from pipeline.sources import Filters, expand, parse_lines, read_input, summarize_expansion
 from state.lock import describe_owner, read_owner
 from state.models import BatchState
 from state.reader import find_summary, read_batch, read_summaries
@@ -59,6 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output-manifest", help="also write the manifest JSON here")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a stage option stored with the batch (repeatable)")
+    r.add_argument("--dry-run", action="store_true", help="list what would run and stop")
+    f = r.add_argument_group("filters (playlists, channels, feeds)")
+    f.add_argument("--min-duration", type=float, metavar="SECONDS")
+    f.add_argument("--max-duration", type=float, metavar="SECONDS")
+    f.add_argument("--date-after", type=_date, metavar="YYYY-MM-DD")
+    f.add_argument("--date-before", type=_date, metavar="YYYY-MM-DD")
+    f.add_argument("--newest", type=int, metavar="N", help="only the newest N of each playlist/channel/feed")
+    f.add_argument("--match-title", metavar="REGEX")
+    t = r.add_argument_group("transcribe recipe")
+    t.add_argument("--captions", choices=("prefer", "never", "only"), default="prefer",
+                   help="use existing subtitles when present (default), never, or only (no Whisper)")
+    t.add_argument("--language", help="caption/transcription language (default: detect; captions: en)")
+    t.add_argument("--model", help="Whisper model: tiny … large-v3, distil-*, or a local path (default: settings)")
+    t.add_argument("--device", choices=("auto", "cuda", "cpu"))
+    t.add_argument("--summarizer", choices=("auto", "llm", "offline"), default="auto",
+                   help="auto: the LLM when OPENAI_API_KEY or OPENAI_BASE_URL is set, else offline")
+    t.add_argument("--keep-audio", action="store_true", help="keep downloaded audio in each item folder")
+    t.add_argument("--force", action="store_true", help="redo videos already finished in earlier batches")
 
     s = sub.add_parser("status", help="show batches, or one batch's items")
     s.add_argument("batch", nargs="?")
@@ -77,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--address", default="127.0.0.1")
     a.add_argument("--port", type=int, default=8501)
     return p
+
+
+def _date(text: str) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,25 +130,27 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------- run
 def cmd_run(args: argparse.Namespace, home: Path) -> int:
+    recipe = get_recipe(args.recipe)
     stdin_text = sys.stdin.read() if args.input == "-" else None
     text = read_input(args.input, stdin_text)
-    sources, invalid = parse_lines(text)
-    for bad in invalid:
-        print(f"tubemill: skipped invalid input, {bad}", file=sys.stderr)
-    if not sources and not args.resume:
-        raise CliError(f"no sources in {args.input!r}")
-    name = args.batch_name or _default_name(args.input)
-    options: dict[str, Any] = {}
-    for kv in args.set:
-        key, sep, value = kv.partition("=")
-        if not sep or not key:
-            raise CliError(f"--set expects KEY=VALUE, got {kv!r}")
-        options[key.strip()] = value
-    if args.retry_limit is not None:
-        options["retry_limit"] = args.retry_limit
-    if args.on_error:
-        options["on_error"] = args.on_error
     settings = load_settings(home)
+    options = _options(args, settings)
+    if recipe.expands_sources:
+        filters = Filters(min_duration=args.min_duration, max_duration=args.max_duration, date_after=args.date_after,
+                          date_before=args.date_before, newest=args.newest, match_title=args.match_title)
+        expansion = expand(text, filters, on_source=_listing_progress)
+        for line in summarize_expansion(expansion):
+            print(f"tubemill: {line}", file=sys.stderr)
+        sources: list[Any] = [e.to_item() for e in expansion.entries]
+    else:
+        sources, invalid = parse_lines(text)
+        for bad in invalid:
+            print(f"tubemill: skipped invalid input, {bad}", file=sys.stderr)
+    if not sources and not args.resume:
+        raise CliError(f"nothing to process in {args.input!r}")
+    name = args.batch_name or _default_name(args.input)
+    if args.dry_run:
+        return _preview(home, name, recipe.name, sources)
     if args.max_workers:
         settings = settings.with_max_workers(args.max_workers)
     if args.output:
@@ -134,12 +163,63 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
         print(f"tubemill: {home} is held by {describe_owner(read_owner(home))}; handing the batch to it",
               file=sys.stderr)
     try:
-        bid = engine.submit(name, sources, recipe=args.recipe, options=options,
+        bid = engine.submit(name, sources, recipe=recipe.name, options=options,
                             output_dir=settings.output_dir or None, resume=args.resume)
     except BaseException:
         engine.shutdown()
         raise
-    return _follow(engine, bid, owner, manifest=args.output_manifest)
+    return _follow(engine, bid, owner)
+
+
+def _options(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
+    """Batch options: stored with the batch, so a resumed batch keeps its choices. Never secrets."""
+    options: dict[str, Any] = {
+        "captions": args.captions,
+        "model": args.model or settings.whisper_model,
+        "device": args.device or settings.whisper_device,
+        "summarizer": args.summarizer,
+        "keep_audio": args.keep_audio,
+        "force": args.force,
+    }
+    if args.language:
+        options["language"] = args.language
+    for kv in args.set:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            raise CliError(f"--set expects KEY=VALUE, got {kv!r}")
+        options[key.strip()] = value
+    if args.retry_limit is not None:
+        options["retry_limit"] = args.retry_limit
+    if args.on_error:
+        options["on_error"] = args.on_error
+    if args.output_manifest:
+        options["output_manifest"] = str(Path(args.output_manifest).expanduser().resolve())
+    return options
+
+
+def _listing_progress(i: int, n: int, line: str) -> None:
+    if n > 1 and sys.stderr.isatty():
+        print(f"\rlisting {i}/{n}: {line[:60]:<60}", end="", file=sys.stderr, flush=True)
+
+
+def _preview(home: Path, name: str, recipe: str, sources: list[Any]) -> int:
+    """--dry-run: what would run, what is already done here, and nothing started."""
+    from pipeline import library
+
+    ids = [s["id"] for s in sources if isinstance(s, dict) and s.get("id")]
+    known = library.status_of(home, ids)
+    total = sum(float(s.get("duration") or 0) for s in sources if isinstance(s, dict))
+    print(f"batch {name!r} ({recipe}): {len(sources)} item(s), {known['already_done']} already done in this home, "
+          f"{fmt_duration(total) if total else 'unknown'} of media")
+    for s in sources[:50]:
+        if isinstance(s, dict):
+            dur = fmt_duration(s["duration"]) if s.get("duration") else "?"
+            print(f"  {dur:>8}  {s.get('title') or s['source']}")
+        else:
+            print(f"  {s}")
+    if len(sources) > 50:
+        print(f"  … and {len(sources) - 50} more")
+    return EXIT_OK
 
 
 def _default_name(spec: str) -> str:
@@ -148,7 +228,7 @@ def _default_name(spec: str) -> str:
     return Path(spec).stem or "batch"
 
 
-def _follow(engine: Engine, bid: str, owner: bool, manifest: str | None = None) -> int:
+def _follow(engine: Engine, bid: str, owner: bool) -> int:
     """Show progress until the batch ends; Ctrl-C pauses it (or detaches when another process runs it)."""
     _sigterm_as_interrupt()
     s = engine.summary(bid)
@@ -178,26 +258,12 @@ def _follow(engine: Engine, bid: str, owner: bool, manifest: str | None = None) 
         engine.shutdown(interrupt=True, timeout=15)
         print(f"paused. Resume with: tubemill resume {_q(s.name)}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if engine.owner:
-        if manifest:
-            engine.export_manifest(bid, Path(manifest))
-        engine.shutdown()
-    elif manifest:
-        _wait_for_manifest(engine, bid, Path(manifest))
+    engine.shutdown()
     if s.counts.get("failed"):
         print(f"{s.counts['failed']} item(s) failed; see tubemill status {_q(s.name)} "
               f"or {Path(s.output_dir) / 'manifest.json'}", file=sys.stderr)
         return EXIT_FAILED_ITEMS
     return EXIT_OK
-
-
-def _wait_for_manifest(engine: Engine, bid: str, dest: Path) -> None:
-    src = Path(engine.summary(bid).output_dir) / "manifest.json"
-    deadline = time.monotonic() + 10
-    while not src.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(src.read_bytes())
 
 
 def _q(name: str) -> str:

@@ -3,25 +3,41 @@ later never rewrites the plan of a batch already running."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pipeline.errors import ConfigError
 from pipeline.stages import Stage, get_stage
 
-RECIPES: dict[str, list[str]] = {
-    # Stand-ins until the transcribe recipe lands; they drive tests and the benchmark.
-    "probe": ["probe_net", "probe_cpu", "probe_gpu", "probe_llm"],
-    "noop": ["noop_net", "noop_cpu", "noop_gpu", "noop_llm"],
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    stages: tuple[str, ...]
+    expands_sources: bool  # URLs/playlists/folders are listed into one item per video before the batch starts
+    doc: str = ""
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe("transcribe", ("captions", "download", "transcribe", "summarize", "export"), True,
+               "captions or Whisper → summary and tags → txt/srt/vtt/json/md"),
+        # Stand-ins driven by the source line; they exercise the engine in tests and benchmarks.
+        Recipe("probe", ("probe_net", "probe_cpu", "probe_gpu", "probe_llm"), False, "engine test stand-in"),
+        Recipe("noop", ("noop_net", "noop_cpu", "noop_gpu", "noop_llm"), False, "engine overhead benchmark"),
+    )
 }
 
-DEFAULT_RECIPE = "probe"
+DEFAULT_RECIPE = "transcribe"
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ConfigError(f"unknown recipe {name!r} (known: {', '.join(sorted(RECIPES))})")
+    return RECIPES[name]
 
 
 def recipe_stages(name_or_stages: str | list[str]) -> list[Stage]:
     """Stage objects for a recipe name or an explicit list of stage names."""
-    if isinstance(name_or_stages, str):
-        if name_or_stages not in RECIPES:
-            known = ", ".join(sorted(RECIPES))
-            raise ConfigError(f"unknown recipe {name_or_stages!r} (known: {known})")
-        names = RECIPES[name_or_stages]
-    else:
-        names = list(name_or_stages)
+    names = get_recipe(name_or_stages).stages if isinstance(name_or_stages, str) else name_or_stages
     return [get_stage(n) for n in names]

@@ -31,7 +31,7 @@ from typing import Any
 
 from pipeline import errors
 from pipeline.clock import SystemClock
-from pipeline.export import write_manifest
+from pipeline.export import export_batch
 from pipeline.governor import Governor
 from pipeline.recipes import DEFAULT_RECIPE, recipe_stages
 from pipeline.settings import RetryPolicy, Settings, default_home, load_settings
@@ -133,8 +133,10 @@ class Engine:
         self._last_control = 0.0
         self._last_runtime = 0.0
         self._finished_hooks: list[Callable[[str], None]] = []
+        self._exporting: set[str] = set()
+        self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tubemill-export")
         self.clock.subscribe(self.kick)
-        self.on_batch_finished(self.export_manifest)
+        self.on_batch_finished(self.export)
 
     # ------------------------------------------------------------------ lifecycle
     @staticmethod
@@ -205,6 +207,7 @@ class Engine:
                 self._drain_completions()
                 time.sleep(0.02)
             self._drain_completions()
+            self._hooks.shutdown(wait=True)  # batch outputs being written finish first
             self.store.close()
             self.store = None
         if self._own_executors:
@@ -272,8 +275,9 @@ class Engine:
             if existing and not resume:
                 raise BatchExists(f"a batch named {name!r} already exists; add --resume to continue it")
             if existing:
-                known = {it["source"] for it in self.store.items(existing)}
-                fresh = [s for s in sources if (s if isinstance(s, str) else s["source"]) not in known]
+                old = self.store.items(existing)
+                known = {it.get("id") or it["source"] for it in old}
+                fresh = [s for s in sources if _item_key(s) not in known]
                 self.store.add_items(existing, fresh)
                 if self.store.header(existing)["state"] in (BatchState.PAUSED, BatchState.CANCELLED):
                     self._resume(existing)
@@ -397,12 +401,15 @@ class Engine:
         off, lim = kw.get("offset", 0), kw.get("limit")
         return items[off : off + lim if lim is not None else None]
 
-    def export_manifest(self, ref: str, extra_path: Path | None = None) -> Path:
-        """(Re)write the batch's manifest.json/.csv from its current state."""
+    def export(self, ref: str) -> dict[str, Path]:
+        """(Re)write the batch outputs: manifest.json/.csv, errors.md, stats.json, and for transcripts PDF + ZIP."""
         s = self.summary(ref)
-        items = self.items(s.id)
-        header = {k: v for k, v in s.to_dict().items() if k not in ("active",)}
-        return write_manifest(header, items, Path(s.output_dir or self.output_root / safe_name(s.name)), extra_path)
+        header = {k: v for k, v in s.to_dict().items() if k not in ("active", "held", "eta_s")}
+        extra = s.options.get("output_manifest")
+        heavy = s.options.get("recipe_name") == "transcribe"
+        folder = Path(s.output_dir or self.output_root / safe_name(s.name))
+        return export_batch(header, self.items(s.id), folder, extra_manifest=Path(extra) if extra else None,
+                            pdf=heavy, zip_=heavy)
 
     def owner_info(self) -> dict[str, Any] | None:
         return read_owner(self.home)
@@ -605,6 +612,7 @@ class Engine:
             options=run.options, attempt=attempt, account=account,
             _progress=lambda f, _bid=bid, _n=n: self._progress(_bid, _n, f),
             _cancelled=lambda _run=run: _run.cancel.is_set() or self._interrupt.is_set(),
+            home=self.home, pool_size=self.pool_sizes[pool],
         )
         run.running[n] = stage.name
         self._busy[pool] += 1
@@ -658,7 +666,7 @@ class Engine:
             if out.result.artifacts:
                 fields["artifacts"] = {**(item.get("artifacts") or {}), **out.result.artifacts}
             meta = dict(out.result.meta)
-            for key in ("id", "title", "duration"):
+            for key in ("id", "title", "duration", "flags"):
                 if key in meta and meta[key] is not None:
                     fields[key] = meta.pop(key)
             if meta:
@@ -716,24 +724,42 @@ class Engine:
         _item_log(item.get("workdir"), f"{stage.name}: attempt {attempts} failed; retry in {due - now:.1f}s")
 
     def _check_finished(self, bid: str) -> None:
+        """When nothing is left to run: write the batch outputs (off the scheduler thread), then mark it done.
+
+        ``done`` is set only after the manifest, error report, PDF and ZIP exist, so a
+        user (or ``wait``) who sees ``done`` finds every file in place. A crash while
+        exporting leaves the batch active with every item finished; the next start
+        exports again.
+        """
         assert self.store is not None
         s = self.store.summary(bid)
         live = s.total - s.finished
         run = self._runs.get(bid)
-        if live or (run and run.running):
+        if live or (run and run.running) or bid in self._exporting:
             return
         if s.state in (BatchState.ACTIVE, BatchState.CANCELLED, BatchState.PAUSED):
-            if s.state != BatchState.CANCELLED:
-                self.store.set_batch(bid, state=BatchState.DONE, finished_at=self.clock.now())
-            elif s.finished_at is None:
+            if s.finished_at is None:
                 self.store.set_batch(bid, finished_at=self.clock.now())
             self._runs.pop(bid, None)
-            self.store.set_runtime(bid, active=[], eta_s=0.0, held=None)
+            self._exporting.add(bid)
+            self.store.set_runtime(bid, active=[], eta_s=0.0, held="writing batch outputs")
+            self._hooks.submit(self._finish, bid, s.state != BatchState.CANCELLED)
+
+    def _finish(self, bid: str, mark_done: bool) -> None:
+        try:
             for fn in self._finished_hooks:
                 try:
                     fn(bid)
-                except Exception:
+                except Exception:  # an export bug must not leave the batch unfinished forever
                     log.exception("batch-finished hook failed for %s", bid)
+        finally:
+            with self._lock:
+                self._exporting.discard(bid)
+                if self.store is not None:
+                    if mark_done and self.store.header(bid)["state"] != BatchState.CANCELLED:
+                        self.store.set_batch(bid, state=BatchState.DONE)
+                    self.store.set_runtime(bid, held=None)
+            self.kick()
 
     def _publish_runtime(self) -> None:
         assert self.store is not None
@@ -753,6 +779,10 @@ class Engine:
                 self.pool_sizes,
             )
             self.store.set_runtime(run.batch_id, active=active, eta_s=eta, held=held)
+
+
+def _item_key(src: str | dict[str, Any]) -> str:
+    return src if isinstance(src, str) else (src.get("id") or src["source"])
 
 
 def estimate_eta(

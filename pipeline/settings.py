@@ -84,6 +84,10 @@ class Settings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     governor: GovernorSettings = field(default_factory=GovernorSettings)
     on_error: str = "continue"
+    whisper_model: str = "tiny.en"  # the bundled model; larger ones download once when online
+    whisper_device: str = "auto"
+    llm_model: str = "gpt-4o-mini"
+    llm_base_url: str = ""  # empty: OPENAI_BASE_URL or the OpenAI default; the key is never stored here
 
     def output_root(self, home: Path) -> Path:
         return Path(self.output_dir).expanduser() if self.output_dir else Path(home) / "output"

@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.runner import Engine  # noqa: E402
+
+pytest_plugins = ["tests.media_server", "tests.llm_server"]
 from pipeline.settings import GovernorSettings, RetryPolicy, Settings  # noqa: E402
 
 

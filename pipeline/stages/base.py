@@ -35,7 +35,8 @@ class StageContext:
     account: str | None
     _progress: Callable[[float], None]
     _cancelled: Callable[[], bool]
-    log: Callable[[str], None] = lambda msg: None
+    home: Path = Path(".")
+    pool_size: int = 1
 
     @property
     def tmpdir(self) -> Path:

@@ -60,7 +60,7 @@ def src(tmp_path: Path) -> Path:
 def test_run_status_json_and_manifest(home: Path, src: Path, tmp_path: Path) -> None:
     """A run prints plain progress when piped, exits 1 on failed items, and status --json has the contract shape."""
     manifest = tmp_path / "out" / "m.json"
-    res = tm(home, "run", str(src), "--retry-limit", "0", "--output-manifest", str(manifest))
+    res = tm(home, "run", str(src), "--recipe", "probe", "--retry-limit", "0", "--output-manifest", str(manifest))
     assert res.returncode == 1, res.stderr
     assert "lectures: " in res.stdout and "of 4 done" in res.stdout
     assert "\x1b[" not in res.stdout  # no terminal control codes when not a tty
@@ -81,11 +81,11 @@ def test_run_status_json_and_manifest(home: Path, src: Path, tmp_path: Path) -> 
 
 def test_existing_name_needs_resume(home: Path, src: Path) -> None:
     """Running a name twice is an error that says to add --resume; with --resume new lines are added."""
-    assert tm(home, "run", str(src), "--retry-limit", "0").returncode == 1
-    again = tm(home, "run", str(src))
+    assert tm(home, "run", str(src), "--recipe", "probe", "--retry-limit", "0").returncode == 1
+    again = tm(home, "run", str(src), "--recipe", "probe")
     one_clean_error(again, "already exists", "--resume")
     src.write_text(src.read_text() + "ep5\n")
-    res = tm(home, "run", str(src), "--resume")
+    res = tm(home, "run", str(src), "--recipe", "probe", "--resume")
     doc = json.loads(tm(home, "status", "lectures", "--json").stdout)
     assert doc["counts"]["done"] == 3 and len(doc["items"]) == 5
     assert res.returncode == 1  # the old failures are still failed
@@ -97,7 +97,7 @@ def test_retry_failed_command(home: Path, tmp_path: Path) -> None:
     flag = tmp_path / "flag"
     flag.write_text("1")
     p.write_text(f"a\nb failif={flag}@probe_cpu\n")
-    assert tm(home, "run", str(p)).returncode == 1
+    assert tm(home, "run", str(p), "--recipe", "probe").returncode == 1
     flag.unlink()
     res = tm(home, "retry-failed", "b")
     assert res.returncode == 0, res.stderr
@@ -119,20 +119,23 @@ def test_bad_input_is_one_clear_line(home: Path, args: tuple[str, ...], needles:
 
 
 def test_directory_and_binary_inputs(home: Path, tmp_path: Path) -> None:
-    """A directory or a binary file given as input is refused clearly."""
-    one_clean_error(tm(home, "run", str(tmp_path)), "is a directory")
+    """A folder without media, or a binary file given as input, is refused clearly."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_clean_error(tm(home, "run", str(empty)), "nothing to process")
     binary = tmp_path / "x.bin"
     binary.write_bytes(b"\xff\xfe\x00\x81")
-    one_clean_error(tm(home, "run", str(binary)), "not UTF-8")
+    one_clean_error(tm(home, "run", str(binary), "--recipe", "probe"), "not UTF-8")
 
 
 def test_corrupt_state_file_is_named_and_moved(home: Path, src: Path) -> None:
     """A torn state file: status names it in one line; the next run moves it aside and still works."""
-    assert tm(home, "run", str(src), "--batch-name", "first", "--retry-limit", "0").returncode == 1
+    first = tm(home, "run", str(src), "--recipe", "probe", "--batch-name", "first", "--retry-limit", "0")
+    assert first.returncode == 1
     (state_file,) = (home / "batches").glob("*.json")
     state_file.write_bytes(state_file.read_bytes()[:50])
     one_clean_error(tm(home, "status", "first"), str(state_file), "unreadable")
-    res = tm(home, "run", str(src), "--batch-name", "second", "--retry-limit", "0")
+    res = tm(home, "run", str(src), "--recipe", "probe", "--batch-name", "second", "--retry-limit", "0")
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert str(state_file) in res.stderr and "moved to" in res.stderr
     assert [s.name for s in read_summaries(home)] == ["second"]
@@ -143,7 +146,7 @@ def test_invalid_lines_are_reported_and_the_rest_runs(home: Path, tmp_path: Path
     """A malformed line is reported with its line number; the other lines run."""
     p = tmp_path / "mixed.txt"
     p.write_text("good1\nbad\x07line\ngood2\n")
-    res = tm(home, "run", str(p))
+    res = tm(home, "run", str(p), "--recipe", "probe")
     assert res.returncode == 0
     assert "line 2" in res.stderr and "control characters" in res.stderr
     assert read_summaries(home)[0].counts["done"] == 2
@@ -153,12 +156,12 @@ def test_second_run_hands_its_batch_to_the_owner(home: Path, tmp_path: Path) -> 
     """While one process owns the home, a second `run` says who holds it and the owner runs the batch."""
     slow = tmp_path / "slow.txt"
     slow.write_text("".join(f"s{i} sleep=0.4\n" for i in range(4)))
-    owner = spawn(home, "run", str(slow))
+    owner = spawn(home, "run", str(slow), "--recipe", "probe")
     try:
         wait_for(lambda: batch_state(home, "slow") == "active")
         quick = tmp_path / "quick.txt"
         quick.write_text("q1\nq2\n")
-        res = tm(home, "run", str(quick))
+        res = tm(home, "run", str(quick), "--recipe", "probe")
         assert res.returncode == 0, res.stderr
         assert f"held by pid {owner.pid}" in res.stderr
         assert batch_state(home, "quick") == "done"
@@ -173,7 +176,7 @@ def test_pause_and_resume_from_another_process(home: Path, tmp_path: Path) -> No
     """`tubemill pause` reaches the engine running in another process within about a second."""
     slow = tmp_path / "slow.txt"
     slow.write_text("".join(f"s{i} sleep=0.3\n" for i in range(8)))
-    owner = spawn(home, "run", str(slow), "--max-workers", "1")
+    owner = spawn(home, "run", str(slow), "--recipe", "probe", "--max-workers", "1")
     try:
         wait_for(lambda: batch_state(home, "slow") == "active")
         t0 = time.monotonic()
@@ -194,7 +197,7 @@ def test_ctrl_c_pauses_cleanly_and_prints_the_resume_command(home: Path, tmp_pat
     """SIGINT pauses the batch, stops running stages, exits 130 and says how to resume."""
     slow = tmp_path / "long.txt"
     slow.write_text("".join(f"s{i} sleep=2\n" for i in range(4)))
-    proc = spawn(home, "run", str(slow))
+    proc = spawn(home, "run", str(slow), "--recipe", "probe")
     wait_for(lambda: batch_state(home, "long") == "active")
     time.sleep(0.8)
     t0 = time.monotonic()
@@ -217,7 +220,8 @@ def test_live_display_on_a_terminal(home: Path, tmp_path: Path) -> None:
     p = tmp_path / "tty.txt"
     p.write_text("a sleep=0.3\nb sleep=0.3\n")
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "--home", str(home), "run", str(p)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "--home", str(home), "run", str(p), "--recipe",
+                             "probe"], cwd=ROOT,
                             env={**cli_env(home), "TERM": "xterm"}, stdout=slave, stderr=slave)
     os.close(slave)
     chunks = []

@@ -50,8 +50,8 @@ def kill_rounds(tmp_path: Path, rounds: int, items: int, seed: int, min_kills: i
     journal = tmp_path / "journal.txt"
     src = tmp_path / "crash.txt"
     src.write_text("".join(f"i{n} sleep={rng.choice([0.2, 0.5, 1.0])}\n" for n in range(items)))
-    cmd = [sys.executable, "-m", "pipeline.cli", "--home", str(home), "run", str(src), "--batch-name", "crash",
-           "--resume", "--max-workers", "2", "--set", f"journal={journal}"]
+    cmd = [sys.executable, "-m", "pipeline.cli", "--home", str(home), "run", str(src), "--recipe", "probe",
+           "--batch-name", "crash", "--resume", "--max-workers", "2", "--set", f"journal={journal}"]
     kills = 0
     for _ in range(rounds):
         before = durable_done(home)

@@ -1,0 +1,113 @@
+"""captions: reuse what exists before doing any heavy work.
+
+1. A video this home already finished (in any batch) is reused: its outputs are
+   copied or hard-linked here, and the later stages find their files and return.
+2. Subtitles in the wanted language (manual first, then automatic) are fetched
+   alone — no audio — and become ``transcript.json``; download and transcribe then
+   have nothing to do. On YouTube that skips the two slowest stages entirely.
+
+``--captions never`` goes straight to Whisper; ``--captions only`` fails items
+without captions instead of transcribing them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipeline import errors, library
+from pipeline.sources import classify
+from pipeline.stages import register
+from pipeline.stages.base import Stage, StageContext, StageResult
+from pipeline.ytdlp import classify_ytdlp_error, ydl_base_options
+from state.storage import atomic_write_bytes
+
+TRANSCRIPT = "transcript.json"
+SUB_EXTS = ("vtt", "srt")
+
+
+class NoCaptions(errors.PermanentError):
+    """``--captions only`` and the video has none in the wanted language."""
+
+
+def pick_track(info: dict[str, Any], lang: str) -> tuple[str, dict[str, Any], bool] | None:
+    """(language key, format, automatic?) of the best subtitle track: manual before automatic, vtt before srt."""
+    for automatic, table in ((False, info.get("subtitles") or {}), (True, info.get("automatic_captions") or {})):
+        keys = [k for k in table if k == lang] + sorted(k for k in table if k.split("-")[0] == lang and k != lang)
+        for key in keys:
+            fmts = [f for f in table[key] if f.get("ext") in SUB_EXTS and (f.get("url") or f.get("data"))]
+            fmts.sort(key=lambda f: SUB_EXTS.index(f["ext"]))
+            if fmts:
+                return key, fmts[0], automatic
+    return None
+
+
+def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
+    from pipeline import formats
+
+    out = ctx.path(TRANSCRIPT)
+    if out.exists():
+        return StageResult(artifacts={"json": str(out)})
+    meta = item.get("meta") or {}
+    force = str(ctx.options.get("force", "")).lower() in ("1", "true", "yes")
+    if not force:
+        hit = library.lookup(ctx.home, item.get("id"))
+        if hit is not None:
+            library.reuse(hit, ctx.workdir)
+            return StageResult(artifacts={"json": str(out)},
+                               meta={"reused_from": hit.workdir, "transcript_source": "reused"})
+    policy = ctx.options.get("captions", "prefer")
+    if policy not in ("prefer", "never", "only"):
+        raise errors.ConfigError(f"captions must be prefer, never or only, not {policy!r}")
+    if policy == "never":
+        return StageResult()
+    url = item["source"]
+    if meta.get("local_path") or classify(url) == "media":
+        # A bare media file carries no caption track: no request needed to know that.
+        if policy == "only":
+            raise NoCaptions("no captions: this is a media file without subtitle tracks")
+        return StageResult()
+    import yt_dlp
+
+    lang = ctx.options.get("language") or "en"
+    opts = {**ydl_base_options(ctx), "skip_download": True}
+    index = meta.get("playlist_index")
+    if index:
+        opts.update(noplaylist=False, playlist_items=str(index))
+    try:
+        with yt_dlp.YoutubeDL(opts) as ydl:
+            info = ydl.extract_info(url, download=False)
+            if info and info.get("entries"):
+                info = next((e for e in info["entries"] if e), {})
+            track = pick_track(info or {}, lang)
+            if track is None:
+                if policy == "only":
+                    raise NoCaptions(f"no {lang!r} captions for this video")
+                facts = {k: info.get(k) for k in ("title", "duration") if info and info.get(k)}
+                return StageResult(meta={k: v for k, v in facts.items() if not item.get(k)})
+            key, fmt, automatic = track
+            raw = fmt.get("data") or ydl.urlopen(fmt["url"]).read().decode("utf-8", errors="replace")
+    except yt_dlp.utils.DownloadError as exc:
+        raise classify_ytdlp_error(exc) from exc
+    except yt_dlp.networking.exceptions.RequestError as exc:
+        raise errors.NetworkError(f"could not fetch captions: {exc}") from exc
+    segments = formats.parse_vtt(raw) if fmt["ext"] == "vtt" else formats.parse_srt(raw)
+    if not segments:
+        if policy == "only":
+            raise NoCaptions(f"the {key!r} caption track is empty")
+        return StageResult()
+    duration = float(info.get("duration") or segments[-1]["end"])
+    transcript = {"language": key, "duration": duration, "source": "captions", "automatic": automatic,
+                  "model": None, "segments": segments}
+    atomic_write_bytes(out, json.dumps(transcript, ensure_ascii=False).encode())
+    result_meta: dict[str, Any] = {"transcript_source": "automatic captions" if automatic else "captions",
+                                   "language": key}
+    if info.get("title") and not item.get("title"):
+        result_meta["title"] = info["title"]
+    if info.get("duration") and not item.get("duration"):
+        result_meta["duration"] = float(info["duration"])
+    ctx.progress(1.0)
+    return StageResult(artifacts={"json": str(out)}, meta=result_meta)
+
+
+register(Stage("captions", run, resource="net", doc="reuse earlier outputs, else fetch subtitles only"))
