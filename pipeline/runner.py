@@ -462,11 +462,11 @@ class Engine:
             if mono - self._last_runtime >= RUNTIME_EVERY_S:
                 self._last_runtime = mono
                 self._publish_runtime()
-            # Group commit waits up to flush_delay; flush early only when the engine would
-            # otherwise sit idle waiting for durability (a short batch's last items).
-            if any(r.gated for r in self._runs.values()) and not any(self._busy.values()) and not any(
-                q for r in self._runs.values() for q in r.ready.values()
-            ):
+            # Group commit waits up to flush_delay; ask for it early when a worker would otherwise sit
+            # idle while items wait for durability (the store bounds how often that may happen).
+            idle = [p for p, n in self.pool_sizes.items() if n and self._busy[p] < n
+                    and not any(r.ready[p] for r in self._runs.values())]
+            if idle and any(r.gated for r in self._runs.values()):
                 self.store.request_flush()
             delay = CONTROL_POLL_S
             if self._timers and not getattr(self.clock, "virtual", False):

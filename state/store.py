@@ -205,6 +205,8 @@ class Store:
         self._dirty_since: float | None = None
         self._urgent = False
         self._closing = False
+        self._last_flush_end = 0.0
+        self._last_flush_cost = 0.0
         self._flush_gen = 0
         self._writer: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
@@ -531,8 +533,13 @@ class Store:
                 if self._closing:
                     return
                 deadline = self._dirty_since + self.flush_delay + backoff
-                while not self._urgent and not self._closing:
-                    left = deadline - time.monotonic()
+                while not self._closing:
+                    target = deadline
+                    if self._urgent:
+                        # Early, but never spending more than ~20% of the time writing: a big batch's
+                        # flush costs ~100 ms, a small one's ~1 ms.
+                        target = min(deadline, self._last_flush_end + 4 * self._last_flush_cost)
+                    left = target - time.monotonic()
                     if left <= 0:
                         break
                     self._cond.wait(left)
@@ -543,6 +550,14 @@ class Store:
 
     def _flush_once(self) -> bool:
         """Apply every queued change: per dirty batch one TinyDB update call, then the index."""
+        t0 = time.monotonic()
+        try:
+            return self._flush_work()
+        finally:
+            self._last_flush_end = time.monotonic()
+            self._last_flush_cost = self._last_flush_end - t0
+
+    def _flush_work(self) -> bool:
         with self._io_lock:
             with self._lock:
                 self._urgent = False

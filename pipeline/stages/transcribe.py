@@ -84,7 +84,9 @@ def get_model(name: str = DEFAULT_MODEL, device: str = "auto", num_workers: int 
 
         dev, compute = auto_device(device)
         workers = max(1, num_workers)
-        threads = max(1, (os.cpu_count() or 1) // workers) if dev == "cpu" else 0
+        # One thread per worker: on 2 cores, 2 threads per model ran 1.8x slower than 1 (bench/transcribe.py
+        # notes); parallelism comes from num_workers instead. TUBEMILL_WHISPER_THREADS overrides.
+        threads = int(os.environ.get("TUBEMILL_WHISPER_THREADS", "1")) if dev == "cpu" else 0
         fallback = None
         source = bundled_model_path() if name in (BUNDLED, "bundled") else name
         try:
