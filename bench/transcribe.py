@@ -167,7 +167,8 @@ def main() -> None:
     print(f"transcribe stage vs raw faster-whisper on a {result['clip_s']} s clip: {result['stage_s']} s vs "
           f"{result['raw_faster_whisper_s']} s = {result['stage_vs_raw_ratio']}x")
     print(f"batch of {args.items} items over HTTP: wall {result['batch_wall_s']} s; busiest pool {bottleneck} "
-          f"busy {result['busiest_pool_busy_s']} s per worker -> makespan/bottleneck {result['makespan_vs_bottleneck']}; "
+          f"busy {result['busiest_pool_busy_s']} s per worker -> makespan/bottleneck "
+          f"{result['makespan_vs_bottleneck']}; "
           f"makespan/sequential {result['makespan_vs_sequential']} (sequential sum {result['sequential_sum_s']} s)")
     print(f"captions path {result['captions_path_s']} s vs Whisper path {result['whisper_path_s']} s on a "
           f"{args.long_seconds:.0f} s lecture = {result['captions_vs_whisper']}")
