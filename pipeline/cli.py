@@ -23,6 +23,7 @@ from pipeline.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from pipeline.runner import ON_ERROR, Engine
 from pipeline.settings import default_home, load_settings
 from pipeline.sources import Filters, expand, parse_lines, read_input, summarize_expansion
+from pipeline.views import batch_options
 from state.lock import describe_owner, read_owner
 from state.models import BatchState
 from state.reader import find_summary, read_batch, read_summaries
@@ -173,28 +174,18 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
 
 def _options(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     """Batch options: stored with the batch, so a resumed batch keeps its choices. Never secrets."""
-    options: dict[str, Any] = {
-        "captions": args.captions,
-        "model": args.model or settings.whisper_model,
-        "device": args.device or settings.whisper_device,
-        "summarizer": args.summarizer,
-        "keep_audio": args.keep_audio,
-        "force": args.force,
-    }
-    if args.language:
-        options["language"] = args.language
+    extra: dict[str, Any] = {}
     for kv in args.set:
         key, sep, value = kv.partition("=")
         if not sep or not key:
             raise CliError(f"--set expects KEY=VALUE, got {kv!r}")
-        options[key.strip()] = value
-    if args.retry_limit is not None:
-        options["retry_limit"] = args.retry_limit
-    if args.on_error:
-        options["on_error"] = args.on_error
+        extra[key.strip()] = value
     if args.output_manifest:
-        options["output_manifest"] = str(Path(args.output_manifest).expanduser().resolve())
-    return options
+        extra["output_manifest"] = str(Path(args.output_manifest).expanduser().resolve())
+    return batch_options(captions=args.captions, model=args.model or settings.whisper_model,
+                         device=args.device or settings.whisper_device, summarizer=args.summarizer,
+                         language=args.language, retry_limit=args.retry_limit, on_error=args.on_error,
+                         force=args.force, keep_audio=args.keep_audio, extra=extra)
 
 
 def _listing_progress(i: int, n: int, line: str) -> None:

@@ -46,6 +46,7 @@ log = logging.getLogger("tubemill.engine")
 
 ON_ERROR = ("continue", "stop", "retry")
 CONTROL_POLL_S = 0.5
+MAX_POOL = 32
 RUNTIME_EVERY_S = 1.0
 
 
@@ -109,10 +110,11 @@ class Engine:
         self.governor = governor or Governor(self.output_root, self.settings.governor)
         self.pool_sizes = self._pool_sizes(self.settings.pools)
         self._own_executors = executors is None
+        # Threads start lazily up to max_workers, and pool_sizes bounds the concurrency, so a
+        # pool can grow at run time (Settings page) without replacing its executor.
         self._executors = executors or {
-            p: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"tubemill-{p}")
+            p: ThreadPoolExecutor(max_workers=max(n, MAX_POOL), thread_name_prefix=f"tubemill-{p}")
             for p, n in self.pool_sizes.items()
-            if n > 0
         }
         self.lock = HomeLock(self.home, role=role)
         self.store: Store | None = None
@@ -225,6 +227,21 @@ class Engine:
     def kick(self) -> None:
         """Wake the scheduler now (a completion, a flush, a control change, a clock move)."""
         self._wake.set()
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Take new pool sizes, retry policy and governor floors now; running stages are not disturbed."""
+        with self._lock:
+            sizes = self._pool_sizes(settings.pools)
+            if self._own_executors:
+                sizes = {p: min(n, MAX_POOL) for p, n in sizes.items()}
+            if bool(sizes.get("gpu")) != bool(self.pool_sizes.get("gpu")):
+                sizes["gpu"] = self.pool_sizes.get("gpu", 0)  # where gpu stages queue is fixed at start
+            self.settings = settings
+            self.pool_sizes.update(sizes)
+            self.governor.settings = settings.governor
+            self.output_root = settings.output_root(self.home)  # for batches created from now on
+            self.governor.output_root = self.output_root
+        self.kick()
 
     def on_batch_finished(self, fn: Callable[[str], None]) -> None:
         self._finished_hooks.append(fn)

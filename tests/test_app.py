@@ -1,4 +1,5 @@
-"""The app starts: AppTest renders the Batches page, and `streamlit run` serves on 127.0.0.1."""
+"""The app's pages through AppTest (each test its own home and a fresh engine), and `streamlit run`
+serving on 127.0.0.1. ``run_every`` never fires in AppTest: tests call ``at.run()`` after the engine moves."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -16,44 +18,116 @@ from streamlit.testing.v1 import AppTest
 
 from pipeline.runner import Engine
 from tests.conftest import ROOT, cli_env, fast_settings
+from tests.media_server import MediaServer
 
 
 @pytest.fixture
-def app_home(home: Path) -> Path:
+def app_home(home: Path) -> Iterator[Path]:
     st.cache_resource.clear()
     yield home
-    from pages._engine import get_engine
+    from pages._engine import get_engine, get_monitor
 
+    get_monitor().stop()
     get_engine().shutdown(interrupt=True, timeout=5)
     st.cache_resource.clear()
 
 
+def app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def engine_of() -> Engine:
+    from pages._engine import get_engine
+
+    return get_engine()
+
+
+def seed(home: Path, *batches: tuple[str, list[str], str]) -> None:
+    """Batches made by another process before the app starts (the app must recover them)."""
+    e = Engine(home, settings=fast_settings())
+    e.start()
+    for name, sources, recipe in batches:
+        e.submit(name, sources, recipe=recipe)
+        if not any("sleep=" in s for s in sources):
+            e.wait(name, timeout=60)
+    e.shutdown(interrupt=True)
+
+
 def test_batches_page_renders_empty(app_home: Path) -> None:
     """With no batches the page says how to start one, without exceptions."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
-    assert not at.exception
+    at = app()
     assert at.title[0].value == "Batches"
     assert any("No batches yet" in m.value for m in at.markdown)
 
 
-def test_batches_page_shows_progress_and_pauses(app_home: Path) -> None:
-    """A finished batch shows its counts; the Pause button of an active batch pauses it."""
-    seed = Engine(app_home, settings=fast_settings())
-    seed.start()
-    seed.submit("done-batch", ["a", "b"], recipe="probe")
-    seed.wait("done-batch", timeout=10)
-    seed.submit("slow-batch", ["s sleep=5"], recipe="probe")
-    seed.shutdown(interrupt=True)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
-    assert not at.exception
-    texts = " ".join(m.value for m in at.markdown)
-    assert "done-batch" in texts and "slow-batch" in texts
-    pause = [b for b in at.button if b.label == "Pause" and not b.disabled]
-    assert len(pause) == 1
-    pause[0].click().run()
-    from pages._engine import get_engine
+def test_batches_page_shows_progress_table_and_pauses(app_home: Path) -> None:
+    """A batch shows its counts and a paged item table; Pause pauses an active batch (recovered after restart)."""
+    seed(app_home, ("done-batch", ["a", "b perm@probe_cpu"], "probe"), ("slow-batch", ["s sleep=5", "t sleep=5"],
+                                                                        "probe"))
+    at = app()
+    assert at.selectbox(key="batches_select").options[0].startswith("slow-batch")
+    assert at.subheader[0].value == "slow-batch"
+    assert any("of 2 done" in (p.proto.text or "") for p in at.get("progress"))
+    assert len(at.dataframe) >= 1
+    at.button(key=f"detail-p-{engine_of().summary('slow-batch').id}").click().run()
+    assert engine_of().summary("slow-batch").state == "paused"
+    at.selectbox(key="batches_select").select(engine_of().summary("done-batch").id).run()
+    assert at.subheader[0].value == "done-batch"
+    table = at.dataframe[-1].value
+    assert list(table["status"]) == ["done", "failed"] and "PermanentError" in table["error"][1]
+    at.multiselect(key="batches_status").select("failed").run()
+    assert list(at.dataframe[-1].value["status"]) == ["failed"]
 
-    assert get_engine().summary("slow-batch").state == "paused"
+
+def test_new_batch_preview_and_start(app_home: Path, media_server: MediaServer) -> None:
+    """Paste sources, preview (invalid lines with numbers, counts, estimate), start, land on Batches."""
+    at = app("pages/new_batch.py")
+    at.text_area(key="nb_sources").input("\n".join([
+        media_server.media_url("mp3"), "not a url", media_server.url("/feed.xml")])).run()
+    at.button(key="nb_preview_btn").click().run()
+    assert not at.exception, at.exception
+    assert any("Line 2 skipped" in w.value for w in at.warning)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Videos"] == "3" and metrics["Estimated time"] != "?"
+    assert any("offline extractive" in c.value for c in at.caption)
+    at.text_input(key="nb_name").input("from-the-app").run()
+    at.button(key="nb_start_btn").click().run()
+    assert not at.exception, at.exception
+    s = engine_of().summary("from-the-app")
+    assert s.total == 3 and s.recipe[0] == "captions"
+    engine_of().wait("from-the-app", timeout=120)
+
+
+def test_results_page_shows_transcript_summary_and_downloads(app_home: Path, media_server: MediaServer) -> None:
+    """A finished video shows its transcript lines, summary and file downloads; the batch ZIP/PDF are offered."""
+    from pipeline.sources import expand
+
+    e = Engine(app_home, settings=fast_settings())
+    e.start()
+    e.submit("talks", [x.to_item() for x in expand(media_server.media_url("mp3")).entries], recipe="transcribe")
+    assert e.wait("talks", timeout=120).counts["done"] == 1
+    e.shutdown()
+    at = app("pages/results.py")
+    assert at.subheader[0].value == "talk-bravo"
+    transcript = at.dataframe[0].value
+    assert "cooking" in " ".join(transcript["text"]).lower()
+    assert any("TL;DR" in m.value for m in at.markdown)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert {"ZIP of the batch", "Combined PDF", "Manifest (JSON)"} <= set(labels)
+    assert any(lab.startswith("srt:") for lab in labels)
+
+
+def test_pages_state_missing_parts_plainly(app_home: Path) -> None:
+    """Results with nothing finished and New batch with nothing to process say so instead of failing."""
+    at = app("pages/results.py")
+    assert any("Nothing finished yet" in m.value for m in at.markdown)
+    at = app("pages/new_batch.py")
+    at.button(key="nb_start_btn").click().run()
+    assert any("Nothing to process" in w.value for w in at.warning)
 
 
 def free_port() -> int:

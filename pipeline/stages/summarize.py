@@ -33,8 +33,15 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     transcript = json.loads(tr_path.read_text(encoding="utf-8"))
     title = item.get("title") or item["source"]
     mode = ctx.options.get("summarizer", "auto")
-    config = llm.LLMConfig.from_env(model=ctx.options.get("llm_model") or None,
-                                    base_url=ctx.options.get("llm_base_url") or None)
+    from pipeline import secrets
+
+    # The key: the environment, else the Settings page's 0600 file; it only ever lives in memory here.
+    from pipeline.settings import load_settings
+
+    settings = load_settings(ctx.home)
+    config = llm.LLMConfig.from_env(model=ctx.options.get("llm_model") or settings.llm_model or None,
+                                    base_url=ctx.options.get("llm_base_url") or settings.llm_base_url or None,
+                                    api_key=secrets.llm_api_key(ctx.home))
     if mode == "llm" and not config.configured():
         raise errors.ConfigError("--summarizer llm needs OPENAI_API_KEY or OPENAI_BASE_URL")
     if mode == "offline" or (mode == "auto" and not config.configured()):

@@ -1,0 +1,91 @@
+"""Results: per video the transcript (click a line to play from there), summary, tags and files;
+per batch the ZIP, the PDF, the manifest and the error report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from pages._engine import get_engine
+from pipeline import views
+from pipeline.formats import fmt_timestamp
+
+engine = get_engine()
+st.title("Results")
+summaries = [s for s in engine.summaries() if s.counts.get("done") or s.counts.get("failed")]
+if not summaries:
+    st.write("Nothing finished yet.")
+    st.stop()
+
+ids = [s.id for s in reversed(summaries)]
+names = {s.id: f"{s.name} · {s.counts.get('done', 0)} done" for s in summaries}
+default = st.session_state.get("selected_batch")
+bid = st.selectbox("Batch", ids, index=ids.index(default) if default in ids else 0,
+                   format_func=lambda i: names.get(i, i), key="results_batch")
+summary = engine.summary(bid)
+
+
+def download(label: str, path: Path, mime: str, key: str) -> None:
+    # on_click="ignore": with a rerun the deferred file vanished ~1 click in 3 (NOTES).
+    st.download_button(label, data=lambda p=path: p.read_bytes(), file_name=path.name, mime=mime, key=key,
+                       on_click="ignore")
+
+
+files = views.batch_files(summary)
+cols = st.columns(4)
+for col, (key, label, mime) in zip(cols, (("zip", "ZIP of the batch", "application/zip"),
+                                          ("pdf", "Combined PDF", "application/pdf"),
+                                          ("manifest", "Manifest (JSON)", "application/json"),
+                                          ("errors", "Error report", "text/markdown")), strict=True):
+    with col:
+        if key in files:
+            download(label, files[key], mime, f"dl-{key}-{bid}")
+        else:
+            st.caption(f"{label}: not written yet" if summary.state != "done" else f"{label}: none")
+
+query = st.text_input("Find a video", key="results_query", placeholder="part of a title")
+done = engine.items(bid, status=["done"], limit=None)
+if query:
+    done = [it for it in done if query.lower() in (it.get("title") or it["source"]).lower()]
+if not done:
+    st.write("No finished videos match." if query else "No finished videos in this batch yet.")
+    st.stop()
+shown = done[:500]
+n = st.selectbox("Video", [it["n"] for it in shown], key=f"results_item_{bid}",
+                 format_func=lambda k: next((it.get("title") or it["source"]) for it in shown if it["n"] == k))
+item = next(it for it in shown if it["n"] == n)
+meta = item.get("meta") or {}
+
+st.subheader(item.get("title") or item["source"])
+facts = [f"{fmt_timestamp(item['duration'])}" if item.get("duration") else None,
+         meta.get("language"), meta.get("transcript_source"), ", ".join(item.get("flags") or []) or None]
+st.caption(" · ".join(f for f in facts if f))
+if "repetition" in (item.get("flags") or []):
+    st.warning(f"Possible Whisper hallucination: {meta.get('repetition')}")
+
+transcript = views.load_json(Path(item["workdir"]) / "transcript.json") or {"segments": []}
+segments = transcript.get("segments", [])
+table_key = f"segments_{bid}_{n}"
+state = st.session_state.get(table_key)
+picked = list(state.selection.rows) if state is not None and getattr(state, "selection", None) else []
+start = int(segments[picked[0]]["start"]) if picked and picked[0] < len(segments) else 0
+source = views.player_source(item)
+if source:
+    if Path(source).suffix.lower() in (".mp3", ".m4a", ".wav", ".ogg", ".opus", ".flac", ".aac"):
+        st.audio(source, start_time=start)
+    else:
+        st.video(source, start_time=start)
+
+left, right = st.columns([3, 2])
+with left:
+    st.markdown("**Transcript** — select a line to play from there")
+    rows = [{"time": fmt_timestamp(s["start"]), "text": s["text"]} for s in segments]
+    st.dataframe(rows, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                 key=table_key, height=360)
+with right:
+    summary_md = Path(item["workdir"]) / "summary.md"
+    if summary_md.exists():
+        st.markdown(summary_md.read_text(encoding="utf-8"))
+    for key, path, mime in views.item_files(item):
+        download(f"{key}: {path.name}", path, mime, f"dl-{bid}-{n}-{key}")

@@ -1,0 +1,248 @@
+"""Settings: workers, governor floors, retries, models, output folder, LLM server; secrets kept apart."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import streamlit as st
+
+from pages._engine import get_engine
+from pipeline import secrets
+from pipeline.errors import InvalidInput, TubemillError
+from pipeline.runner import MAX_POOL
+from pipeline.settings import SETTINGS_NAME, Settings, save_settings
+
+log = logging.getLogger("tubemill.app")
+
+WHISPER_MODELS = ["tiny.en", "tiny", "base", "small", "medium", "large-v3", "distil-large-v3"]
+WHISPER_DEVICES = ["auto", "cpu", "cuda"]
+POOLS = {"net": "net (downloads)", "cpu": "cpu (transcription)", "gpu": "gpu (0: none)", "llm": "llm (summaries)"}
+FLASH = "settings_flash"
+
+
+def check_output_dir(text: str) -> str:
+    """``""`` (the default, ``<home>/output``) or an absolute folder that exists or can be made, and is writable."""
+    text = text.strip()
+    if not text:
+        return ""
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise InvalidInput(f"output folder {text!r}: give an absolute path (or leave it empty for the default)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise InvalidInput(f"output folder {path} cannot be created or written: {exc.strerror or exc}") from exc
+    return str(path)
+
+
+def check_model(choice: str, local_path: str) -> str:
+    """The chosen model name, or a local model folder (which must exist) when one is given."""
+    local_path = local_path.strip()
+    if not local_path:
+        return choice
+    path = Path(local_path).expanduser()
+    if not path.is_dir():
+        raise InvalidInput(f"Whisper model folder {path} does not exist")
+    return str(path)
+
+
+def flash(kind: str, text: str) -> None:
+    """A message for the next render (callbacks run before the page draws)."""
+    st.session_state.setdefault(FLASH, []).append((kind, text))
+
+
+def show_flash() -> None:
+    for kind, text in st.session_state.pop(FLASH, []):
+        getattr(st, kind)(text)
+
+
+def settings_form(engine_settings: Settings) -> Settings | None:
+    """The settings form; the new settings on a valid submit, else None."""
+    s = engine_settings
+    with st.form("settings"):
+        st.subheader("Workers per pool")
+        cols = st.columns(len(POOLS))
+        pools = {}
+        for col, (pool, label) in zip(cols, POOLS.items(), strict=True):
+            pools[pool] = col.number_input(label, min_value=0 if pool == "gpu" else 1, max_value=MAX_POOL,
+                                           value=min(MAX_POOL, max(0 if pool == "gpu" else 1,
+                                                                   int(s.pools.get(pool, 0)))),
+                                           step=1, key=f"pool_{pool}")
+        st.subheader("Governor: heavy stages wait while free resources are below")
+        cols = st.columns(3)
+        ram = cols[0].number_input("min free RAM (MB)", min_value=0, value=int(s.governor.min_free_ram_mb), step=256,
+                                   key="min_free_ram_mb")
+        disk = cols[1].number_input("min free disk (MB)", min_value=0, value=int(s.governor.min_free_disk_mb),
+                                    step=256, key="min_free_disk_mb")
+        gpu = cols[2].number_input("min free GPU memory (MB)", min_value=0, value=int(s.governor.min_free_gpu_mb),
+                                   step=256, key="min_free_gpu_mb")
+        st.subheader("Retries")
+        cols = st.columns(2)
+        limit = cols[0].number_input("retries after the first attempt", min_value=0, max_value=100,
+                                     value=int(s.retry.limit), step=1, key="retry_limit")
+        base = cols[1].number_input("first retry after (seconds, doubling)", min_value=0.0,
+                                    value=float(s.retry.base_s), step=1.0, key="retry_base_s")
+        st.subheader("Transcription")
+        cols = st.columns(3)
+        known = s.whisper_model in WHISPER_MODELS
+        model = cols[0].selectbox("Whisper model", WHISPER_MODELS,
+                                  index=WHISPER_MODELS.index(s.whisper_model) if known else 0,
+                                  format_func=lambda m: f"{m} (bundled)" if m == "tiny.en" else m,
+                                  key="whisper_model")
+        local = cols[1].text_input("…or a local model folder (overrides the choice)",
+                                   value="" if known else s.whisper_model, key="whisper_path")
+        device = cols[2].selectbox("device", WHISPER_DEVICES,
+                                   index=WHISPER_DEVICES.index(s.whisper_device)
+                                   if s.whisper_device in WHISPER_DEVICES else 0, key="whisper_device")
+        st.subheader("Output")
+        output = st.text_input("output folder", value=s.output_dir, placeholder=str(engine.home / "output"),
+                               help="empty: <home>/output", key="output_dir")
+        st.subheader("LLM server")
+        cols = st.columns(2)
+        base_url = cols[0].text_input("base URL (empty: OPENAI_BASE_URL or OpenAI)", value=s.llm_base_url,
+                                      key="llm_base_url")
+        llm_model = cols[1].text_input("model", value=s.llm_model, key="llm_model")
+        if not st.form_submit_button("Save settings", key="save_settings"):
+            return None
+    try:
+        return replace(
+            s,
+            pools={**s.pools, **{p: int(n) for p, n in pools.items()}},
+            governor=replace(s.governor, min_free_ram_mb=int(ram), min_free_disk_mb=int(disk),
+                             min_free_gpu_mb=int(gpu)),
+            retry=replace(s.retry, limit=int(limit), base_s=float(base)),
+            whisper_model=check_model(model, local),
+            whisper_device=device,
+            output_dir=check_output_dir(output),
+            llm_base_url=base_url.strip(),
+            llm_model=llm_model.strip() or s.llm_model,
+        )
+    except (InvalidInput, ValueError) as exc:
+        st.error(f"Not saved: {exc}")
+        return None
+
+
+# -- secrets (callbacks: they run before the page draws, so what it shows is current) ---------------------------
+
+
+def _save_key() -> None:
+    value = st.session_state.get("new_api_key", "")
+    st.session_state["new_api_key"] = ""  # the key leaves session state now
+    try:
+        secrets.set_secret(engine.home, "openai_api_key", value)
+    except (InvalidInput, OSError) as exc:
+        flash("error", f"Key not saved: {exc}")
+        return
+    flash("success", f"API key saved to {engine.home / secrets.SECRETS_DIR} (mode 0600).")
+
+
+def _remove_key() -> None:
+    try:
+        removed = secrets.delete_secret(engine.home, "openai_api_key")
+    except OSError as exc:
+        flash("error", f"Could not remove the key: {exc}")
+        return
+    flash("success" if removed else "info", "Stored API key removed." if removed else "No stored key to remove.")
+
+
+def _save_cookies() -> None:
+    name = st.session_state.get("cookie_account", "")
+    upload = st.session_state.get("cookie_file")
+    if upload is None:
+        flash("error", "Choose a cookies.txt file to upload.")
+        return
+    try:
+        path = secrets.save_cookie_file(engine.home, name, upload.getvalue())
+    except (InvalidInput, OSError) as exc:
+        flash("error", f"Cookies not saved: {exc}")
+        return
+    flash("success", f"Cookies for account {path.stem!r} saved (mode 0600).")
+
+
+def _delete_cookies(name: str) -> None:
+    try:
+        secrets.delete_cookie_file(engine.home, name)
+    except (InvalidInput, OSError) as exc:
+        flash("error", f"Could not delete the cookies of {name!r}: {exc}")
+        return
+    flash("success", f"Cookies for account {name!r} deleted.")
+
+
+def api_key_section() -> None:
+    home = engine.home
+    st.subheader("OpenAI API key")
+    source = secrets.secret_source(home, "openai_api_key")
+    if source == "environment":
+        st.write(f"Key `{secrets.mask(secrets.get_secret(home, 'openai_api_key'))}` from environment "
+                 "(OPENAI_API_KEY); it wins over a stored key.")
+    elif source == "file":
+        st.write(f"Key `{secrets.mask(secrets.get_secret(home, 'openai_api_key'))}` stored in "
+                 f"{home / secrets.SECRETS_DIR}, mode 0600.")
+    else:
+        st.write("No API key set.")
+    if (home / secrets.SECRETS_DIR / "openai_api_key").exists():
+        st.button("Remove stored key", key="remove_api_key", on_click=_remove_key)
+    config = secrets.llm_config_for(home, engine.settings)
+    if config.configured():
+        st.caption(f"Summaries use {config.model} at {config.base_url or 'the OpenAI API'}.")
+    else:
+        st.info("Summaries use the offline extractive summarizer (no key set).")
+    with st.form("api_key_form", clear_on_submit=True):
+        st.text_input("New API key", type="password", key="new_api_key", autocomplete="off")
+        st.form_submit_button("Save key", key="save_api_key", on_click=_save_key)
+
+
+def cookies_section() -> None:
+    st.subheader("Cookie files (download accounts)")
+    files = secrets.list_cookie_files(engine.home)
+    if not files:
+        st.write("No accounts configured: downloads are anonymous.")
+    for c in files:
+        cols = st.columns([4, 1])
+        cols[0].write(f"**{c.name}** · {c.n_cookies} cookies · updated {_ago(c.mtime)}")
+        cols[1].button("Delete", key=f"delete_cookies_{c.name}", on_click=_delete_cookies, args=(c.name,))
+    with st.form("cookies_form", clear_on_submit=True):
+        st.text_input("Account name", key="cookie_account", placeholder="e.g. main")
+        st.file_uploader("cookies.txt (Netscape format)", type=["txt"], key="cookie_file")
+        st.form_submit_button("Save cookies", key="save_cookies", on_click=_save_cookies)
+
+
+def _ago(mtime: float) -> str:
+    import time
+
+    from pipeline.progress import fmt_duration
+
+    return f"{fmt_duration(max(0.0, time.time() - mtime))} ago"
+
+
+st.title("Settings")
+engine = get_engine()
+show_flash()
+new = settings_form(engine.settings)
+if new is not None:
+    try:
+        path = save_settings(engine.home, new)
+        old_output = engine.settings.output_dir
+        gpu_switched = bool(new.pools.get("gpu")) != bool(engine.pool_sizes.get("gpu"))
+        engine.apply_settings(new)
+    except (OSError, ValueError, TubemillError) as exc:
+        log.exception("saving settings failed")
+        st.error(f"Settings not saved: {exc}")
+    else:
+        st.success(f"Saved to {path}")
+        if new.output_dir != old_output:
+            st.info("The new output folder is used by batches started after the app restarts.")
+        if gpu_switched:
+            st.info("Turning the GPU pool on or off takes effect when the app restarts.")
+        if not engine.owner:
+            st.info("Another process runs this home: it takes the new settings when it restarts.")
+
+st.header("Secrets")
+st.caption(f"Kept out of {SETTINGS_NAME}, the batch state and every export.")
+api_key_section()
+cookies_section()

@@ -1,0 +1,114 @@
+"""System: this machine's resources over time, the pools, what the governor holds and why, download accounts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pandas as pd
+import streamlit as st
+
+from pages._engine import get_engine, get_monitor
+from pipeline import secrets
+from pipeline.monitor import busy_rows, chart_rows
+from pipeline.progress import fmt_duration
+
+log = logging.getLogger("tubemill.app")
+
+
+@contextmanager
+def shown_as_error(what: str) -> Iterator[None]:
+    """The page's boundary: a failure becomes one readable line here (and a traceback in the server log)."""
+    try:
+        yield
+    except Exception as exc:
+        log.exception("System page: %s failed", what)
+        st.error(f"Could not {what}: {type(exc).__name__}: {exc}")
+
+
+def _mb(value: float) -> str:
+    return f"{value / 1024:.1f} GB" if value >= 1024 else f"{value:.0f} MB"
+
+
+def render_resources() -> None:
+    monitor = get_monitor()
+    sample = monitor.latest() or monitor.sample_once()
+    cols = st.columns(3)
+    cols[0].metric("CPU", f"{sample['cpu_percent']:.0f} %")
+    used = sample["ram_total_mb"] - sample["ram_available_mb"]
+    cols[1].metric("RAM used", f"{_mb(used)} of {_mb(sample['ram_total_mb'])}", help=f"{sample['ram_used_pct']:.0f} %")
+    cols[2].metric("Disk free (output folder)", _mb(sample["disk_free_mb"]), help=str(engine.output_root))
+    if sample["gpus"]:
+        gcols = st.columns(len(sample["gpus"]))
+        for col, g in zip(gcols, sample["gpus"], strict=True):
+            col.metric(f"GPU {g['index']} memory · {g['name']}",
+                       f"{_mb(g['mem_total_mb'] - g['mem_free_mb'])} of {_mb(g['mem_total_mb'])}",
+                       help=f"utilization {g['util_percent']:.0f} %")
+            col.caption(f"utilization {g['util_percent']:.0f} %")
+    else:
+        st.info(f"No NVIDIA GPU detected ({sample['gpu_error'] or 'no reason given'}): GPU stages run on the CPU.")
+    if monitor.last_error:
+        st.warning(f"The last resource reading failed: {monitor.last_error}")
+
+    samples = monitor.samples()
+    if samples:
+        st.caption(f"Last {fmt_duration(samples[-1]['t'] - samples[0]['t'])}, a reading every "
+                   f"{monitor.interval_s:g} s")
+        st.line_chart(pd.DataFrame(chart_rows(samples)).set_index("time"), y_label="%")
+        st.line_chart(pd.DataFrame(busy_rows(samples)).set_index("time"), y_label="busy workers")
+
+
+def render_pools() -> None:
+    pools = engine.pools()
+    g = engine.settings.governor
+    st.dataframe(
+        pd.DataFrame([{"pool": p.name, "size": p.size, "busy": p.busy, "held": p.held or ""} for p in pools]),
+        hide_index=True,
+    )
+    held = [p for p in pools if p.held]
+    for p in held:
+        st.warning(f"The governor holds the {p.name} pool: {p.held}")
+    if not held:
+        st.caption("The governor is holding nothing.")
+    st.caption(f"Heavy stages (cpu, gpu) wait while free RAM is under {g.min_free_ram_mb} MB, free disk under "
+               f"{engine.output_root} is under {g.min_free_disk_mb} MB, or free GPU memory is under "
+               f"{g.min_free_gpu_mb} MB. Change these on the Settings page.")
+
+
+def render_accounts() -> None:
+    """Download accounts, one row each; per-account pacing (cooldowns) will add columns via accounts_overview."""
+    rows = secrets.accounts_overview(engine.home)
+    if not rows:
+        st.write("No accounts configured: downloads are anonymous. Add a cookies.txt on the Settings page.")
+        return
+    st.dataframe(
+        pd.DataFrame([{"account": r["account"], "cookies": r["cookies"], "age": fmt_duration(r["age_s"])}
+                      for r in rows]),
+        hide_index=True,
+    )
+
+
+@st.fragment(run_every=2)
+def live() -> None:
+    st.subheader("Resources")
+    with shown_as_error("read this machine's resources"):
+        render_resources()
+    st.subheader("Pools")
+    with shown_as_error("read the pools"):
+        render_pools()
+
+
+st.title("System")
+engine = None
+with shown_as_error("start the engine"):
+    engine = get_engine()
+if engine is not None:
+    if not engine.owner:
+        owner = engine.owner_info() or {}
+        st.info(f"Another process (pid {owner.get('pid', '?')}) runs this home: its pools are busy there, "
+                "not in this one. The readings are this machine's.")
+    live()
+    st.subheader("Accounts")
+    with shown_as_error("list the accounts"):
+        render_accounts()

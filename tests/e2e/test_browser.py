@@ -1,0 +1,155 @@
+"""The app in a real browser (Debian's Chromium through Playwright): paste URLs served on loopback,
+preview, start, watch progress, pause (nothing new starts), resume, finish, download the ZIP, open
+Results and System. Waits on what the page shows, never on sleeps. Screenshots of each page are
+kept in ``.artifacts/e2e/`` (or ``$TUBEMILL_E2E_ARTIFACTS``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from state.reader import read_summaries
+from tests.conftest import ROOT, cli_env
+from tests.media_server import MediaServer
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ITEMS = 10
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed "
+                                "(make test installs it as root: apt-get install chromium)")
+
+
+def artifacts() -> Path:
+    path = Path(os.environ.get("TUBEMILL_E2E_ARTIFACTS") or ROOT / ".artifacts" / "e2e")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app_url(home: Path) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "--home", str(home), "app", "--port", str(port)],
+                            cwd=ROOT, env=cli_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def browser_page() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+
+
+def counts(home: Path, name: str) -> dict[str, int]:
+    for s in read_summaries(home):
+        if s.name == name:
+            return s.counts
+    return {}
+
+
+def test_paste_run_pause_resume_download(app_url: str, browser_page, home: Path,  # type: ignore[no-untyped-def]
+                                        media_server: MediaServer, media_files: dict[str, Path],
+                                        tmp_path: Path) -> None:
+    """A user's whole session in Chromium, from pasting URLs to unpacking the ZIP."""
+    from playwright.sync_api import expect
+
+    page = browser_page
+    shots = artifacts()
+    urls = []
+    for i in range(ITEMS):
+        path = f"/lectures/lecture-{i:02d}.mp3"
+        media_server.add_file(path, media_files["mp3" if i % 2 else "m4a"])
+        urls.append(media_server.url(path))
+
+    page.goto(app_url + "/new_batch")
+    expect(page.get_by_role("heading", name="New batch")).to_be_visible()
+    box = page.get_by_label("Sources, one per line")
+    box.fill("\n".join(urls + ["this is not a url"]))
+    box.press("Control+Enter")  # a text area only reaches the script on Ctrl+Enter or blur (NOTES)
+    page.get_by_role("button", name="Preview").click()
+    expect(page.get_by_text("Line 11 skipped")).to_be_visible()
+    expect(page.get_by_text("Estimated time")).to_be_visible()
+    page.screenshot(path=str(shots / "1-new-batch-preview.png"), full_page=True)
+
+    page.get_by_role("button", name="Start batch").click()
+    expect(page.get_by_role("heading", name="Batches")).to_be_visible()
+    name = next(s.name for s in read_summaries(home))
+    expect(page.get_by_text(re.compile(rf"[1-9]\d* of {ITEMS} done"))).to_be_visible(timeout=120_000)
+    page.screenshot(path=str(shots / "2-batches-running.png"), full_page=True)
+
+    page.get_by_role("button", name="Pause").first.click()
+    expect(page.get_by_text(re.compile(r"of \d+ done · .*paused"))).to_be_visible(timeout=60_000)
+    deadline = time.monotonic() + 60
+    while counts(home, name).get("running") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    frozen = counts(home, name)
+    assert frozen["running"] == 0 and frozen["done"] < ITEMS, frozen
+    time.sleep(2.0)  # an observation window, not synchronization: nothing may start while paused
+    assert counts(home, name)["done"] == frozen["done"]
+    page.screenshot(path=str(shots / "3-batches-paused.png"), full_page=True)
+
+    page.get_by_role("button", name="Resume").first.click()
+    expect(page.get_by_text(re.compile(rf"{ITEMS} of {ITEMS} done"))).to_be_visible(timeout=180_000)
+    expect(page.get_by_text(re.compile(r"· done$"))).to_be_visible(timeout=60_000)
+    page.screenshot(path=str(shots / "4-batches-done.png"), full_page=True)
+
+    page.goto(app_url + "/results")
+    expect(page.get_by_role("heading", name="Results")).to_be_visible()
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="ZIP of the batch").click()
+    zpath = tmp_path / "batch.zip"
+    dl.value.save_as(zpath)
+    names = zipfile.ZipFile(zpath).namelist()
+    assert sum(n.endswith("transcript.srt") for n in names) == ITEMS
+    assert any(n.endswith("manifest.json") for n in names) and any(n.endswith(".pdf") for n in names)
+    assert not any("cookie" in n.lower() or n.endswith(".zip") for n in names)
+    expect(page.get_by_text("Transcript — select a line to play from there")).to_be_visible()
+    page.screenshot(path=str(shots / "5-results.png"), full_page=True)
+
+    page.goto(app_url + "/system")
+    expect(page.get_by_role("heading", name="System")).to_be_visible()
+    expect(page.get_by_text(re.compile("NVIDIA", re.I)).first).to_be_visible()
+    page.screenshot(path=str(shots / "6-system.png"), full_page=True)
+
+    page.goto(app_url + "/settings")
+    expect(page.get_by_role("heading", name="Settings")).to_be_visible()
+    page.screenshot(path=str(shots / "7-settings.png"), full_page=True)

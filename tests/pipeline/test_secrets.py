@@ -1,0 +1,182 @@
+"""Secrets live in 0600 files under a 0700 folder, never leak through repr or masks."""
+
+from __future__ import annotations
+
+import os
+import random
+import stat
+import string
+from pathlib import Path
+
+import pytest
+
+from pipeline import secrets
+from pipeline.errors import InvalidInput
+from pipeline.settings import Settings
+
+KEY = "sk-test-4f9a1c2b7e8d0a6c5b3e1f0d9c8b7a6wxyz"
+COOKIES = (
+    b"# Netscape HTTP Cookie File\n"
+    b"# This is a generated file! Do not edit.\n\n"
+    b".example.com\tTRUE\t/\tTRUE\t2147483647\tSID\tabc123\n"
+    b"#HttpOnly_.example.com\tTRUE\t/\tTRUE\t2147483647\tHSID\tdef456\n"
+)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture(autouse=True)
+def no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+def test_secret_file_and_folder_modes(home: Path) -> None:
+    """A stored key is a 0600 file in a 0700 folder, even under a permissive umask."""
+    old = os.umask(0)
+    try:
+        path = secrets.set_secret(home, "openai_api_key", KEY)
+    finally:
+        os.umask(old)
+    assert path == home / "secrets" / "openai_api_key"
+    assert mode(path) == 0o600
+    assert mode(home / "secrets") == 0o700
+    assert secrets.get_secret(home, "openai_api_key") == KEY
+    assert secrets.secret_source(home, "openai_api_key") == "file"
+
+
+def test_loosened_modes_are_tightened_on_write(home: Path) -> None:
+    """A folder or file someone chmodded open is private again after the next write."""
+    path = secrets.set_secret(home, "openai_api_key", KEY)
+    os.chmod(path, 0o644)
+    os.chmod(home / "secrets", 0o755)
+    secrets.set_secret(home, "openai_api_key", KEY + "2")
+    assert mode(path) == 0o600 and mode(home / "secrets") == 0o700
+
+
+def test_environment_wins_over_file(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OPENAI_API_KEY in the environment is used before the stored file, and reported as such."""
+    secrets.set_secret(home, "openai_api_key", KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-environment-1234")
+    assert secrets.get_secret(home, "openai_api_key") == "sk-from-environment-1234"
+    assert secrets.secret_source(home, "openai_api_key") == "environment"
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert secrets.get_secret(home, "openai_api_key") == KEY
+
+
+def test_missing_and_deleted_secret(home: Path) -> None:
+    """No file and no variable is None; delete removes the file and says whether there was one."""
+    assert secrets.get_secret(home, "openai_api_key") is None
+    assert secrets.secret_source(home, "openai_api_key") is None
+    secrets.set_secret(home, "openai_api_key", KEY)
+    assert secrets.delete_secret(home, "openai_api_key") is True
+    assert secrets.delete_secret(home, "openai_api_key") is False
+    assert secrets.get_secret(home, "openai_api_key") is None
+
+
+def test_bad_names_and_values_refused(home: Path) -> None:
+    """Names cannot traverse folders; empty or multi-line values are refused."""
+    for name in ("../settings", "a/b", "", "UPPER"):
+        with pytest.raises(InvalidInput):
+            secrets.set_secret(home, name, KEY)
+    with pytest.raises(InvalidInput):
+        secrets.set_secret(home, "openai_api_key", "   ")
+    with pytest.raises(InvalidInput):
+        secrets.set_secret(home, "openai_api_key", "sk-one\nsk-two")
+    assert not (home / "settings").exists()
+
+
+def test_mask_never_shows_more_than_four_characters() -> None:
+    """No 5 consecutive characters of a value survive masking; short values show nothing of themselves."""
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + "-_"
+    for n in list(range(1, 40)) + [51, 164]:
+        for prefix in ("", "sk-", "sk-proj-"):
+            value = prefix + "".join(rng.choice(alphabet) for _ in range(n))
+            masked = secrets.mask(value)
+            assert not any(value[i:i + 5] in masked for i in range(len(value) - 4)), (value, masked)
+            shown = masked.replace("…", "").replace("•", "").removeprefix("sk-")
+            assert len(shown) <= 4 and value.endswith(shown)
+    assert secrets.mask(KEY) == "sk-…wxyz"
+    assert secrets.mask("short") == "•" * 8
+    assert secrets.mask("") == "" and secrets.mask(None) == ""
+
+
+def test_overwrite_is_atomic_when_replace_fails(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash before the rename keeps the old secret whole and leaves no temp file behind."""
+    secrets.set_secret(home, "openai_api_key", KEY)
+
+    def boom(*a: object) -> None:
+        raise OSError("simulated crash")
+
+    monkeypatch.setattr(secrets.os, "replace", boom)
+    with pytest.raises(OSError, match="simulated crash"):
+        secrets.set_secret(home, "openai_api_key", "sk-new-value-0000000000")
+    monkeypatch.undo()
+    assert secrets.get_secret(home, "openai_api_key") == KEY
+    assert sorted(p.name for p in (home / "secrets").iterdir()) == ["openai_api_key"]
+    secrets.set_secret(home, "openai_api_key", "sk-new-value-0000000000")
+    assert secrets.get_secret(home, "openai_api_key") == "sk-new-value-0000000000"
+
+
+def test_llm_config_carries_stored_key_but_never_shows_it(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stored key reaches the LLM config when the environment has none, and repr hides it."""
+    settings = Settings(pools={"net": 1, "cpu": 1, "gpu": 0, "llm": 1}, llm_model="gpt-4o-mini",
+                        llm_base_url="http://127.0.0.1:9/v1")
+    assert not secrets.llm_config_for(home, Settings(pools={"cpu": 1}, llm_base_url="")).configured()
+    secrets.set_secret(home, "openai_api_key", KEY)
+    config = secrets.llm_config_for(home, settings)
+    assert config.resolved_api_key() == KEY
+    assert config.base_url == "http://127.0.0.1:9/v1" and config.model == "gpt-4o-mini"
+    assert KEY not in repr(config) and "wxyz" not in repr(config)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-environment-1234")
+    config = secrets.llm_config_for(home, settings)
+    assert config.api_key is None and config.resolved_api_key() == "sk-from-environment-1234"
+
+
+def test_cookie_file_saved_listed_and_deleted(home: Path) -> None:
+    """A Netscape cookies.txt is stored 0600 per account and listed by name and count, never by content."""
+    path = secrets.save_cookie_file(home, "main", COOKIES)
+    assert path == home / "secrets" / "cookies" / "main.txt"
+    assert mode(path) == 0o600 and mode(path.parent) == 0o700
+    assert path.read_bytes() == COOKIES
+    [entry] = secrets.list_cookie_files(home)
+    assert (entry.name, entry.path, entry.n_cookies) == ("main", path, 2)
+    assert "abc123" not in repr(entry)
+    [row] = secrets.accounts_overview(home, now=entry.mtime + 60)
+    assert row["account"] == "main" and row["cookies"] == 2 and row["age_s"] == pytest.approx(60)
+    assert secrets.delete_cookie_file(home, "main") is True
+    assert secrets.list_cookie_files(home) == []
+
+
+def test_headerless_cookie_lines_accepted(home: Path) -> None:
+    """Tab-separated 7-field lines without the header are a cookie file too."""
+    data = b".example.com\tTRUE\t/\tFALSE\t0\ta\tb\n"
+    secrets.save_cookie_file(home, "alt-1", data)
+    assert secrets.list_cookie_files(home)[0].n_cookies == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"hello world\nnot cookies\n", "not a Netscape cookie file"),
+        (b'[{"name": "SID", "value": "x"}]', "JSON"),
+        (b"# Netscape HTTP Cookie File\n", "no cookies"),
+        (b"\x89PNG\r\n\x1a\n\0\0", "binary"),
+        (b"\xff\xfe\xfa", "UTF-8"),
+    ],
+)
+def test_invalid_cookie_file_refused(home: Path, data: bytes, message: str) -> None:
+    """Anything that is not Netscape cookie text is refused with a message saying why, and nothing is stored."""
+    with pytest.raises(InvalidInput, match=message):
+        secrets.save_cookie_file(home, "main", data)
+    assert secrets.list_cookie_files(home) == []
+
+
+def test_bad_account_names_refused(home: Path) -> None:
+    """Account names become file names: no traversal, no empties."""
+    for name in ("../x", "", ".hidden", "a/b", "x" * 65):
+        with pytest.raises(InvalidInput):
+            secrets.save_cookie_file(home, name, COOKIES)
