@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/streamlit run app.py --server.address 127.0.0.1
+	$(BIN)/tubemill app --address 127.0.0.1
 
 test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q

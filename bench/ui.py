@@ -78,7 +78,7 @@ def time_page(page: str | None, runs: int) -> tuple[float, float]:
         at.run()
         warm.append(time.perf_counter() - t0)
         assert not at.exception, at.exception
-    from pages._engine import get_engine
+    from pages.screens._engine import get_engine
 
     get_engine().shutdown(interrupt=True)
     st.cache_resource.clear()
@@ -98,7 +98,7 @@ def main() -> None:
         os.environ["TUBEMILL_HOME"] = str(home)
         os.chdir(ROOT)
         b_cold, b_warm = time_page(None, args.runs)
-        r_cold, r_warm = time_page("pages/results.py", args.runs)
+        r_cold, r_warm = time_page("pages/screens/results.py", args.runs)
     result = {
         "items": args.items,
         "batches_page_s": round(b_warm, 3),

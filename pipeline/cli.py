@@ -349,8 +349,8 @@ def cmd_control(args: argparse.Namespace, home: Path) -> int:
 def cmd_app(args: argparse.Namespace, home: Path) -> int:
     app = Path(__file__).resolve().parent.parent / "app.py"
     env = {**os.environ, "TUBEMILL_HOME": str(home)}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
-           "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    cmd = [sys.executable, str(app), "--server.address", args.address, "--server.port", str(args.port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     # exec, not a child: signals reach the server and no orphan keeps the port or the home.
     os.execve(sys.executable, cmd, env)
     return EXIT_OK  # not reached

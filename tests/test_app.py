@@ -25,7 +25,7 @@ from tests.media_server import MediaServer
 def app_home(home: Path) -> Iterator[Path]:
     st.cache_resource.clear()
     yield home
-    from pages._engine import get_engine, get_monitor
+    from pages.screens._engine import get_engine, get_monitor
 
     get_monitor().stop()
     get_engine().shutdown(interrupt=True, timeout=5)
@@ -41,7 +41,7 @@ def app(page: str | None = None) -> AppTest:
 
 
 def engine_of() -> Engine:
-    from pages._engine import get_engine
+    from pages.screens._engine import get_engine
 
     return get_engine()
 
@@ -85,7 +85,7 @@ def test_batches_page_shows_progress_table_and_pauses(app_home: Path) -> None:
 
 def test_new_batch_preview_and_start(app_home: Path, media_server: MediaServer) -> None:
     """Paste sources, preview (invalid lines with numbers, counts, estimate), start, land on Batches."""
-    at = app("pages/new_batch.py")
+    at = app("pages/screens/new_batch.py")
     at.text_area(key="nb_sources").input("\n".join([
         media_server.media_url("mp3"), "not a url", media_server.url("/feed.xml")])).run()
     at.button(key="nb_preview_btn").click().run()
@@ -111,7 +111,7 @@ def test_results_page_shows_transcript_summary_and_downloads(app_home: Path, med
     e.submit("talks", [x.to_item() for x in expand(media_server.media_url("mp3")).entries], recipe="transcribe")
     assert e.wait("talks", timeout=120).counts["done"] == 1
     e.shutdown()
-    at = app("pages/results.py")
+    at = app("pages/screens/results.py")
     assert at.subheader[0].value == "talk-bravo"
     transcript = at.dataframe[0].value
     assert "cooking" in " ".join(transcript["text"]).lower()
@@ -123,9 +123,9 @@ def test_results_page_shows_transcript_summary_and_downloads(app_home: Path, med
 
 def test_pages_state_missing_parts_plainly(app_home: Path) -> None:
     """Results with nothing finished and New batch with nothing to process say so instead of failing."""
-    at = app("pages/results.py")
+    at = app("pages/screens/results.py")
     assert any("Nothing finished yet" in m.value for m in at.markdown)
-    at = app("pages/new_batch.py")
+    at = app("pages/screens/new_batch.py")
     at.button(key="nb_start_btn").click().run()
     assert any("Nothing to process" in w.value for w in at.warning)
 

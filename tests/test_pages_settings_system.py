@@ -32,7 +32,7 @@ def page_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     save_settings(home, fast_settings())
     st.cache_resource.clear()
     yield home
-    from pages._engine import get_engine, get_monitor
+    from pages.screens._engine import get_engine, get_monitor
 
     get_monitor().stop()
     get_engine().shutdown(interrupt=True, timeout=5)
@@ -40,7 +40,7 @@ def page_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def page(name: str) -> AppTest:
-    return AppTest.from_file(str(ROOT / "pages" / name), default_timeout=30).run()
+    return AppTest.from_file(str(ROOT / "pages" / "screens" / name), default_timeout=30).run()
 
 
 def shown(at: AppTest) -> str:
@@ -53,7 +53,7 @@ def shown(at: AppTest) -> str:
 
 def test_settings_save_applies_workers_live(page_home: Path) -> None:
     """Saving a new cpu pool size writes settings.toml and resizes the running engine's pool."""
-    from pages._engine import get_engine
+    from pages.screens._engine import get_engine
 
     at = page("settings.py")
     assert not at.exception

@@ -102,6 +102,7 @@ def test_paste_run_pause_resume_download(app_url: str, browser_page, home: Path,
 
     page.goto(app_url + "/new_batch")
     expect(page.get_by_role("heading", name="New batch")).to_be_visible()
+    expect(page.get_by_text("Page not found")).to_have_count(0)  # a deep link opened first works
     box = page.get_by_label("Sources, one per line")
     box.fill("\n".join(urls + ["this is not a url"]))
     box.press("Control+Enter")  # a text area only reaches the script on Ctrl+Enter or blur (NOTES)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._engine import get_engine
+from pages.screens._engine import get_engine
 from pipeline import views
 from pipeline.formats import fmt_timestamp
 

@@ -7,7 +7,7 @@ from datetime import date
 
 import streamlit as st
 
-from pages._engine import get_engine
+from pages.screens._engine import get_engine
 from pipeline import views
 from pipeline.errors import TubemillError
 from pipeline.progress import fmt_duration
@@ -98,7 +98,7 @@ if start:
         else:
             st.session_state.pop("nb_preview", None)
             st.session_state["selected_batch"] = bid
-            st.switch_page("pages/batches.py")
+            st.switch_page("pages/screens/batches.py")
     elif preview is not None:
         st.warning("Nothing to process: add at least one valid source.")
 

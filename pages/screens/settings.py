@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._engine import get_engine
+from pages.screens._engine import get_engine
 from pipeline import secrets
 from pipeline.errors import InvalidInput, TubemillError
 from pipeline.runner import MAX_POOL

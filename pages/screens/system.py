@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import pandas as pd
 import streamlit as st
 
-from pages._engine import get_engine, get_monitor
+from pages.screens._engine import get_engine, get_monitor
 from pipeline import secrets
 from pipeline.monitor import busy_rows, chart_rows
 from pipeline.progress import fmt_duration

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._engine import get_engine
+from pages.screens._engine import get_engine
 from pipeline import views
 from pipeline.errors import TubemillError
 from pipeline.progress import fmt_duration
