@@ -139,15 +139,18 @@ def secret_source(home: Path, name: str) -> str | None:
     return None
 
 
-def delete_secret(home: Path, name: str) -> bool:
-    """Remove the stored file (the environment is not ours to change); True if there was one."""
-    path = _secret_path(home, name)
+def _remove(path: Path) -> bool:
     try:
         path.unlink()
     except FileNotFoundError:
         return False
     fsync_dir(path.parent)
     return True
+
+
+def delete_secret(home: Path, name: str) -> bool:
+    """Remove the stored file (the environment is not ours to change); True if there was one."""
+    return _remove(_secret_path(home, name))
 
 
 def mask(value: str | None) -> str:
@@ -258,13 +261,7 @@ def list_cookie_files(home: Path) -> list[CookieFile]:
 
 def delete_cookie_file(home: Path, account_name: str) -> bool:
     """Remove the account's cookies; True if there were some."""
-    path = cookie_path(home, account_name)
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    fsync_dir(path.parent)
-    return True
+    return _remove(cookie_path(home, account_name))
 
 
 def accounts_overview(home: Path, now: float | None = None) -> list[dict[str, object]]:

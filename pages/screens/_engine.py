@@ -7,6 +7,7 @@ Both objects are thread-safe; their threads never call ``st.*``.
 from __future__ import annotations
 
 import atexit
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -16,6 +17,7 @@ from pipeline.settings import default_home
 
 if TYPE_CHECKING:
     from pipeline.monitor import Monitor
+    from state.models import BatchSummary
 
 
 @st.cache_resource
@@ -35,3 +37,14 @@ def get_monitor() -> Monitor:
     monitor.start()
     atexit.register(monitor.stop)
     return monitor
+
+
+def batch_picker(summaries: list[BatchSummary], key: str, label: Callable[[BatchSummary], str]) -> str:
+    """Newest batch first; the choice follows the user from page to page."""
+    ids = [s.id for s in reversed(summaries)]
+    labels = {s.id: label(s) for s in summaries}
+    default = st.session_state.get("selected_batch")
+    chosen = st.selectbox("Batch", ids, index=ids.index(default) if default in ids else 0,
+                          format_func=lambda i: labels.get(i, i), key=key)
+    st.session_state["selected_batch"] = chosen
+    return chosen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.screens._engine import get_engine
+from pages.screens._engine import batch_picker, get_engine
 from pipeline import views
 from pipeline.errors import TubemillError
 from pipeline.progress import fmt_duration
@@ -55,12 +55,7 @@ if not summaries:
     st.write("No batches yet. Start one on the **New batch** page or with `tubemill run FILE`.")
     st.stop()
 
-ids = [s.id for s in reversed(summaries)]
-labels = {s.id: f"{s.name} · {s.state}" for s in summaries}
-default = st.session_state.get("selected_batch")
-selected = st.selectbox("Batch", ids, index=ids.index(default) if default in ids else 0,
-                        format_func=lambda i: labels.get(i, i), key="batches_select")
-st.session_state["selected_batch"] = selected
+selected = batch_picker(summaries, "batches_select", lambda s: f"{s.name} · {s.state}")
 
 
 @st.fragment(run_every=2)

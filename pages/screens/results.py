@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages.screens._engine import get_engine
+from pages.screens._engine import batch_picker, get_engine
 from pipeline import views
 from pipeline.formats import fmt_timestamp
 
@@ -18,11 +18,7 @@ if not summaries:
     st.write("Nothing finished yet.")
     st.stop()
 
-ids = [s.id for s in reversed(summaries)]
-names = {s.id: f"{s.name} · {s.counts.get('done', 0)} done" for s in summaries}
-default = st.session_state.get("selected_batch")
-bid = st.selectbox("Batch", ids, index=ids.index(default) if default in ids else 0,
-                   format_func=lambda i: names.get(i, i), key="results_batch")
+bid = batch_picker(summaries, "results_batch", lambda s: f"{s.name} · {s.counts.get('done', 0)} done")
 summary = engine.summary(bid)
 
 
