@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=("auto", "cuda", "cpu"))
     t.add_argument("--summarizer", choices=("auto", "llm", "offline"), default="auto",
                    help="auto: the LLM when OPENAI_API_KEY or OPENAI_BASE_URL is set, else offline")
+    t.add_argument("--llm-mode", choices=("realtime", "batch", "auto"), default="realtime",
+                   help="summaries now (realtime), through the Batch API (half price, within 24 h), or auto: "
+                        "the Batch API above llm_batch_min_items items when no --deadline is set")
+    t.add_argument("--deadline", help="a deadline for the batch (ISO date/time): auto mode stays realtime")
     t.add_argument("--keep-audio", action="store_true", help="keep downloaded audio in each item folder")
     t.add_argument("--force", action="store_true", help="redo videos already finished in earlier batches")
 
@@ -91,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             c.add_argument("batch", nargs="?")
             c.add_argument("--all", action="store_true", help="every batch")
+
+    lb = sub.add_parser("llm-batch", help="summaries of finished items through the Batch API, step by step")
+    lb.add_argument("action", choices=("prepare", "submit", "status", "ingest"))
+    lb.add_argument("batches", nargs="*", help="batches to take finished items from (prepare)")
+    lb.add_argument("--all", action="store_true", help="every batch (prepare)")
+    lb.add_argument("--job", help="the job to act on (default: the newest)")
+    lb.add_argument("--force", action="store_true", help="also items that already have an LLM summary")
 
     a = sub.add_parser("app", help="start the Streamlit app")
     a.add_argument("--address", default="127.0.0.1")
@@ -135,7 +146,6 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
     stdin_text = sys.stdin.read() if args.input == "-" else None
     text = read_input(args.input, stdin_text)
     settings = load_settings(home)
-    options = _options(args, settings)
     if recipe.expands_sources:
         filters = Filters(min_duration=args.min_duration, max_duration=args.max_duration, date_after=args.date_after,
                           date_before=args.date_before, newest=args.newest, match_title=args.match_title)
@@ -149,6 +159,7 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
             print(f"tubemill: skipped invalid input, {bad}", file=sys.stderr)
     if not sources and not args.resume:
         raise CliError(f"nothing to process in {args.input!r}")
+    options = _options(args, settings, len(sources))
     name = args.batch_name or _default_name(args.input)
     if args.dry_run:
         return _preview(home, name, recipe.name, sources)
@@ -172,7 +183,7 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
     return _follow(engine, bid, owner)
 
 
-def _options(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
+def _options(args: argparse.Namespace, settings: Any, n_items: int) -> dict[str, Any]:
     """Batch options: stored with the batch, so a resumed batch keeps its choices. Never secrets."""
     extra: dict[str, Any] = {}
     for kv in args.set:
@@ -185,7 +196,8 @@ def _options(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     return batch_options(captions=args.captions, model=args.model or settings.whisper_model,
                          device=args.device or settings.whisper_device, summarizer=args.summarizer,
                          language=args.language, retry_limit=args.retry_limit, on_error=args.on_error,
-                         force=args.force, keep_audio=args.keep_audio, extra=extra)
+                         force=args.force, keep_audio=args.keep_audio, llm_mode=args.llm_mode, n_items=n_items,
+                         llm_batch_min_items=settings.llm_batch_min_items, deadline=args.deadline, extra=extra)
 
 
 def _listing_progress(i: int, n: int, line: str) -> None:
@@ -202,6 +214,22 @@ def _preview(home: Path, name: str, recipe: str, sources: list[Any]) -> int:
     total = sum(float(s.get("duration") or 0) for s in sources if isinstance(s, dict))
     print(f"batch {name!r} ({recipe}): {len(sources)} item(s), {known['already_done']} already done in this home, "
           f"{fmt_duration(total) if total else 'unknown'} of media")
+    from types import SimpleNamespace
+
+    from pipeline.secrets import llm_config_for
+    from pipeline.views import estimate_llm
+
+    cfg = llm_config_for(home, load_settings(home))
+    est = estimate_llm([SimpleNamespace(duration=s.get("duration") if isinstance(s, dict) else None)
+                        for s in sources], cfg.configured(), cfg.model, cfg.prices())
+    if est["engine"] == "llm":
+        cost = est["cost_usd"]
+        price = (f"≈ ${cost:.2f} realtime, ≈ ${est['batch_cost_usd']:.2f} with the Batch API" if cost is not None
+                 else "no price known for this model")
+        print(f"summaries with {cfg.model}: ≈ {est['input_tokens']:,} input + {est['output_tokens']:,} output "
+              f"tokens, {price}")
+    else:
+        print("summaries: offline extractive summarizer (no LLM configured), no cost")
     for s in sources[:50]:
         if isinstance(s, dict):
             dur = fmt_duration(s["duration"]) if s.get("duration") else "?"
@@ -345,6 +373,47 @@ def cmd_control(args: argparse.Namespace, home: Path) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------- llm-batch
+def cmd_llm_batch(args: argparse.Namespace, home: Path) -> int:
+    from pipeline import llm_batch
+    from pipeline.secrets import llm_config_for
+
+    config = llm_config_for(home, load_settings(home))
+    if not config.configured():
+        raise CliError("no LLM configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for another server)")
+    if args.action == "prepare":
+        if not args.batches and not args.all:
+            raise CliError("name batches or pass --all")
+        refs = [s.name for s in read_summaries(home)] if args.all else args.batches
+        items = []
+        for ref in refs:
+            s = find_summary(home, ref)
+            items += [{**it, "batch_id": s.id} for it in read_batch(home, s.id)[1] if it["status"] == "done"]
+        folder, state = llm_batch.prepare_job(home, items, config, name=args.job, force=args.force)
+        total = sum(f["requests"] for f in state["files"])
+        print(f"prepared {total} request(s) in {len(state['files'])} file(s): {folder}")
+        return EXIT_OK
+    folder, state = llm_batch.load_job(home, args.job)
+    api = llm_batch.BatchAPI(config)
+    if args.action == "submit":
+        llm_batch.submit_job(folder, state, api)
+        for f in state["files"]:
+            print(f"{f['path']}: {f['batch_id']} {f.get('status')}")
+    elif args.action == "status":
+        llm_batch.refresh_job(folder, state, api)
+        for f in state["files"]:
+            c = f.get("request_counts") or {}
+            print(f"{f['path']}: {f.get('batch_id') or 'not submitted'} {f.get('status', '')} "
+                  f"{c.get('completed', 0)}/{c.get('total', f['requests'])} done, {c.get('failed', 0)} failed"
+                  + (" (ingested)" if f.get("ingested") else ""))
+    else:
+        res = llm_batch.ingest_job(folder, state, api)
+        waiting = [f["path"] for f in state["files"] if not f.get("ingested")]
+        print(f"ingested {res['ingested']} summary(ies), {res['failed']} failed"
+              + (f"; still running: {', '.join(waiting)}" if waiting else ""))
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------- app
 def cmd_app(args: argparse.Namespace, home: Path) -> int:
     app = Path(__file__).resolve().parent.parent / "app.py"
@@ -363,6 +432,7 @@ COMMANDS = {
     "resume": cmd_control,
     "cancel": cmd_control,
     "retry-failed": cmd_control,
+    "llm-batch": cmd_llm_batch,
     "app": cmd_app,
 }
 

@@ -122,10 +122,22 @@ def manifest_items(items: list[dict[str, Any]], folder: Path) -> list[dict[str, 
                 "timings": it.get("timings") or {},
                 "flags": list(it.get("flags") or []),
                 "meta": _redact(meta),
+                "llm": llm_ledger(it),
                 "workdir": Path(os.path.relpath(wd, folder)).as_posix() if wd else None,
             }
         )
     return out
+
+
+def llm_ledger(item: dict[str, Any]) -> dict[str, Any] | None:
+    """Tokens and cost of an item's summary (realtime, or the Batch API at half price); None when offline."""
+    meta = item.get("meta") or {}
+    usage = meta.get("llm_usage") or {}
+    if not usage and not meta.get("llm_cost_usd"):
+        return None
+    return {"mode": meta.get("llm_mode"), "model": meta.get("llm_model"),
+            "input_tokens": int(usage.get("input_tokens") or 0), "output_tokens": int(usage.get("output_tokens") or 0),
+            "cost_usd": float(meta.get("llm_cost_usd") or 0.0)}
 
 
 def _csv_cell(v: Any) -> Any:
@@ -284,7 +296,24 @@ def batch_stats(batch: dict[str, Any], items: list[dict[str, Any]]) -> dict[str,
         "audio_items": len(durations),
         "audio_per_wall": round(audio / wall, 3) if audio and wall else None,
         "stages": stages,
+        "llm": _llm_totals(items),
     }
+
+
+def _llm_totals(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The batch's cost ledger: tokens and cost per summary mode."""
+    totals: dict[str, dict[str, Any]] = {}
+    for it in items:
+        led = llm_ledger(it)
+        if led is None:
+            continue
+        t = totals.setdefault(led["mode"] or "realtime", {"items": 0, "input_tokens": 0, "output_tokens": 0,
+                                                           "cost_usd": 0.0})
+        t["items"] += 1
+        t["input_tokens"] += led["input_tokens"]
+        t["output_tokens"] += led["output_tokens"]
+        t["cost_usd"] = round(t["cost_usd"] + led["cost_usd"], 6)
+    return {"by_mode": totals, "cost_usd": round(sum(t["cost_usd"] for t in totals.values()), 6)}
 
 
 # ---------------------------------------------------------------- PDF

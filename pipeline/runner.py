@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline import errors
+from pipeline import errors, llm_batch
 from pipeline.clock import SystemClock
 from pipeline.export import export_batch
 from pipeline.governor import Governor
@@ -136,6 +136,7 @@ class Engine:
         self._last_runtime = 0.0
         self._finished_hooks: list[Callable[[str], None]] = []
         self._exporting: set[str] = set()
+        self.llm_batches: llm_batch.LLMBatchManager | None = None
         self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tubemill-export")
         self.clock.subscribe(self.kick)
         self.on_batch_finished(self.export)
@@ -182,6 +183,8 @@ class Engine:
         if self.store is not None and self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="tubemill-scheduler", daemon=True)
             self._thread.start()
+            self.llm_batches = llm_batch.LLMBatchManager(self, interval_s=self.settings.llm_batch_poll_s)
+            self.llm_batches.start()
 
     def _standby_loop(self) -> None:
         while not self._stopping.wait(1.0):
@@ -200,6 +203,8 @@ class Engine:
             self._interrupt.set()
         self._stopping.set()
         self.kick()
+        if self.llm_batches is not None:
+            self.llm_batches.stop()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -370,6 +375,33 @@ class Engine:
             return n
         return 1
 
+    def release_awaiting(self, bid: str, n: int) -> None:
+        """An item parked for the Batch API goes back to its summarize stage (which finds its result)."""
+        assert self.store is not None
+        with self._lock:
+            item = self.store.item(bid, n)
+            if item["status"] != ItemStatus.AWAITING_LLM_BATCH:
+                return
+            self.store.transition(bid, n, ItemStatus.PENDING, stage=None)
+            run = self._runs.get(bid)
+            if run is not None and not run.cancel.is_set():
+                self._ready(run, self.store.item(bid, n))
+        self.kick()
+
+    def fail_awaiting(self, bid: str, n: int, exc: errors.TubemillError) -> None:
+        assert self.store is not None
+        with self._lock:
+            item = self.store.item(bid, n)
+            if item["status"] != ItemStatus.AWAITING_LLM_BATCH:
+                return
+            etype, message, retryable = errors.describe(exc)
+            err = ItemError(etype, message, item.get("stage"), retryable, int(item.get("attempts", 0)) + 1,
+                            self.clock.now())
+            self.store.transition(bid, n, ItemStatus.FAILED, error=err.to_dict(), stage=None)
+            _item_log(item.get("workdir"), f"summarize: {message}")
+            self._check_finished(bid)
+        self.kick()
+
     def _resume(self, bid: str) -> None:
         assert self.store is not None
         reopened = 0
@@ -392,9 +424,11 @@ class Engine:
             run.gated.clear()
         self._timers = [t for t in self._timers if t[1] != bid]
         heapq.heapify(self._timers)
-        for n in self.store.item_numbers(bid, [ItemStatus.PENDING, ItemStatus.WAITING]):
+        for n in self.store.item_numbers(bid, [ItemStatus.PENDING, ItemStatus.WAITING, ItemStatus.AWAITING_LLM_BATCH]):
             if run is None or n not in run.running:
                 self.store.transition(bid, n, ItemStatus.CANCELLED, next_attempt_at=None)
+        if self.llm_batches is not None:
+            self.llm_batches.cancel_jobs(bid)
         self._check_finished(bid)
 
     # ------------------------------------------------------------------ reads
@@ -407,6 +441,12 @@ class Engine:
         if self.store is not None:
             return self.store.summary(self.store.resolve(ref))
         return find_summary(self.home, ref)
+
+    def batch_header(self, ref: str) -> dict[str, Any]:
+        """The batch's stored header (options, Batch API jobs, notes), from memory or the file."""
+        if self.store is not None:
+            return self.store.header(self.store.resolve(ref))
+        return read_batch(self.home, find_summary(self.home, ref).id)[0]
 
     def items(self, ref: str, **kw: Any) -> list[dict[str, Any]]:
         if self.store is not None:
@@ -704,6 +744,12 @@ class Engine:
         assert exc is not None
         etype, message, retryable = errors.describe(exc)
         attempts = int(item.get("attempts", 0))
+        if isinstance(exc, llm_batch.AwaitLLMBatch) and not run.cancel.is_set():
+            # Parked, not failed: the Batch API manager brings it back with its summary written.
+            store.transition(bid, n, ItemStatus.AWAITING_LLM_BATCH, stage=stage.name, progress=0.0)
+            if self.llm_batches is not None:
+                self.llm_batches.kick()
+            return
         if isinstance(exc, errors.Cancelled) or run.cancel.is_set() or self._interrupt.is_set():
             if self._interrupt.is_set() and not run.cancel.is_set():
                 store.transition(bid, n, ItemStatus.PENDING, progress=0.0, stage=None)

@@ -88,6 +88,8 @@ class Settings:
     whisper_device: str = "auto"
     llm_model: str = "gpt-4o-mini"
     llm_base_url: str = ""  # empty: OPENAI_BASE_URL or the OpenAI default; the key is never stored here
+    llm_batch_min_items: int = 100  # --llm-mode auto: the Batch API above this many summaries
+    llm_batch_poll_s: float = 10.0  # first poll interval; backs off x1.5 to 60 s while nothing changes
 
     def output_root(self, home: Path) -> Path:
         return Path(self.output_dir).expanduser() if self.output_dir else Path(home) / "output"

@@ -223,10 +223,16 @@ def player_source(item: dict[str, Any]) -> str | None:
 def batch_options(*, captions: str = "prefer", model: str | None = None, device: str | None = None,
                   summarizer: str = "auto", language: str | None = None, retry_limit: int | None = None,
                   on_error: str | None = None, force: bool = False, keep_audio: bool = False,
-                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                  llm_mode: str = "realtime", n_items: int = 0, llm_batch_min_items: int = 100,
+                  deadline: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Options stored with a batch (CLI and app build them the same way); never secrets."""
+    from pipeline.llm_batch import resolve_mode
+
     opts: dict[str, Any] = {"captions": captions, "summarizer": summarizer, "force": force,
-                            "keep_audio": keep_audio}
+                            "keep_audio": keep_audio, "llm_mode": llm_mode,
+                            "llm_mode_effective": resolve_mode(llm_mode, n_items, llm_batch_min_items, deadline)}
+    if deadline:
+        opts["deadline"] = deadline
     for key, value in (("model", model), ("device", device), ("language", language), ("retry_limit", retry_limit),
                        ("on_error", on_error)):
         if value not in (None, ""):

@@ -35,6 +35,8 @@ def progress_text(s) -> str:  # type: ignore[no-untyped-def]
     parts = [f"{c.get('done', 0)} of {s.total} done", f"{c.get('failed', 0)} failed", f"{c.get('running', 0)} running"]
     if c.get("waiting"):
         parts.append(f"{c['waiting']} waiting to retry")
+    if c.get("awaiting_llm_batch"):
+        parts.append(f"{c['awaiting_llm_batch']} waiting for the Batch API")
     return " · ".join(parts + [tail])
 
 
@@ -76,6 +78,17 @@ def batch_detail() -> None:
         st.dataframe([{"n": a["n"], "title": a["title"], "stage": a["stage"], "progress": a.get("progress", 0.0)}
                       for a in s.active], hide_index=True, width="stretch",
                      column_config={"progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0)})
+    header = engine.batch_header(s.id)
+    if header.get("llm_note"):
+        st.info(header["llm_note"])
+    jobs = header.get("llm_jobs") or []
+    if jobs:
+        st.markdown("**Batch API jobs**")
+        st.dataframe([{"job": j.get("batch_id") or j["id"], "status": j.get("status"),
+                       "done": (j.get("request_counts") or {}).get("completed", 0),
+                       "failed": (j.get("request_counts") or {}).get("failed", 0),
+                       "requests": (j.get("request_counts") or {}).get("total", len(j.get("items", {}))),
+                       "note": j.get("failure", "")} for j in jobs], hide_index=True, width="stretch")
     c1, c2 = st.columns([3, 1])
     statuses = c1.multiselect("Status", [x.value for x in ItemStatus], key="batches_status")
     matching = sum(s.counts.get(x, 0) for x in statuses) if statuses else s.total

@@ -34,6 +34,9 @@ with st.expander("Options", expanded=False):
     model = c1.text_input("Whisper model", value=engine.settings.whisper_model, key="nb_model")
     summarizer = c2.selectbox("Summarizer", ["auto", "llm", "offline"], key="nb_summarizer")
     language = c3.text_input("Language", value="", key="nb_language", placeholder="detect (captions: en)")
+    llm_mode = st.radio("LLM summaries", ["realtime", "batch", "auto"], horizontal=True, key="nb_llm_mode",
+                        help="batch: the OpenAI Batch API, about half the price, results within 24 h; auto: "
+                             f"batch above {engine.settings.llm_batch_min_items} videos")
     c1, c2, c3 = st.columns(3)
     retry_limit = c1.number_input("Retry limit", 0, 20, engine.settings.retry.limit, key="nb_retry")
     on_error = c2.selectbox("On error", ["continue", "stop", "retry"], key="nb_on_error")
@@ -61,9 +64,11 @@ def gather_text() -> str:
     return "\n".join(parts)
 
 
-def options() -> dict:
+def options(n_items: int) -> dict:
     return views.batch_options(captions=captions, model=model, summarizer=summarizer, language=language or None,
-                               retry_limit=int(retry_limit), on_error=on_error, force=force, keep_audio=keep_audio)
+                               retry_limit=int(retry_limit), on_error=on_error, force=force, keep_audio=keep_audio,
+                               llm_mode=llm_mode, n_items=n_items,
+                               llm_batch_min_items=engine.settings.llm_batch_min_items)
 
 
 def make_preview() -> views.Preview | None:
@@ -92,7 +97,8 @@ if start:
     preview = preview or make_preview()
     if preview is not None and preview.count:
         try:
-            bid = engine.submit(name.strip() or "batch", preview.items(), recipe=recipe, options=options())
+            bid = engine.submit(name.strip() or "batch", preview.items(), recipe=recipe,
+                                options=options(preview.count))
         except (TubemillError, ValueError) as exc:
             st.error(str(exc))
         else:
