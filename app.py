@@ -26,6 +26,7 @@ st.set_page_config(page_title="Tubemill", page_icon="🎞️", layout="wide")
 nav = st.navigation(
     [
         st.Page("pages/screens/new_batch.py", url_path="new_batch", title="New batch", icon="➕"),
+        st.Page("pages/screens/generate.py", url_path="generate", title="Generate", icon="🎬"),
         st.Page("pages/screens/batches.py", url_path="batches", title="Batches", icon="📋", default=True),
         st.Page("pages/screens/results.py", url_path="results", title="Results", icon="📄"),
         st.Page("pages/screens/system.py", url_path="system", title="System", icon="🖥️"),

@@ -96,6 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("batch", nargs="?")
             c.add_argument("--all", action="store_true", help="every batch")
 
+    g = r.add_argument_group("generate recipe (topics, one per line, or a CSV with per-row options)")
+    g.add_argument("--voice", help="edge-tts voice (default en-US-AriaNeural)")
+    g.add_argument("--style", help="tone of the script, e.g. 'playful', 'for beginners'")
+    g.add_argument("--length", type=float, metavar="SECONDS", help="target length of each video (default 60)")
+    g.add_argument("--aspect", choices=("9:16", "16:9"), help="vertical (default) or horizontal")
+    g.add_argument("--pace", choices=("fast", "normal", "slow"), help="one scene per 3, 4 or 5 s of speech")
+    g.add_argument("--tts", choices=("auto", "edge", "espeak"), help="auto: edge-tts, espeak-ng when it fails")
+    g.add_argument("--burn-subtitles", action="store_true", help="render the subtitles into the picture")
+    g.add_argument("--upload", action="store_true", help="upload to YouTube (see `tubemill youtube-auth`)")
+    g.add_argument("--privacy", choices=("private", "unlisted", "public"))
+    g.add_argument("--publish-at", metavar="ISO8601", help="scheduled publication (the video stays private)")
+
+    ya = sub.add_parser("youtube-auth", help="authorize uploads once (browser consent); stores a 0600 token")
+    ya.add_argument("client_secrets", help="the OAuth client file downloaded from the Google Cloud console")
+    ya.add_argument("--no-browser", action="store_true", help="print the URL instead of opening a browser")
+
     lb = sub.add_parser("llm-batch", help="summaries of finished items through the Batch API, step by step")
     lb.add_argument("action", choices=("prepare", "submit", "status", "ingest"))
     lb.add_argument("batches", nargs="*", help="batches to take finished items from (prepare)")
@@ -146,13 +162,20 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
     stdin_text = sys.stdin.read() if args.input == "-" else None
     text = read_input(args.input, stdin_text)
     settings = load_settings(home)
-    if recipe.expands_sources:
+    if recipe.topics:
+        from pipeline.topics import parse_topics
+
+        parsed = parse_topics(text)
+        for bad in parsed.invalid:
+            print(f"tubemill: skipped invalid input, {bad}", file=sys.stderr)
+        sources: list[Any] = parsed.items
+    elif recipe.expands_sources:
         filters = Filters(min_duration=args.min_duration, max_duration=args.max_duration, date_after=args.date_after,
                           date_before=args.date_before, newest=args.newest, match_title=args.match_title)
         expansion = expand(text, filters, on_source=_listing_progress)
         for line in summarize_expansion(expansion):
             print(f"tubemill: {line}", file=sys.stderr)
-        sources: list[Any] = [e.to_item() for e in expansion.entries]
+        sources = [e.to_item() for e in expansion.entries]
     else:
         sources, invalid = parse_lines(text)
         for bad in invalid:
@@ -193,6 +216,16 @@ def _options(args: argparse.Namespace, settings: Any, n_items: int) -> dict[str,
         extra[key.strip()] = value
     if args.output_manifest:
         extra["output_manifest"] = str(Path(args.output_manifest).expanduser().resolve())
+    for key, value in (("voice", args.voice), ("style", args.style), ("length_s", args.length),
+                       ("aspect", args.aspect), ("pace", args.pace), ("tts", args.tts), ("privacy", args.privacy),
+                       ("publish_at", args.publish_at)):
+        if value is not None:
+            extra[key] = value
+    if args.burn_subtitles:
+        extra["burn_subtitles"] = True
+        extra.setdefault("frame_text", "visual")  # the narration is on screen as subtitles already
+    if args.upload:
+        extra["upload"] = True
     return batch_options(captions=args.captions, model=args.model or settings.whisper_model,
                          device=args.device or settings.whisper_device, summarizer=args.summarizer,
                          language=args.language, retry_limit=args.retry_limit, on_error=args.on_error,
@@ -373,6 +406,14 @@ def cmd_control(args: argparse.Namespace, home: Path) -> int:
     return EXIT_OK
 
 
+def cmd_youtube_auth(args: argparse.Namespace, home: Path) -> int:
+    from pipeline import youtube
+
+    youtube.authorize(home, Path(args.client_secrets).expanduser(), open_browser=not args.no_browser)
+    print(f"authorized; token stored in {youtube.token_path(home)} (mode 0600)")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------- llm-batch
 def cmd_llm_batch(args: argparse.Namespace, home: Path) -> int:
     from pipeline import llm_batch
@@ -433,6 +474,7 @@ COMMANDS = {
     "cancel": cmd_control,
     "retry-failed": cmd_control,
     "llm-batch": cmd_llm_batch,
+    "youtube-auth": cmd_youtube_auth,
     "app": cmd_app,
 }
 

@@ -15,6 +15,7 @@ class Recipe:
     stages: tuple[str, ...]
     expands_sources: bool  # URLs/playlists/folders are listed into one item per video before the batch starts
     doc: str = ""
+    topics: bool = False  # input is topics (lines or CSV with per-row options), not sources
 
 
 RECIPES: dict[str, Recipe] = {
@@ -22,6 +23,8 @@ RECIPES: dict[str, Recipe] = {
     for r in (
         Recipe("transcribe", ("captions", "download", "transcribe", "summarize", "export"), True,
                "captions or Whisper → summary and tags → txt/srt/vtt/json/md"),
+        Recipe("generate", ("script", "plan", "narrate", "frames", "subtitles", "render", "metadata", "upload"),
+               False, "topics → script → narration → frames → subtitles → video → metadata → YouTube", topics=True),
         # Stand-ins driven by the source line; they exercise the engine in tests and benchmarks.
         Recipe("probe", ("probe_net", "probe_cpu", "probe_gpu", "probe_llm"), False, "engine test stand-in"),
         Recipe("noop", ("noop_net", "noop_cpu", "noop_gpu", "noop_llm"), False, "engine overhead benchmark"),

@@ -192,7 +192,8 @@ def batch_files(summary: BatchSummary) -> dict[str, Path]:
 
 ITEM_FILES = (("txt", "transcript.txt", "text/plain"), ("srt", "transcript.srt", "application/x-subrip"),
               ("vtt", "transcript.vtt", "text/vtt"), ("json", "transcript.json", "application/json"),
-              ("summary", "summary.md", "text/markdown"))
+              ("summary", "summary.md", "text/markdown"), ("video", "video.mp4", "video/mp4"),
+              ("subtitles", "subtitles.srt", "application/x-subrip"), ("metadata", "metadata.json", "application/json"))
 
 
 def item_files(item: dict[str, Any]) -> list[tuple[str, Path, str]]:

@@ -157,3 +157,17 @@ def test_streamlit_serves_on_loopback(home: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_generate_page_previews_topics_and_starts(app_home: Path) -> None:
+    """Topics (with a bad CSV row reported) preview as a table, and Start creates a generate batch."""
+    at = app("pages/screens/generate.py")
+    at.text_area(key="gen_topics").input("topic,length\nHow tides work,30\nWhy bread rises,5\n").run()
+    assert any("Line 3 skipped" in w.value for w in at.warning)
+    assert at.metric[0].value == "1"
+    at.text_input(key="gen_name").input("videos").run()
+    at.button(key="gen_start").click().run()
+    assert not at.exception, at.exception
+    s = engine_of().summary("videos")
+    assert s.total == 1 and s.recipe[0] == "script" and s.recipe[-1] == "upload"
+    engine_of().cancel("videos")

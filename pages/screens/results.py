@@ -60,13 +60,20 @@ st.caption(" · ".join(f for f in facts if f))
 if "repetition" in (item.get("flags") or []):
     st.warning(f"Possible Whisper hallucination: {meta.get('repetition')}")
 
+rendered = Path(item["workdir"]) / "video.mp4"
+if rendered.exists():  # a generated video: show it, with its script below
+    srt = rendered.with_name("subtitles.srt")
+    st.video(str(rendered), subtitles=str(srt) if srt.exists() else None)
+    upload = views.load_json(rendered.with_name("upload.json"))
+    if upload:
+        st.success(f"Uploaded: {upload.get('url')} ({upload.get('privacy')})")
 transcript = views.load_json(Path(item["workdir"]) / "transcript.json") or {"segments": []}
 segments = transcript.get("segments", [])
 table_key = f"segments_{bid}_{n}"
 state = st.session_state.get(table_key)
 picked = list(state.selection.rows) if state is not None and getattr(state, "selection", None) else []
 start = int(segments[picked[0]]["start"]) if picked and picked[0] < len(segments) else 0
-source = views.player_source(item)
+source = views.player_source(item) if not rendered.exists() else None
 if source:
     if Path(source).suffix.lower() in (".mp3", ".m4a", ".wav", ".ogg", ".opus", ".flac", ".aac"):
         st.audio(source, start_time=start)
@@ -74,11 +81,16 @@ if source:
         st.video(source, start_time=start)
 
 left, right = st.columns([3, 2])
+script = views.load_json(Path(item["workdir"]) / "script.json") if not segments else None
 with left:
-    st.markdown("**Transcript** — select a line to play from there")
-    rows = [{"time": fmt_timestamp(s["start"]), "text": s["text"]} for s in segments]
-    st.dataframe(rows, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-                 key=table_key, height=360)
+    if script:
+        st.markdown("**Script**")
+        st.write(script.get("script", ""))
+    else:
+        st.markdown("**Transcript** — select a line to play from there")
+        rows = [{"time": fmt_timestamp(s["start"]), "text": s["text"]} for s in segments]
+        st.dataframe(rows, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                     key=table_key, height=360)
 with right:
     summary_md = Path(item["workdir"]) / "summary.md"
     if summary_md.exists():

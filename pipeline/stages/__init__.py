@@ -30,7 +30,20 @@ def all_stages() -> dict[str, Stage]:
 
 def _load_builtin() -> None:
     # Imported lazily: a stage module may import a heavy library (faster-whisper, moviepy).
-    from pipeline.stages import captions, download, export, probe, summarize, transcribe  # noqa: F401
+    from pipeline.stages import (  # noqa: F401
+        captions,
+        download,
+        export,
+        frames,
+        narrate,
+        probe,
+        render,
+        script,
+        subtitles,
+        summarize,
+        transcribe,
+        upload,
+    )
 
 
 __all__ = [

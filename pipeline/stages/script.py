@@ -82,14 +82,16 @@ def clean_for_speech(text: str) -> str:
 def offline_script(topic: str, style: str = "", target_s: float = 60.0) -> VideoScript:
     """A plain, honest template: always runs, says what it is about, never invents facts."""
     t = topic.strip().rstrip(".")
+    first = t.split()[0] if t.split() else ""
+    m = t[:1].lower() + t[1:] if first[:1].isupper() and not first.isupper() else t  # mid-sentence form
     lines = [
-        f"Let's talk about {t}.",
-        f"{t} comes up more often than you might think, so it is worth a closer look.",
-        f"First, what is {t}? Put simply, it is the idea at the center of this video.",
-        f"Second, why does {t} matter? Because understanding it helps you make better decisions.",
-        f"Third, how can you start? Pick one small step related to {t} and try it this week.",
-        f"A common mistake is to treat {t} as all or nothing. Small, steady progress works better.",
-        f"To recap: {t} is worth understanding, it matters in everyday life, and you can start small.",
+        f"Let's talk about {m}.",
+        f"{t[:1].upper() + t[1:]} comes up more often than you might think, so it is worth a closer look.",
+        f"First, what is {m}? Put simply, it is the idea at the center of this video.",
+        f"Second, why does {m} matter? Because understanding it helps you make better decisions.",
+        f"Third, how can you start? Pick one small step related to {m} and try it this week.",
+        f"A common mistake is to treat {m} as all or nothing. Small, steady progress works better.",
+        f"To recap: {m} is worth understanding, it matters in everyday life, and you can start small.",
         "Thanks for watching. Follow for more short explainers like this one.",
     ]
     words_needed = target_s * WORDS_PER_S
@@ -228,6 +230,12 @@ def run_plan(item: dict[str, Any], ctx: StageContext) -> StageResult:
     if aspect not in SIZES:
         raise errors.InvalidInput(f"aspect must be 9:16 or 16:9, not {aspect!r}")
     w, h = SIZES[aspect]
+    size = ctx.options.get("size")  # "WxH": quick drafts and tests; the aspect's full size otherwise
+    if size:
+        try:
+            w, h = (int(x) for x in str(size).lower().split("x"))
+        except ValueError:
+            raise errors.InvalidInput(f"size must look like 540x960, not {size!r}") from None
     pace = _opt(item, ctx, "pace", "normal")
     scenes = plan_scenes(script["scenes"], float(_opt(item, ctx, "length_s", 60)), pace)
     plan = {"title": script["title"], "aspect": aspect, "width": w, "height": h, "fps": 30,

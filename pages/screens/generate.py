@@ -1,0 +1,56 @@
+"""Generate: topics (or a CSV with per-row options) → narrated, subtitled videos, optionally uploaded."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from pages.screens._engine import get_engine
+from pipeline import views
+from pipeline.errors import TubemillError
+from pipeline.progress import fmt_duration
+from pipeline.topics import parse_topics
+
+engine = get_engine()
+st.title("Generate videos")
+text = st.text_area("Topics, one per line — or paste a CSV with a `topic` header and per-row options", height=160,
+                    key="gen_topics", placeholder="How tides work\nWhy bread rises\n# or: topic,voice,length,aspect")
+upload = st.file_uploader("…or upload a topics file (.txt or .csv)", type=["txt", "csv"], key="gen_file")
+c1, c2, c3, c4 = st.columns(4)
+name = c1.text_input("Batch name", value=time.strftime("videos-%Y%m%d-%H%M"), key="gen_name")
+aspect = c2.selectbox("Aspect", ["9:16", "16:9"], key="gen_aspect")
+length = c3.number_input("Target length (s)", 10, 1800, 60, key="gen_length")
+pace = c4.selectbox("Pace", ["normal", "fast", "slow"], key="gen_pace")
+c1, c2, c3, c4 = st.columns(4)
+voice = c1.text_input("Voice (edge-tts)", value="en-US-AriaNeural", key="gen_voice")
+style = c2.text_input("Style", value="", key="gen_style", placeholder="clear and friendly")
+privacy = c3.selectbox("Privacy", ["private", "unlisted", "public"], key="gen_privacy")
+do_upload = c4.checkbox("Upload to YouTube", key="gen_upload",
+                        help="needs `tubemill youtube-auth CLIENT_SECRETS.json` once; uploads past the daily quota "
+                             "wait for the next quota day")
+burn = st.checkbox("Burn subtitles into the video", key="gen_burn")
+
+source_text = (text or "") + ("\n" + upload.getvalue().decode("utf-8", errors="replace") if upload else "")
+topics = parse_topics(source_text)
+for bad in topics.invalid:
+    st.warning(f"Line {bad.line_no} skipped — {bad.reason}: `{bad.text[:80]}`")
+if topics.items:
+    rates = views.measured_rates(engine.summaries())
+    per_video = sum(rates.get(s, d) for s, d in (("script", 2.0), ("narrate", 8.0), ("frames", 3.0),
+                                                 ("render", 0.35 * length)))
+    st.metric("Videos", len(topics.items), help=f"≈ {fmt_duration(per_video * len(topics.items))} of work")
+    st.dataframe([{"topic": i["source"], **i["meta"]} for i in topics.items], hide_index=True, width="stretch")
+    if st.button("Start generating", type="primary", key="gen_start"):
+        options = {"aspect": aspect, "length_s": float(length), "pace": pace, "voice": voice, "style": style,
+                   "privacy": privacy, "upload": do_upload, "burn_subtitles": burn,
+                   **({"frame_text": "visual"} if burn else {})}
+        try:
+            bid = engine.submit(name.strip() or "videos", topics.items, recipe="generate", options=options)
+        except (TubemillError, ValueError) as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["selected_batch"] = bid
+            st.switch_page("pages/screens/batches.py")
+else:
+    st.caption("Add at least one topic.")
