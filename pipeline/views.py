@@ -158,6 +158,8 @@ def item_rows(items: list[dict[str, Any]], n_stages: int = 0) -> list[dict[str, 
             "attempts": int(it.get("attempts") or 0),
             "error": f"{err.get('type', '')}: {err.get('message', '')}" if err else "",
             "flags": ", ".join(it.get("flags") or []),
+            "next_try": (time.strftime("%Y-%m-%d %H:%M", time.localtime(it["next_attempt_at"]))
+                         if it["status"] == "waiting" and it.get("next_attempt_at") else ""),
         })  # fmt: skip
     return rows
 

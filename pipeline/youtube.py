@@ -312,12 +312,13 @@ def _clean(text: Any) -> str:
     return str(text or "").replace("<", "").replace(">", "").strip()
 
 
-def _truncate_bytes(text: str, limit: int) -> str:
+def truncate_bytes(text: str, limit: int) -> str:
+    """At most ``limit`` UTF-8 bytes, never cutting a character in half."""
     data = text.encode("utf-8")
     return text if len(data) <= limit else data[:limit].decode("utf-8", "ignore").rstrip()
 
 
-def _tags(tags: Any) -> list[str]:
+def fit_tags(tags: Any) -> list[str]:
     """Tags within YouTube's 500-character budget (a tag with a space counts its quotes too)."""
     out: list[str] = []
     used = 0
@@ -378,8 +379,8 @@ def video_body(meta: dict[str, Any], *, privacy: str | None = None, now: float |
     missing = [h for h in hashtags if h.lower() not in description.lower()]
     if missing:
         description = f"{description}\n\n{' '.join(missing)}".strip()
-    description = _truncate_bytes(description, DESCRIPTION_MAX_BYTES)
-    snippet: dict[str, Any] = {"title": title, "description": description, "tags": _tags(meta.get("tags")),
+    description = truncate_bytes(description, DESCRIPTION_MAX_BYTES)
+    snippet: dict[str, Any] = {"title": title, "description": description, "tags": fit_tags(meta.get("tags")),
                                "categoryId": str(meta.get("category_id") or "22")}
     if meta.get("language"):
         snippet["defaultLanguage"] = snippet["defaultAudioLanguage"] = str(meta["language"])

@@ -40,6 +40,12 @@ for col, (key, label, mime) in zip(cols, (("zip", "ZIP of the batch", "applicati
         else:
             st.caption(f"{label}: not written yet" if summary.state != "done" else f"{label}: none")
 
+stats = views.load_json(files["stats"]) if "stats" in files else None
+ledger = (stats or {}).get("llm") or {}
+if ledger.get("by_mode"):
+    parts = [f"{mode}: {v['items']} summaries, {v['input_tokens']:,} + {v['output_tokens']:,} tokens, "
+             f"${v['cost_usd']:.4f}" for mode, v in ledger["by_mode"].items()]
+    st.caption("LLM cost — " + "; ".join(parts))
 query = st.text_input("Find a video", key="results_query", placeholder="part of a title")
 done = engine.items(bid, status=["done"], limit=None)
 if query:

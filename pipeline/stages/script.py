@@ -246,30 +246,9 @@ def run_plan(item: dict[str, Any], ctx: StageContext) -> StageResult:
     return StageResult(artifacts={"plan": str(out)}, meta={"scenes": len(scenes)})
 
 
-def fit_bytes(text: str, limit: int) -> str:
-    data = text.encode("utf-8")
-    if len(data) <= limit:
-        return text
-    return data[: limit - 3].decode("utf-8", errors="ignore").rstrip() + "..."
-
-
-def youtube_tags(words: list[str], limit: int = 500) -> list[str]:
-    """Tags whose total length, as YouTube counts it (quotes around tags with spaces, commas), stays in limit."""
-    out: list[str] = []
-    total = 0
-    for w in words:
-        w = re.sub(r"[<>,]", "", w).strip()[:100]
-        if not w or w.lower() in (t.lower() for t in out):
-            continue
-        cost = len(w) + (2 if " " in w else 0) + (1 if out else 0)
-        if total + cost > limit:
-            break
-        out.append(w)
-        total += cost
-    return out
-
-
 def run_metadata(item: dict[str, Any], ctx: StageContext) -> StageResult:
+    from pipeline.youtube import fit_tags, truncate_bytes
+
     out = ctx.path(METADATA)
     if out.exists():
         return StageResult(artifacts={"metadata": str(out)})
@@ -277,12 +256,12 @@ def run_metadata(item: dict[str, Any], ctx: StageContext) -> StageResult:
     title = clean_for_speech(script["title"])[:100].rstrip() or item["source"][:100]
     hashtags = ["#" + h for h in script.get("hashtags", [])][:15]
     body = (script.get("description") or script.get("hook") or "").strip()
-    description = fit_bytes(body + ("\n\n" + " ".join(hashtags) if hashtags else ""), 5000)
+    description = truncate_bytes(body + ("\n\n" + " ".join(hashtags) if hashtags else ""), 5000)
     privacy = _opt(item, ctx, "privacy", "private")
     publish_at = _opt(item, ctx, "publish_at")
     if publish_at:
         privacy = "private"  # YouTube publishes scheduled videos from private
-    meta = {"title": title, "description": description, "tags": youtube_tags(script.get("hashtags", [])),
+    meta = {"title": title, "description": description, "tags": fit_tags(script.get("hashtags", [])),
             "hashtags": hashtags, "category_id": str(_opt(item, ctx, "category_id", "27")), "privacy": privacy,
             "publish_at": publish_at}
     atomic_write_bytes(out, json.dumps(meta, ensure_ascii=False, indent=1).encode())

@@ -17,7 +17,6 @@ from pipeline.stages.script import (
     run_metadata,
     run_plan,
     run_script,
-    youtube_tags,
 )
 from pipeline.topics import parse_topics
 from tests.llm_server import FakeLLMServer
@@ -106,4 +105,6 @@ def test_plan_and_metadata_limits(tmp_path: Path) -> None:
     assert len(meta["title"]) == 100 and len(meta["description"].encode()) <= 5000
     assert sum(len(t) + 2 for t in meta["tags"]) + len(meta["tags"]) - 1 <= 500 and meta["tags"]
     assert meta["privacy"] == "private" and meta["publish_at"]
-    assert youtube_tags(["a b", "A B", "c"]) == ["a b", "c"]
+    from pipeline.youtube import fit_tags
+
+    assert fit_tags(["a b", "A B", "#c"]) == ["a b", "c"]
