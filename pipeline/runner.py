@@ -69,7 +69,7 @@ class _Run:
     policy: RetryPolicy
     on_error: str
     output_dir: Path
-    ready: dict[str, deque[int]] = field(default_factory=dict)
+    ready: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # heaps of (-stage_index, n)
     gated: deque[tuple[int, int]] = field(default_factory=deque)
     running: dict[int, str] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -566,7 +566,7 @@ class Engine:
             on_error=opts.get("on_error", "continue"),
             output_dir=Path(h.get("output_dir") or self.output_root / safe_name(h["name"])),
         )
-        run.ready = {p: deque() for p in self.pool_sizes}
+        run.ready = {p: [] for p in self.pool_sizes}
         self._runs[bid] = run
         self._enqueue_new(bid)
         self._check_finished(bid)
@@ -575,7 +575,7 @@ class Engine:
         """Queue items of an active batch the scheduler does not track yet."""
         assert self.store is not None
         run = self._runs[bid]
-        queued = {n for q in run.ready.values() for n in q} | set(run.running) | {n for _, n in run.gated}
+        queued = {n for q in run.ready.values() for _, n in q} | set(run.running) | {n for _, n in run.gated}
         queued |= {n for _, b, n in self._timers if b == bid}
         for item in self.store.items(bid, status=[ItemStatus.PENDING, ItemStatus.WAITING]):
             n = item["n"]
@@ -595,7 +595,9 @@ class Engine:
         k = int(item.get("stage_index", 0))
         if k >= len(run.stages):
             return
-        run.ready[self._pool_for(run.stages[k])].append(item["n"])
+        # Items further along go first: results arrive one by one instead of all at the end, and
+        # downloaded audio waiting for transcription does not pile up on disk.
+        heapq.heappush(run.ready[self._pool_for(run.stages[k])], (-k, item["n"]))
 
     def _release_timers(self, now: float) -> None:
         while self._timers and self._timers[0][0] <= now:
@@ -640,7 +642,7 @@ class Engine:
                     idle_rounds += 1
                     continue
                 idle_rounds = 0
-                n = run.ready[pool].popleft()
+                _, n = heapq.heappop(run.ready[pool])
                 if self._start(run, n, pool, now):
                     free -= 1
             self._rr[pool] = i % max(1, len(runs))
