@@ -315,16 +315,17 @@ def font_path(bold: bool = False) -> Path:
     raise errors.ConfigError(f"font {name} not found (install matplotlib or fonts-dejavu-core)")
 
 
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """A stage input written by an earlier stage; missing or corrupt means that stage must run again."""
+def read_json(path: Path, what: str, missing: type[errors.TubemillError] = errors.PermanentError,
+              corrupt: type[errors.TubemillError] = errors.PermanentError) -> dict[str, Any]:
+    """A stage input written by an earlier stage (``what``); the error types say whether retrying can help."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise errors.PermanentError(f"{Path(path).name} is missing: the {what} stage has not run") from exc
+        raise missing(f"{Path(path).name} is missing: the {what} stage has not run") from exc
     except (OSError, ValueError) as exc:
-        raise errors.PermanentError(f"{Path(path).name} is unreadable: {exc}") from exc
+        raise corrupt(f"{Path(path).name} is unreadable: {exc}") from exc
     if not isinstance(data, dict):
-        raise errors.PermanentError(f"{Path(path).name} is not a JSON object")
+        raise corrupt(f"{Path(path).name} is not a JSON object")
     return data
 
 

@@ -30,6 +30,7 @@ from pipeline import errors, youtube
 from pipeline.secrets import write_private
 from pipeline.stages import register
 from pipeline.stages.base import Stage, StageContext, StageResult
+from pipeline.video import read_json
 from state.storage import atomic_write_bytes
 
 log = logging.getLogger("tubemill.upload")
@@ -47,15 +48,8 @@ def truthy(value: Any) -> bool:
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise errors.RetryableError(f"no {path.name} to upload (the {what} stage will run again)") from None
-    except (OSError, ValueError) as exc:
-        raise errors.InvalidInput(f"{path.name} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise errors.InvalidInput(f"{path.name} is not a JSON object")
-    return data
+    # Missing: the earlier stage runs again (retryable); corrupt: nothing to upload until a human looks.
+    return read_json(path, what, missing=errors.RetryableError, corrupt=errors.InvalidInput)
 
 
 def _done(out: Path, record: dict[str, Any], how: str) -> StageResult:
