@@ -304,14 +304,10 @@ class LLMBatchManager:
             self._poll_jobs(bid, header)
 
     def _config(self, bid: str) -> LLMConfig:
-        from pipeline import secrets
-        from pipeline.settings import load_settings
+        from pipeline.secrets import llm_config_for
 
         opts = self.engine.store.header(bid).get("options", {})  # type: ignore[union-attr]
-        settings = load_settings(self.engine.home)
-        return LLMConfig.from_env(model=opts.get("llm_model") or settings.llm_model or None,
-                                  base_url=opts.get("llm_base_url") or settings.llm_base_url or None,
-                                  api_key=secrets.llm_api_key(self.engine.home))
+        return llm_config_for(self.engine.home, options=opts)
 
     def api(self, bid: str) -> BatchAPI:
         if bid not in self._api:

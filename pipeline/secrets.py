@@ -17,8 +17,9 @@ import os
 import re
 import stat
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pipeline.errors import InvalidInput
 from pipeline.llm import LLMConfig
@@ -163,13 +164,21 @@ def mask(value: str | None) -> str:
     return f"{prefix}…{value[-4:]}"
 
 
-def llm_config_for(home: Path, settings: Settings) -> LLMConfig:
-    """The LLM config for ``settings``: server and model from them, the key from the env or the 0600 file.
+def llm_config_for(home: Path, settings: Settings | None = None,
+                   options: Mapping[str, Any] | None = None) -> LLMConfig:
+    """The LLM config every caller uses: model and server from a batch's options, else the settings;
+    the key from the env or the 0600 file.
 
     When ``OPENAI_API_KEY`` is set the config carries no key (the client reads the
     environment); otherwise the stored key rides in ``api_key``, which repr hides.
     """
-    return LLMConfig.from_env(model=settings.llm_model or None, base_url=settings.llm_base_url or None,
+    if settings is None:
+        from pipeline.settings import load_settings
+
+        settings = load_settings(home)
+    opts = options or {}
+    return LLMConfig.from_env(model=opts.get("llm_model") or settings.llm_model or None,
+                              base_url=opts.get("llm_base_url") or settings.llm_base_url or None,
                               api_key=llm_api_key(home))
 
 

@@ -118,8 +118,7 @@ def build_preview(home: Path, text: str, recipe: str, filters: Filters, *, pools
         sources, invalid = parse_lines(text)
         return Preview(recipe=recipe, invalid=invalid, raw_sources=sources)
     x: Expansion = expand(text, filters)
-    lib = library.load(home)
-    done = {e.id for e in x.entries if e.id in lib} if not force else set()
+    done = set() if force else set(library.status_of(home, [e.id for e in x.entries])["ids"])
     todo = [e for e in x.entries if e.id not in done]
     known = [e.duration for e in x.entries if e.duration]
     captioned = sum(1 for e in todo if e.subtitles)
@@ -260,12 +259,6 @@ def save_upload(home: Path, name: str, data: bytes) -> Path:
 
 def llm_config(engine: Any) -> Any:
     """The LLM configuration the summarize stage will use (key from the environment or the secrets file)."""
-    try:
-        from pipeline.secrets import llm_config_for
+    from pipeline.secrets import llm_config_for
 
-        return llm_config_for(engine.home, engine.settings)
-    except ImportError:
-        from pipeline.llm import LLMConfig
-
-        return LLMConfig.from_env(model=engine.settings.llm_model or None,
-                                  base_url=engine.settings.llm_base_url or None)
+    return llm_config_for(engine.home, engine.settings)

@@ -12,7 +12,6 @@ metadata: YouTube's limits — title ≤ 100 characters, description ≤ 5,000 b
 from __future__ import annotations
 
 import json
-import os
 import re
 import unicodedata
 from typing import Any
@@ -112,17 +111,12 @@ def offline_script(topic: str, style: str = "", target_s: float = 60.0) -> Video
     )
 
 
-def llm_script(topic: str, style: str, target_s: float, ctx: StageContext) -> tuple[VideoScript, dict[str, int]]:
+def llm_script(topic: str, style: str, target_s: float, config: Any) -> tuple[VideoScript, dict[str, int]]:
     """Ask the model for a script in the schema; feed validation errors back, at most three tries."""
     import openai
 
-    from pipeline import llm, secrets
-    from pipeline.settings import load_settings
+    from pipeline import llm
 
-    settings = load_settings(ctx.home)
-    config = llm.LLMConfig.from_env(model=ctx.options.get("llm_model") or settings.llm_model or None,
-                                    base_url=ctx.options.get("llm_base_url") or settings.llm_base_url or None,
-                                    api_key=secrets.llm_api_key(ctx.home))
     client = llm.make_client(config)
     words = int(target_s * WORDS_PER_S)
     messages = [
@@ -164,18 +158,17 @@ def _opt(item: dict[str, Any], ctx: StageContext, key: str, default: Any = None)
 
 
 def run_script(item: dict[str, Any], ctx: StageContext) -> StageResult:
-    from pipeline.secrets import llm_api_key
+    from pipeline.secrets import llm_config_for
 
     out = ctx.path(SCRIPT)
     if out.exists():
         return StageResult(artifacts={"script": str(out)})
     topic, style = item["source"], _opt(item, ctx, "style", "")
     target = float(_opt(item, ctx, "length_s", 60))
-    configured = bool(llm_api_key(ctx.home) or os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
-    use_llm = ctx.options.get("script_engine", "auto") != "offline" and configured
+    config = llm_config_for(ctx.home, options=ctx.options)
     usage = {"input_tokens": 0, "output_tokens": 0}
-    if use_llm:
-        script, usage = llm_script(topic, style, target, ctx)
+    if ctx.options.get("script_engine", "auto") != "offline" and config.configured():
+        script, usage = llm_script(topic, style, target, config)
         engine = "llm"
     else:
         script, engine = offline_script(topic, style, target), "template"

@@ -42,7 +42,6 @@ def _meta_of(out_json: Path) -> dict[str, Any]:
 
 def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     from pipeline import llm, llm_batch, secrets
-    from pipeline.settings import load_settings
 
     out_json, out_md = ctx.path(SUMMARY_JSON), ctx.path(SUMMARY_MD)
     artifacts = {"summary": str(out_md), "summary_json": str(out_json)}
@@ -54,11 +53,8 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     transcript = json.loads(tr_path.read_text(encoding="utf-8"))
     title = item.get("title") or item["source"]
     mode = ctx.options.get("summarizer", "auto")
-    settings = load_settings(ctx.home)
     # The key: the environment, else the Settings page's 0600 file; it only ever lives in memory here.
-    config = llm.LLMConfig.from_env(model=ctx.options.get("llm_model") or settings.llm_model or None,
-                                    base_url=ctx.options.get("llm_base_url") or settings.llm_base_url or None,
-                                    api_key=secrets.llm_api_key(ctx.home))
+    config = secrets.llm_config_for(ctx.home, options=ctx.options)
     if mode == "llm" and not config.configured():
         raise errors.ConfigError("--summarizer llm needs OPENAI_API_KEY or OPENAI_BASE_URL")
     if mode == "offline" or (mode == "auto" and not config.configured()):
