@@ -29,10 +29,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline import errors, llm_batch
+from pipeline import errors, llm_batch, ratelimit
 from pipeline.clock import SystemClock
 from pipeline.export import export_batch
 from pipeline.governor import Governor
+from pipeline.ratelimit import ANONYMOUS, AccountPool
 from pipeline.recipes import DEFAULT_RECIPE, recipe_stages
 from pipeline.settings import RetryPolicy, Settings, default_home, load_settings
 from pipeline.stages import Stage, StageContext, StageResult, safe_name
@@ -48,6 +49,8 @@ ON_ERROR = ("continue", "stop", "retry")
 CONTROL_POLL_S = 0.5
 MAX_POOL = 32
 RUNTIME_EVERY_S = 1.0
+ACCOUNT_SCAN_S = 5.0
+PACED = "paced"  # the ready queue of account-bound stages (they run in the net pool)
 
 
 @dataclass
@@ -74,6 +77,9 @@ class _Run:
     running: dict[int, str] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
     progress: dict[int, float] = field(default_factory=dict)
+    accounts: list[str] | None = None  # the batch's own cookie files; None: the home's accounts
+    in_use: dict[int, str] = field(default_factory=dict)  # item -> account of its running download
+    buffer_stages: tuple[int, ...] = ()  # next-stage indexes of items downloaded but not yet transcribed
 
 
 @dataclass
@@ -98,6 +104,8 @@ class Engine:
         role: str = "engine",
         takeover: bool = True,
         seed: int | None = None,
+        accounts: AccountPool | None = None,
+        simulate: bool = False,
     ) -> None:
         self.home = Path(home) if home else default_home()
         self.home.mkdir(parents=True, exist_ok=True)
@@ -106,6 +114,9 @@ class Engine:
         self.role = role
         self.takeover = takeover
         self.rng = random.Random(seed)
+        # simulate: the plan simulator drives tick() on virtual time; no durability gate, no disk checks.
+        self.simulate = simulate
+        self.accounts = accounts or AccountPool(self.settings.pacing, rng=random.Random(seed))
         self.output_root = self.settings.output_root(self.home)
         self.governor = governor or Governor(self.output_root, self.settings.governor)
         self.pool_sizes = self._pool_sizes(self.settings.pools)
@@ -127,7 +138,10 @@ class Engine:
         self._busy: dict[str, int] = dict.fromkeys(self.pool_sizes, 0)
         self._rr: dict[str, int] = dict.fromkeys(self.pool_sizes, 0)
         self._held: dict[str, str | None] = dict.fromkeys(self.pool_sizes, None)
-        self._account_ready: dict[str, float] = {}
+        self._home_accounts: list[str] = []
+        self._last_account_scan = float("-inf")
+        self._accounts_saved = -1
+        self._download_mb: list[float] = [0.0, 0.0]  # sum, count of downloaded audio sizes
         self._stopping = threading.Event()
         self._interrupt = threading.Event()
         self._thread: threading.Thread | None = None
@@ -164,8 +178,14 @@ class Engine:
         return False
 
     def _become_owner(self, run_scheduler: bool = True) -> None:
-        store = Store(self.home, flush_delay=self.settings.flush_delay_s, clock=self.clock.now)
+        store = Store(self.home, flush_delay=self.settings.flush_delay_s, clock=self.clock.now,
+                      durable=not self.simulate)
         self.messages.extend(store.open())
+        if not self.simulate:
+            saved = ratelimit.load_accounts(self.home)
+            if saved:
+                self.accounts.load(saved)
+        self._scan_accounts()
         control.clean_control(self.home)
         store.add_listener(self.kick)
         with self._lock:
@@ -215,6 +235,11 @@ class Engine:
                 time.sleep(0.02)
             self._drain_completions()
             self._hooks.shutdown(wait=True)  # batch outputs being written finish first
+            if not self.simulate:
+                try:
+                    ratelimit.save_accounts(self.home, self.accounts, self.clock.now())
+                except OSError as exc:
+                    log.warning("cannot save account pacing state: %s", exc)
             self.store.close()
             self.store = None
         if self._own_executors:
@@ -244,6 +269,7 @@ class Engine:
             self.settings = settings
             self.pool_sizes.update(sizes)
             self.governor.settings = settings.governor
+            self.accounts.settings = settings.pacing
             self.output_root = settings.output_root(self.home)  # for batches created from now on
             self.governor.output_root = self.output_root
         self.kick()
@@ -509,6 +535,8 @@ class Engine:
         if mono - self._last_control >= CONTROL_POLL_S:
             self._last_control = mono
             self._take_control_requests()
+        if mono - self._last_account_scan >= ACCOUNT_SCAN_S and not self.simulate:
+            self._scan_accounts()
         with self._lock:
             self._drain_completions()
             if self._stopping.is_set():
@@ -526,9 +554,74 @@ class Engine:
             if idle and any(r.gated for r in self._runs.values()):
                 self.store.request_flush()
             delay = CONTROL_POLL_S
-            if self._timers and not getattr(self.clock, "virtual", False):
-                delay = min(delay, max(0.0, self._timers[0][0] - now))
+            wake = self.next_wakeup(now)
+            if wake is not None and not getattr(self.clock, "virtual", False):
+                delay = min(delay, max(0.0, wake - now))
             return delay
+
+    def next_wakeup(self, now: float) -> float | None:
+        """The next time something becomes runnable on its own: a retry timer or a paced account."""
+        with self._lock:
+            times = [self._timers[0][0]] if self._timers else []
+            for run in self._runs.values():
+                if run.ready[PACED] and not self.accounts.held:
+                    t = self.accounts.next_ready(self._run_accounts(run), now)
+                    if t is not None:
+                        times.append(t)
+            return min(times) if times else None
+
+    # ------------------------------------------------------------------ accounts
+    def _scan_accounts(self) -> None:
+        """Pick up cookie files added or replaced on the Settings page (a replaced file re-enables its account)."""
+        from pipeline.secrets import list_cookie_files
+
+        self._last_account_scan = time.monotonic()
+        names = []
+        try:
+            files = list_cookie_files(self.home)
+        except OSError as exc:
+            log.warning("cannot list cookie files: %s", exc)
+            files = []
+        for c in files:
+            self.accounts.ensure(c.name, str(c.path), c.mtime)
+            names.append(c.name)
+        self._home_accounts = names
+        if not names:
+            self.accounts.ensure(ANONYMOUS)
+
+    def _run_accounts(self, run: _Run) -> list[str]:
+        if run.accounts is not None:
+            return run.accounts
+        return self._home_accounts or [ANONYMOUS]
+
+    def _buffer(self) -> int:
+        """Items downloaded but not yet transcribed, over every active batch."""
+        assert self.store is not None
+        total = 0
+        for run in self._runs.values():
+            if run.buffer_stages:
+                at = self.store.remaining_by_stage(run.batch_id)
+                total += sum(at.get(k, 0) for k in run.buffer_stages)
+        return total
+
+    def _pacing_hold(self) -> str | None:
+        s = self.settings.governor
+        disk = None if self.simulate else self.governor.readings().disk_free_mb
+        mean = self._download_mb[0] / self._download_mb[1] if self._download_mb[1] else None
+        return self.accounts.hold_reason(self._buffer(), disk, float(s.min_free_disk_mb), mean)
+
+    def download_buffer(self) -> int:
+        """Items downloaded but not yet transcribed (what queue-aware pacing steers by)."""
+        if self.store is None:
+            return 0
+        with self._lock:
+            return self._buffer()
+
+    def accounts_snapshot(self) -> tuple[list[dict[str, Any]], str | None]:
+        """Per-account pacing rows and why downloads hold (if they do), from memory or ``accounts.json``."""
+        if self.store is None:
+            return ratelimit.read_account_rows(self.home, self.clock.now())
+        return self.accounts.snapshot(self.clock.now()), self.accounts.held
 
     def _take_control_requests(self) -> None:
         for req in control.take_requests(self.home):
@@ -566,7 +659,18 @@ class Engine:
             on_error=opts.get("on_error", "continue"),
             output_dir=Path(h.get("output_dir") or self.output_root / safe_name(h["name"])),
         )
-        run.ready = {p: [] for p in self.pool_sizes}
+        run.ready = {p: [] for p in [*self.pool_sizes, PACED]}
+        cookie_files = opts.get("cookie_files") or {}
+        if cookie_files:  # --cookies FILE: this batch's own accounts (a path; the content is read by yt-dlp)
+            run.accounts = []
+            for name, path in cookie_files.items():
+                try:
+                    mtime = Path(path).stat().st_mtime
+                except OSError:
+                    mtime = None
+                self.accounts.ensure(name, str(path), mtime)
+                run.accounts.append(name)
+        run.buffer_stages = _buffer_stages(run.stages, self._pool_for)
         self._runs[bid] = run
         self._enqueue_new(bid)
         self._check_finished(bid)
@@ -597,7 +701,19 @@ class Engine:
             return
         # Items further along go first: results arrive one by one instead of all at the end, and
         # downloaded audio waiting for transcription does not pile up on disk.
-        heapq.heappush(run.ready[self._pool_for(run.stages[k])], (-k, item["n"]))
+        stage = run.stages[k]
+        queue_name = self._pool_for(stage)
+        if stage.account_bound and self._needs_account(run, stage, item):
+            queue_name = PACED
+        heapq.heappush(run.ready[queue_name], (-k, item["n"]))
+
+    def _needs_account(self, run: _Run, stage: Stage, item: dict[str, Any]) -> bool:
+        if stage.needs_account is None:
+            return True
+        try:
+            return stage.needs_account(item, Path(item.get("workdir") or self._workdir(run, item)))
+        except OSError:
+            return True
 
     def _release_timers(self, now: float) -> None:
         while self._timers and self._timers[0][0] <= now:
@@ -623,6 +739,8 @@ class Engine:
         runs = [r for r in self._runs.values() if not r.cancel.is_set()]
         states = {r.batch_id: self.store.header(r.batch_id)["state"] for r in runs}
         runs = [r for r in runs if states[r.batch_id] == BatchState.ACTIVE]
+        if any(r.ready[PACED] for r in runs):
+            self._dispatch_paced(runs, now)
         for pool, size in self.pool_sizes.items():
             if not size or not runs:
                 continue
@@ -647,35 +765,84 @@ class Engine:
                     free -= 1
             self._rr[pool] = i % max(1, len(runs))
 
-    def _start(self, run: _Run, n: int, pool: str, now: float) -> bool:
+    def _dispatch_paced(self, runs: list[_Run], now: float) -> None:
+        """Start account-bound stages: each takes a ready account of its batch, one download per account.
+
+        A batch whose accounts are all disabled has its waiting downloads failed with a
+        clear error (refresh the cookies, then retry-failed); other batches go on.
+        """
+        pool = "net"
+        free = self.pool_sizes[pool] - self._busy[pool]
+        if free <= 0 or self._pacing_hold():
+            return
+        for run in runs:
+            if run.ready[PACED] and not self.accounts.enabled(self._run_accounts(run)):
+                self._fail_paced(run, now)
+        i, idle_rounds = self._rr.get(PACED, 0), 0
+        while free > 0 and idle_rounds < len(runs):
+            run = runs[i % len(runs)]
+            i += 1
+            acct = self.accounts.acquire(self._run_accounts(run), now) if run.ready[PACED] else None
+            if acct is None:
+                idle_rounds += 1
+                continue
+            idle_rounds = 0
+            started = False
+            while run.ready[PACED] and not started:
+                _, n = heapq.heappop(run.ready[PACED])
+                started = self._start(run, n, pool, now, account=acct)
+            if started:
+                free -= 1
+            else:
+                self.accounts.unused(acct.name, now)
+        self._rr[PACED] = i % max(1, len(runs))
+
+    def _fail_paced(self, run: _Run, now: float) -> None:
+        assert self.store is not None
+        names = ", ".join(self._run_accounts(run))
+        err = errors.AuthFailed(f"every download account of this batch is disabled ({names}): refresh the "
+                                "cookie file(s), then retry the failed items")
+        while run.ready[PACED]:
+            _, n = heapq.heappop(run.ready[PACED])
+            item = self.store.item(run.batch_id, n)
+            k = int(item.get("stage_index", 0))
+            e = ItemError("AuthFailed", str(err), run.stages[k].name, False, int(item.get("attempts", 0)) + 1, now)
+            self.store.transition(run.batch_id, n, ItemStatus.FAILED, error=e.to_dict(), stage=None)
+            _item_log(item.get("workdir"), f"{run.stages[k].name}: {err}")
+        self._check_finished(run.batch_id)
+
+    def _start(self, run: _Run, n: int, pool: str, now: float, account: ratelimit.Account | None = None) -> bool:
         assert self.store is not None
         item = self.store.item(run.batch_id, n)
         if item["status"] not in (ItemStatus.PENDING, ItemStatus.WAITING):
             return False
         k = int(item.get("stage_index", 0))
         stage = run.stages[k]
-        account = item.get("account") or ("anonymous" if stage.account_bound else None)
-        if stage.account_bound and self._account_ready.get(account or "", 0) > now:
-            heapq.heappush(self._timers, (self._account_ready[account or ""], run.batch_id, n))
-            return False
         workdir = Path(item.get("workdir") or self._workdir(run, item))
         self.store.transition(
             run.batch_id, n, ItemStatus.RUNNING, stage=stage.name, stage_index=k, progress=0.0,
             workdir=str(workdir), next_attempt_at=None,
             **({"started_at": now} if not item.get("started_at") else {}),
+            **({"account": account.name} if account else {}),
         )
+        if account is not None:
+            run.in_use[n] = account.name
         attempt = int(item.get("attempts", 0)) + 1
         bid = run.batch_id
         ctx = StageContext(
             batch_id=bid, batch_name=run.name, item_n=n, stage=stage.name, workdir=workdir,
-            options=run.options, attempt=attempt, account=account,
+            options=run.options, attempt=attempt, account=account.name if account else None,
             _progress=lambda f, _bid=bid, _n=n: self._progress(_bid, _n, f),
             _cancelled=lambda _run=run: _run.cancel.is_set() or self._interrupt.is_set(),
-            home=self.home, pool_size=self.pool_sizes[pool],
+            home=self.home, pool_size=self.pool_sizes[pool], cookiefile=account.cookiefile if account else None,
         )
         run.running[n] = stage.name
         self._busy[pool] += 1
-        fut = self._executors[pool].submit(_execute, stage, item, ctx)
+        try:
+            fut = self._executors[pool].submit(_execute, stage, item, ctx)
+        except Exception as exc:  # an executor that is gone (shut down, cluster lost): a failed attempt, not a hang
+            fut = Future()
+            fut.set_exception(exc)
         fut.add_done_callback(lambda f, _run=run, _n=n, _k=k, _p=pool: self._done(_run, _n, _k, _p, f))
         return True
 
@@ -714,6 +881,7 @@ class Engine:
         store, bid, now = self.store, run.batch_id, self.clock.now()
         item = store.item(bid, n)
         stage = run.stages[k]
+        account = run.in_use.pop(n, None)
         if out.ok:
             assert out.result is not None
             fields: dict[str, Any] = {
@@ -737,9 +905,14 @@ class Engine:
                 store.transition(bid, n, ItemStatus.CANCELLED, stage_index=k + 1, stage=None, **fields)
             else:
                 seq = store.transition(bid, n, ItemStatus.PENDING, stage_index=k + 1, stage=None, **fields)
-                if not self._interrupt.is_set():
+                if self.simulate:
+                    self._ready(run, store.item(bid, n))
+                elif not self._interrupt.is_set():
                     # The next stage waits until this completion is on disk (group commit).
                     run.gated.append((seq, n))
+            if account:
+                self._note_download_size(out.result.artifacts.get("audio"))
+                self.accounts.success(account, now, self._buffer())
             self._check_finished(bid)
             return
         exc = out.exc
@@ -753,6 +926,8 @@ class Engine:
                 self.llm_batches.kick()
             return
         if isinstance(exc, errors.Cancelled) or run.cancel.is_set() or self._interrupt.is_set():
+            if account:
+                self.accounts.unused(account, now)
             if self._interrupt.is_set() and not run.cancel.is_set():
                 store.transition(bid, n, ItemStatus.PENDING, progress=0.0, stage=None)
             else:
@@ -760,11 +935,12 @@ class Engine:
             self._check_finished(bid)
             return
         error = ItemError(etype, message, stage.name, retryable, attempts + 1, now)
+        if account and self._account_refused(run, n, item, account, exc, error, now):
+            return
+        if account:
+            self.accounts.failure(account, now, counts=retryable)
         if isinstance(exc, errors.RateLimited):
             wait = exc.retry_after or self.settings.retry.rate_limit_wait_s
-            account = exc.account or item.get("account") or ("anonymous" if stage.account_bound else None)
-            if account:
-                self._account_ready[account] = max(self._account_ready.get(account, 0), now + wait)
             due = now + wait
             store.transition(bid, n, ItemStatus.WAITING, next_attempt_at=due, error=error.to_dict())
             heapq.heappush(self._timers, (due, bid, n))
@@ -787,6 +963,38 @@ class Engine:
         )
         heapq.heappush(self._timers, (due, bid, n))
         _item_log(item.get("workdir"), f"{stage.name}: attempt {attempts} failed; retry in {due - now:.1f}s")
+
+    def _account_refused(self, run: _Run, n: int, item: dict[str, Any], account: str,
+                         exc: BaseException, error: ItemError, now: float) -> bool:
+        """A 429/bot check slows the account, bad cookies disable it; either way the item goes back to the
+        download queue for any ready account, without spending an attempt. True when handled here."""
+        assert self.store is not None
+        acct = self.accounts.get(account)
+        if isinstance(exc, errors.RateLimited):
+            self.accounts.rate_limited(account, now, exc.retry_after)
+            note = f"{account} slowed to x{acct.multiplier:.2f}" if acct else account
+        elif isinstance(exc, errors.AuthFailed) and acct is not None and acct.cookies:
+            self.accounts.auth_failed(account, now, str(exc))
+            note = f"account {account} disabled (cookies refused); its downloads move to the other accounts"
+            log.warning("download account %s disabled: %s", account, exc)
+        else:
+            return False
+        due = self.accounts.next_ready(self._run_accounts(run), now)  # shown as "next try"; None: busy/none
+        self.store.transition(run.batch_id, n, ItemStatus.WAITING, stage=None, next_attempt_at=due,
+                              error=error.to_dict())
+        _item_log(item.get("workdir"), f"{run.stages[item.get('stage_index', 0)].name}: {error.message}; {note} "
+                                       "(no attempt spent)")
+        if not run.cancel.is_set():
+            self._ready(run, self.store.item(run.batch_id, n))
+        return True
+
+    def _note_download_size(self, path: str | None) -> None:
+        if path and not self.simulate:
+            try:
+                self._download_mb[0] += Path(path).stat().st_size / 2**20
+                self._download_mb[1] += 1
+            except OSError:
+                pass
 
     def _check_finished(self, bid: str) -> None:
         """When nothing is left to run: write the batch outputs (off the scheduler thread), then mark it done.
@@ -836,6 +1044,8 @@ class Engine:
                 active.append({"n": n, "title": it.get("title") or it["source"][:80], "stage": stage,
                                "progress": it.get("progress", 0.0)})
             held = next((f"{p}: {r}" for p, r in self._held.items() if r), None)
+            if held is None and self.accounts.held and run.ready[PACED]:
+                held = f"downloads: {self.accounts.held}"
             eta = estimate_eta(
                 [st.name for st in run.stages],
                 [self._pool_for(st) for st in run.stages],
@@ -844,6 +1054,24 @@ class Engine:
                 self.pool_sizes,
             )
             self.store.set_runtime(run.batch_id, active=active, eta_s=eta, held=held)
+        if self.accounts.version != self._accounts_saved and not self.simulate:
+            self._accounts_saved = self.accounts.version
+            try:
+                ratelimit.save_accounts(self.home, self.accounts, self.clock.now())
+            except OSError as exc:
+                log.warning("cannot save account pacing state: %s", exc)
+
+
+def _buffer_stages(stages: list[Stage], pool_for: Callable[[Stage], str]) -> tuple[int, ...]:
+    """Next-stage indexes that mean "downloaded, not yet through the heavy stage": after the first
+    account-bound stage, up to and including the first cpu/gpu stage after it."""
+    first = next((i for i, st in enumerate(stages) if st.account_bound), None)
+    if first is None:
+        return ()
+    for j in range(first + 1, len(stages)):
+        if pool_for(stages[j]) in ("cpu", "gpu"):
+            return tuple(range(first + 1, j + 1))
+    return ()
 
 
 def _item_key(src: str | dict[str, Any]) -> str:

@@ -15,6 +15,8 @@ from typing import Any
 
 import psutil
 
+from pipeline.ratelimit import PacingSettings
+
 SETTINGS_NAME = "settings.toml"
 
 
@@ -90,6 +92,8 @@ class Settings:
     llm_base_url: str = ""  # empty: OPENAI_BASE_URL or the OpenAI default; the key is never stored here
     llm_batch_min_items: int = 100  # --llm-mode auto: the Batch API above this many summaries
     llm_batch_poll_s: float = 10.0  # first poll interval; backs off x1.5 to 60 s while nothing changes
+    pacing: PacingSettings = field(default_factory=PacingSettings)
+    executor: str = ""  # "" runs everything here; "dask://HOST:PORT" or "local-cluster:N" sends cpu/gpu stages to Dask
 
     def output_root(self, home: Path) -> Path:
         return Path(self.output_dir).expanduser() if self.output_dir else Path(home) / "output"
@@ -106,7 +110,7 @@ def _merge(cls: type, base: Any, raw: dict[str, Any], where: str) -> Any:
         if key not in known:
             raise ValueError(f"{where}: unknown setting {key!r}")
         current = getattr(base, key)
-        if isinstance(current, RetryPolicy | GovernorSettings):
+        if isinstance(current, RetryPolicy | GovernorSettings | PacingSettings):
             updates[key] = _merge(type(current), current, value, f"{where}.{key}")
         elif isinstance(current, dict):
             updates[key] = {**current, **{k: int(v) for k, v in value.items()}}

@@ -65,7 +65,8 @@ def ydl_base_options(ctx: StageContext) -> dict[str, Any]:
     ffmpeg = ffmpeg_binary()
     if ffmpeg:
         opts["ffmpeg_location"] = ffmpeg
-    cookies = ctx.options.get("cookies")  # a path only; the file's content never enters the store
+    # The account's cookie file (a path only; its content never enters the store, logs or exports).
+    cookies = ctx.cookiefile or ctx.options.get("cookies")
     if cookies:
         opts["cookiefile"] = cookies
     return opts

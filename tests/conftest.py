@@ -15,7 +15,13 @@ sys.path.insert(0, str(ROOT))
 from pipeline.runner import Engine  # noqa: E402
 
 pytest_plugins = ["tests.media_server", "tests.llm_server"]
+from pipeline.ratelimit import PacingSettings  # noqa: E402
 from pipeline.settings import GovernorSettings, RetryPolicy, Settings  # noqa: E402
+
+# Download pacing off (no delay, no cooldown) unless a test is about pacing: the defaults space an
+# anonymous account's downloads 10-20 s apart, which real-time tests must not wait for.
+NO_PACING = PacingSettings(cookie_delay_min_s=0, cookie_delay_max_s=0, anon_delay_min_s=0, anon_delay_max_s=0,
+                           cooldown_s=0)
 
 
 @pytest.fixture
@@ -25,6 +31,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return h
 
 
+def write_test_settings(home: Path) -> None:
+    """A settings.toml with pacing off, for engines that load their settings (CLI, app) in tests."""
+    path = Path(home) / "settings.toml"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        path.write_text("[pacing]\n" + "".join(f"{k} = {getattr(NO_PACING, k)!r}\n" for k in
+                        ("cookie_delay_min_s", "cookie_delay_max_s", "anon_delay_min_s", "anon_delay_max_s",
+                         "cooldown_s")))
+
+
 def fast_settings(**kw: object) -> Settings:
     """Small pools, a short group-commit delay, no jitter: deterministic and quick."""
     base = {
@@ -32,6 +48,7 @@ def fast_settings(**kw: object) -> Settings:
         "flush_delay_s": 0.02,
         "retry": RetryPolicy(limit=3, base_s=10.0, cap_s=600.0, jitter=0.0, rate_limit_wait_s=30.0),
         "governor": GovernorSettings(min_free_ram_mb=0, min_free_disk_mb=0, min_free_gpu_mb=0),
+        "pacing": NO_PACING,
     }
     base.update(kw)
     return Settings(**base)  # type: ignore[arg-type]
@@ -55,6 +72,7 @@ def make_engine(home: Path) -> Iterator[Callable[..., Engine]]:
 
 
 def cli_env(home: Path) -> dict[str, str]:
+    write_test_settings(Path(home))
     env = {**os.environ, "TUBEMILL_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     env.pop("COLUMNS", None)
     return env

@@ -37,6 +37,7 @@ class StageContext:
     _cancelled: Callable[[], bool]
     home: Path = Path(".")
     pool_size: int = 1
+    cookiefile: str | None = field(default=None, repr=False)  # the account's cookies.txt, for yt-dlp only
 
     @property
     def tmpdir(self) -> Path:
@@ -69,6 +70,9 @@ class Stage:
     resource: Resource = "cpu"
     account_bound: bool = False
     doc: str = ""
+    # For an account-bound stage: will this item really send a request? (A download that captions or an
+    # earlier result made unnecessary must not wait minutes for an account, nor spend its pacing.)
+    needs_account: Callable[[dict[str, Any], Path], bool] | None = None
 
 
 _UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)

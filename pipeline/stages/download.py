@@ -68,7 +68,8 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     except yt_dlp.utils.DownloadError as exc:
         if isinstance(getattr(exc, "exc_info", (None, None))[1], errors.Cancelled):
             raise errors.Cancelled("download cancelled") from exc
-        raise classify_ytdlp_error(exc, account=ctx.account if ctx.options.get("cookies") else None) from exc
+        signed_in = bool(ctx.cookiefile or ctx.options.get("cookies"))  # 401/403 means bad cookies only then
+        raise classify_ytdlp_error(exc, account=ctx.account if signed_in else None) from exc
     audio = find_audio(tmp)
     if audio is None:
         raise errors.RetryableError("yt-dlp finished but left no audio file")
@@ -83,4 +84,15 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     return StageResult(artifacts={"audio": str(audio)}, meta=meta)
 
 
-register(Stage("download", run, resource="net", account_bound=True, doc="yt-dlp best audio"))
+def needs_account(item: dict[str, Any], workdir: Path) -> bool:
+    """False when this item's download sends no request (local file, captions, audio already here)."""
+    if (item.get("meta") or {}).get("local_path"):
+        return False
+    if (workdir / TRANSCRIPT).exists():
+        return False
+    tmp = workdir / ".tmp"
+    return not (tmp.is_dir() and find_audio(tmp))
+
+
+register(Stage("download", run, resource="net", account_bound=True, doc="yt-dlp best audio",
+               needs_account=needs_account))

@@ -6,6 +6,7 @@ are what ``bench/engine.py`` and the crash tests run. A source line is a label p
 directives, each optionally limited to one stage with ``@stage``::
 
     ep1 sleep=0.2 fail=2@probe_cpu perm@probe_llm ratelimit=1 crash@probe_net failif=/tmp/flag
+    ep2 throttle=alice refuse=bob      (429 whenever account alice runs it; bob's cookies refused)
 
 ``noop_*`` stages do nothing at all: they measure the engine's own overhead.
 """
@@ -16,7 +17,7 @@ import os
 import time
 from typing import Any
 
-from pipeline.errors import Cancelled, PermanentError, RateLimited, RetryableError
+from pipeline.errors import AuthFailed, Cancelled, PermanentError, RateLimited, RetryableError
 from pipeline.stages import register
 from pipeline.stages.base import Stage, StageContext, StageResult
 
@@ -51,7 +52,7 @@ def _journal(ctx: StageContext, event: str) -> None:
     if path:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, f"{ctx.item_n} {ctx.stage} {event}\n".encode())
+            os.write(fd, f"{ctx.item_n} {ctx.stage} {event} {ctx.account or '-'} {time.monotonic():.4f}\n".encode())
         finally:
             os.close(fd)
 
@@ -67,6 +68,10 @@ def probe(item: dict[str, Any], ctx: StageContext) -> StageResult:
         raise PermanentError(f"{ctx.stage}: failing while {flag} exists")
     if _applies(d, "perm", ctx.stage) is not None:
         raise PermanentError(f"{ctx.stage}: permanent failure requested by the source line")
+    if ctx.account and ctx.account in (_applies(d, "refuse", ctx.stage) or "").split(","):
+        raise AuthFailed(f"HTTP 403: cookies of {ctx.account} refused", account=ctx.account)
+    if ctx.account and ctx.account in (_applies(d, "throttle", ctx.stage) or "").split(","):
+        raise RateLimited("HTTP Error 429: Too Many Requests", account=ctx.account)
     fails = _applies(d, "fail", ctx.stage)
     if fails is not None and ctx.attempt <= int(fails or 1):
         raise RetryableError(f"{ctx.stage}: transient failure {ctx.attempt} of {fails}")

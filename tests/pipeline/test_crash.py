@@ -39,7 +39,7 @@ def journal_starts(journal: Path, offset: int) -> list[tuple[int, str]]:
     out = []
     for line in lines:
         parts = line.split()
-        if len(parts) == 3 and parts[2] == "start":
+        if len(parts) >= 3 and parts[2] == "start":
             out.append((int(parts[0]), parts[1]))
     return out
 
