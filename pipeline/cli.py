@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a stage option stored with the batch (repeatable)")
     r.add_argument("--dry-run", action="store_true", help="list what would run and stop")
+    r.add_argument("--cookies", action="append", default=[], metavar="FILE|FOLDER",
+                   help="a Netscape cookies.txt per download account (repeatable; a folder means every .txt in "
+                        "it); default: the accounts saved on the Settings page, else anonymous")
+    r.add_argument("--executor", metavar="SPEC",
+                   help="where cpu/gpu stages run: dask://HOST:PORT, local-cluster:N, or local (default: settings)")
     f = r.add_argument_group("filters (playlists, channels, feeds)")
     f.add_argument("--min-duration", type=float, metavar="SECONDS")
     f.add_argument("--max-duration", type=float, metavar="SECONDS")
@@ -118,6 +123,30 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--all", action="store_true", help="every batch (prepare)")
     lb.add_argument("--job", help="the job to act on (default: the newest)")
     lb.add_argument("--force", action="store_true", help="also items that already have an LLM summary")
+
+    pl = sub.add_parser("plan", help="simulate a batch on virtual time: makespan, bottleneck, finish date")
+    pl.add_argument("--videos", type=int, required=True)
+    pl.add_argument("--accounts", type=int, help="cookie accounts (0: anonymous; default: the accounts saved here)")
+    pl.add_argument("--delay", metavar="MIN-MAX", help="seconds between one account's downloads, e.g. 180-300 "
+                                                       "(default: settings)")
+    pl.add_argument("--transcribe-workers", type=int, help="default: the cpu pool (gpu pool when there is a GPU)")
+    pl.add_argument("--download-workers", type=int)
+    pl.add_argument("--llm-workers", type=int)
+    pl.add_argument("--audio-minutes", type=float, help="length of each video (default 60)")
+    pl.add_argument("--transcribe-rtf", type=float,
+                    help="transcription seconds per audio second, per worker (default: measured here, else 0.03)")
+    pl.add_argument("--download-seconds", type=float, help="transfer time of one video (default: measured, else 30)")
+    pl.add_argument("--summarize-seconds", type=float, help="default: measured, else 15")
+    pl.add_argument("--captions-fraction", type=float, default=0.0, help="share of videos with usable captions")
+    pl.add_argument("--buffer", metavar="MIN/TARGET/MAX|off", help="queue-aware pacing (default: settings)")
+    pl.add_argument("--fast-start", type=int, metavar="N", help="first N downloads per account at a shorter delay")
+    pl.add_argument("--stats", action="append", default=[], metavar="FILE",
+                    help="stats.json of earlier batches to take stage durations from (default: those in the output "
+                         "folder)")
+    pl.add_argument("--start", help="start time (ISO 8601; default: now)")
+    pl.add_argument("--seed", type=int, default=1)
+    pl.add_argument("--json", action="store_true", help="the last line is a JSON object")
+    pl.add_argument("--plot", metavar="FILE.png", help="buffer and progress over time")
 
     a = sub.add_parser("app", help="start the Streamlit app")
     a.add_argument("--address", default="127.0.0.1")
@@ -183,6 +212,8 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
     if not sources and not args.resume:
         raise CliError(f"nothing to process in {args.input!r}")
     options = _options(args, settings, len(sources))
+    if args.cookies:
+        options["cookie_files"] = cookie_accounts(args.cookies)
     name = args.batch_name or _default_name(args.input)
     if args.dry_run:
         return _preview(home, name, recipe.name, sources)
@@ -190,7 +221,22 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
         settings = settings.with_max_workers(args.max_workers)
     if args.output:
         settings = replace(settings, output_dir=str(Path(args.output).expanduser().resolve()))
-    engine = Engine(home, settings=settings, role="tubemill run")
+    from pipeline.distributed import engine_executors
+
+    settings, dx = engine_executors(args.executor or settings.executor, settings, settings.output_root(home))
+    if dx is not None:
+        print(f"tubemill: cpu/gpu stages on Dask ({dx.pool_sizes['cpu']} worker thread(s), "
+              f"{dx.pool_sizes['gpu']} GPU(s))", file=sys.stderr)
+    try:
+        engine = Engine(home, settings=settings, role="tubemill run", executors=dx.executors if dx else None)
+        return _run_engine(engine, home, name, sources, recipe.name, options, settings, args.resume)
+    finally:
+        if dx is not None:
+            dx.close()
+
+
+def _run_engine(engine: Engine, home: Path, name: str, sources: list[Any], recipe: str, options: dict[str, Any],
+                settings: Any, resume: bool) -> int:
     owner = engine.start()
     for msg in engine.messages:
         print(f"tubemill: warning: {msg}", file=sys.stderr)
@@ -198,12 +244,41 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
         print(f"tubemill: {home} is held by {describe_owner(read_owner(home))}; handing the batch to it",
               file=sys.stderr)
     try:
-        bid = engine.submit(name, sources, recipe=recipe.name, options=options,
-                            output_dir=settings.output_dir or None, resume=args.resume)
+        bid = engine.submit(name, sources, recipe=recipe, options=options,
+                            output_dir=settings.output_dir or None, resume=resume)
     except BaseException:
         engine.shutdown()
         raise
     return _follow(engine, bid, owner)
+
+
+def cookie_accounts(specs: list[str]) -> dict[str, str]:
+    """``--cookies`` values → {account name: absolute path}; each file checked now, with a one-line error."""
+    from pipeline.secrets import validate_cookie_file
+
+    files: list[Path] = []
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".txt")
+            if not found:
+                raise CliError(f"--cookies {spec}: no .txt cookie files in this folder")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CliError(f"--cookies {spec}: no such file or folder")
+    out: dict[str, str] = {}
+    for path in files:
+        try:
+            validate_cookie_file(path.read_bytes())
+        except errors.InvalidInput as exc:
+            raise CliError(f"--cookies {path}: {exc}") from None
+        name, i = path.stem, 2
+        while name in out:
+            name, i = f"{path.stem}-{i}", i + 1
+        out[name] = str(path.resolve())
+    return out
 
 
 def _options(args: argparse.Namespace, settings: Any, n_items: int) -> dict[str, Any]:
@@ -338,11 +413,31 @@ def _sigterm_as_interrupt() -> None:
 
 
 # ---------------------------------------------------------------------- status
+def account_lines(rows: list[dict[str, Any]], held: str | None) -> list[str]:
+    """Download accounts for ``tubemill status``: state, wait, delay multiplier, downloads, failures."""
+    if not rows:
+        return []
+    out = ["download accounts:"]
+    for r in rows:
+        state = r["state"] + (f" {fmt_duration(r['wait_s'])}" if r.get("wait_s") else "")
+        if r.get("disabled"):
+            state += f" ({r['disabled']})"
+        out.append(f"  {r['account']:<20} {state:<24} x{r['multiplier']:<5.2f} {r['downloads']:>6} downloaded  "
+                   f"{r['failures']} failed ({r['rate_limits']} rate-limited)")
+    if held:
+        out.append(f"  downloads held: {held}")
+    return out
+
+
 def cmd_status(args: argparse.Namespace, home: Path) -> int:
+    from pipeline.ratelimit import read_account_rows
+
+    rows, held = read_account_rows(home, time.time())
     if not args.batch:
         summaries = read_summaries(home)
         if args.json:
-            print(json.dumps({"batches": [s.to_dict() for s in summaries], "owner": read_owner(home)}))
+            print(json.dumps({"batches": [s.to_dict() for s in summaries], "owner": read_owner(home),
+                              "accounts": rows, "downloads_held": held}))
             return EXIT_OK
         if not summaries:
             print(f"no batches in {home}")
@@ -350,11 +445,14 @@ def cmd_status(args: argparse.Namespace, home: Path) -> int:
             c = s.counts
             print(f"{s.name:<30} {s.state:<9} {c.get('done', 0):>6}/{s.total:<6} done  "
                   f"{c.get('failed', 0)} failed  {c.get('running', 0)} running  ETA {fmt_duration(s.eta_s)}")
+        for line in account_lines(rows, held):
+            print(line)
         return EXIT_OK
     s = find_summary(home, args.batch)
     header, items = read_batch(home, s.id)
     if args.json:
-        batch = {**header, **{k: v for k, v in s.to_dict().items() if k not in ("counts",)}}
+        batch = {**header, **{k: v for k, v in s.to_dict().items() if k not in ("counts",)},
+                 "download_accounts": rows, "downloads_held": held}
         print(json.dumps({
             "batch": batch,
             "counts": s.counts,
@@ -372,6 +470,8 @@ def cmd_status(args: argparse.Namespace, home: Path) -> int:
             err = it.get("error") or {}
             print(f"  #{it['n']:<5} {it['status']:<8} {it.get('title') or it['source'][:50]}: "
                   f"{err.get('type', '')}: {err.get('message', '')}")
+    for line in account_lines(rows, held):
+        print(line)
     return EXIT_OK
 
 
@@ -466,7 +566,67 @@ def cmd_app(args: argparse.Namespace, home: Path) -> int:
     return EXIT_OK  # not reached
 
 
+# ---------------------------------------------------------------------- plan
+def cmd_plan(args: argparse.Namespace, home: Path) -> int:
+    from datetime import UTC, datetime
+
+    from pipeline import plan
+    from pipeline.secrets import list_cookie_files
+
+    settings = load_settings(home)
+    pacing = settings.pacing
+    if args.buffer:
+        if args.buffer.lower() == "off":
+            pacing = replace(pacing, queue_aware=False)
+        else:
+            try:
+                lo, mid, hi = (int(x) for x in args.buffer.split("/"))
+                pacing = replace(pacing, queue_aware=True, min_buffer=lo, target_buffer=mid, max_buffer=hi)
+            except ValueError as exc:
+                raise CliError(f"--buffer expects MIN/TARGET/MAX (e.g. 20/50/100) or off: {exc}") from None
+    if args.fast_start is not None:
+        pacing = replace(pacing, fast_start_items=max(0, args.fast_start))
+    stats = [Path(p) for p in args.stats] or plan.find_stats(settings.output_root(home))
+    model = plan.model_from_stats(stats)
+    overrides = {"audio_minutes": args.audio_minutes, "transcribe_rtf": args.transcribe_rtf,
+                 "download_s": args.download_seconds, "summarize_s": args.summarize_seconds}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given:
+        model = replace(model, **given, source=model.source + " + command line")
+    pools = settings.pools
+    try:
+        delay = plan.parse_delay(args.delay) if args.delay else None
+        start = datetime.fromisoformat(args.start) if args.start else datetime.now(UTC)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    spec = plan.PlanSpec(
+        videos=args.videos,
+        accounts=args.accounts if args.accounts is not None else len(list_cookie_files(home)),
+        delay=delay,
+        transcribe_workers=args.transcribe_workers or (pools.get("gpu") or pools.get("cpu") or 1),
+        download_workers=args.download_workers or pools.get("net") or 4,
+        llm_workers=args.llm_workers or pools.get("llm") or 4,
+        model=model, pacing=pacing, captions_fraction=args.captions_fraction, seed=args.seed, start=start,
+    )
+    try:
+        result = plan.simulate(spec)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    for line in plan.format_report(result):
+        print(line)
+    doc = result.to_dict()
+    if args.plot:
+        doc["plot"] = str(plan.plot(result, Path(args.plot)))
+        print(f"plot: {doc['plot']}")
+    if args.json:
+        print(json.dumps(doc))
+    return EXIT_OK
+
+
 COMMANDS = {
+    "plan": cmd_plan,
     "run": cmd_run,
     "status": cmd_status,
     "pause": cmd_control,

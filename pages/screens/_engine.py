@@ -22,9 +22,18 @@ if TYPE_CHECKING:
 
 @st.cache_resource
 def get_engine() -> Engine:
-    engine = Engine(default_home(), role="tubemill app")
+    from pipeline.distributed import engine_executors
+    from pipeline.settings import load_settings
+
+    home = default_home()
+    settings = load_settings(home)
+    # executor in settings: cpu/gpu stages on a Dask cluster (read once; changing it needs a restart)
+    settings, dx = engine_executors(settings.executor, settings, settings.output_root(home))
+    engine = Engine(home, settings=settings, role="tubemill app", executors=dx.executors if dx else None)
     engine.start()
-    # Streamlit stops its threads with the process: flush and release the home first.
+    # Streamlit stops its threads with the process: flush and release the home first (then the cluster).
+    if dx is not None:
+        atexit.register(dx.close)
     atexit.register(engine.shutdown, interrupt=True, timeout=10)
     return engine
 

@@ -40,6 +40,14 @@ def check_output_dir(text: str) -> str:
     return str(path)
 
 
+def check_executor(text: str) -> str:
+    from pipeline.distributed import parse_executor
+
+    text = text.strip()
+    parse_executor(text)  # ConfigError (a TubemillError) says which forms are accepted
+    return "" if text in ("", "local", "threads") else text
+
+
 def check_model(choice: str, local_path: str) -> str:
     """The chosen model name, or a local model folder (which must exist) when one is given."""
     local_path = local_path.strip()
@@ -99,6 +107,33 @@ def settings_form(engine_settings: Settings) -> Settings | None:
         device = cols[2].selectbox("device", WHISPER_DEVICES,
                                    index=WHISPER_DEVICES.index(s.whisper_device)
                                    if s.whisper_device in WHISPER_DEVICES else 0, key="whisper_device")
+        st.subheader("Download pacing (per account)")
+        pc = s.pacing
+        cols = st.columns(4)
+        c_lo = cols[0].number_input("with cookies: min delay (s)", min_value=0.0, value=float(pc.cookie_delay_min_s),
+                                    step=10.0, key="cookie_delay_min_s")
+        c_hi = cols[1].number_input("with cookies: max delay (s)", min_value=0.0, value=float(pc.cookie_delay_max_s),
+                                    step=10.0, key="cookie_delay_max_s")
+        a_lo = cols[2].number_input("anonymous: min delay (s)", min_value=0.0, value=float(pc.anon_delay_min_s),
+                                    step=1.0, key="anon_delay_min_s")
+        a_hi = cols[3].number_input("anonymous: max delay (s)", min_value=0.0, value=float(pc.anon_delay_max_s),
+                                    step=1.0, key="anon_delay_max_s")
+        cols = st.columns(4)
+        queue_aware = cols[0].checkbox("queue-aware pace", value=pc.queue_aware, key="queue_aware",
+                                       help="fast end of the range while few downloads wait for transcription, "
+                                            "hold at the maximum buffer")
+        b_min = cols[1].number_input("min buffer", min_value=0, value=int(pc.min_buffer), key="min_buffer")
+        b_mid = cols[2].number_input("target buffer", min_value=0, value=int(pc.target_buffer), key="target_buffer")
+        b_max = cols[3].number_input("max buffer", min_value=0, value=int(pc.max_buffer), key="max_buffer")
+        cols = st.columns(3)
+        fast = cols[0].number_input("fast first phase: downloads per account", min_value=0,
+                                    value=int(pc.fast_start_items), key="fast_start_items",
+                                    help="0 = off. The first N downloads of each account use a quarter of the delay.")
+        cooldown = cols[1].number_input("cooldown after repeated failures (s)", min_value=0.0,
+                                        value=float(pc.cooldown_s), step=60.0, key="cooldown_s")
+        executor = cols[2].text_input("executor for cpu/gpu stages", value=s.executor, key="executor",
+                                      placeholder="local", help="dask://HOST:PORT or local-cluster:N; takes effect "
+                                                                "when the app restarts")
         st.subheader("Output")
         output = st.text_input("output folder", value=s.output_dir, placeholder=str(engine.home / "output"),
                                help="empty: <home>/output", key="output_dir")
@@ -121,8 +156,13 @@ def settings_form(engine_settings: Settings) -> Settings | None:
             output_dir=check_output_dir(output),
             llm_base_url=base_url.strip(),
             llm_model=llm_model.strip() or s.llm_model,
+            pacing=replace(s.pacing, cookie_delay_min_s=float(c_lo), cookie_delay_max_s=float(c_hi),
+                           anon_delay_min_s=float(a_lo), anon_delay_max_s=float(a_hi), queue_aware=bool(queue_aware),
+                           min_buffer=int(b_min), target_buffer=int(b_mid), max_buffer=int(b_max),
+                           fast_start_items=int(fast), cooldown_s=float(cooldown)),
+            executor=check_executor(executor),
         )
-    except (InvalidInput, ValueError) as exc:
+    except (InvalidInput, ValueError, TubemillError) as exc:
         st.error(f"Not saved: {exc}")
         return None
 

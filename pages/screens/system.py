@@ -77,16 +77,33 @@ def render_pools() -> None:
 
 
 def render_accounts() -> None:
-    """Download accounts, one row each; per-account pacing (cooldowns) will add columns via accounts_overview."""
-    rows = secrets.accounts_overview(engine.home)
-    if not rows:
+    """One row per download account: pacing state, delay multiplier, downloads and failures."""
+    files = {r["account"]: r for r in secrets.accounts_overview(engine.home)}
+    rows, held = engine.accounts_snapshot()
+    if held:
+        st.warning(f"Downloads are held: {held}")
+    if not files:
         st.write("No accounts configured: downloads are anonymous. Add a cookies.txt on the Settings page.")
+    if not rows and not files:
         return
-    st.dataframe(
-        pd.DataFrame([{"account": r["account"], "cookies": r["cookies"], "age": fmt_duration(r["age_s"])}
-                      for r in rows]),
-        hide_index=True,
-    )
+    table = []
+    for r in rows:
+        f = files.pop(r["account"], None)
+        state = r["state"] + (f" ({fmt_duration(r['wait_s'])})" if r.get("wait_s") else "")
+        table.append({"account": r["account"], "state": state, "delay ×": r["multiplier"],
+                      "downloads": r["downloads"], "failures": r["failures"], "429s": r["rate_limits"],
+                      "last delay": fmt_duration(r["last_delay_s"]) if r.get("last_delay_s") else "",
+                      "cookies": f["cookies"] if f else ("yes" if r["cookies"] else "none"),
+                      "note": r.get("disabled") or ""})
+    for name, f in files.items():  # saved but not used by any batch yet
+        table.append({"account": name, "state": "ready", "delay ×": 1.0, "downloads": 0, "failures": 0, "429s": 0,
+                      "last delay": "", "cookies": f["cookies"], "note": f"cookies updated {fmt_duration(f['age_s'])} "
+                                                                         "ago"})
+    st.dataframe(pd.DataFrame(table), hide_index=True)
+    p = engine.settings.pacing
+    st.caption(f"One download at a time per account, {p.cookie_delay_min_s:.0f}–{p.cookie_delay_max_s:.0f} s apart "
+               f"with cookies ({p.anon_delay_min_s:.0f}–{p.anon_delay_max_s:.0f} s anonymous), ×"
+               f"{p.backoff_factor:g} after a 429. A disabled account comes back when its cookie file is replaced.")
 
 
 @st.fragment(run_every=2)
@@ -97,6 +114,9 @@ def live() -> None:
     st.subheader("Pools")
     with shown_as_error("read the pools"):
         render_pools()
+    st.subheader("Download accounts")
+    with shown_as_error("list the accounts"):
+        render_accounts()
 
 
 st.title("System")
@@ -109,6 +129,3 @@ if engine is not None:
         st.info(f"Another process (pid {owner.get('pid', '?')}) runs this home: its pools are busy there, "
                 "not in this one. The readings are this machine's.")
     live()
-    st.subheader("Accounts")
-    with shown_as_error("list the accounts"):
-        render_accounts()
