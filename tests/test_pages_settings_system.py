@@ -71,6 +71,33 @@ def test_settings_save_applies_workers_live(page_home: Path) -> None:
     assert engine.governor.settings.min_free_ram_mb == 512
 
 
+def test_settings_pacing_saved_and_applied_live(page_home: Path) -> None:
+    """Pacing fields go to [pacing] in settings.toml and into the running engine's account pool."""
+    from pages.screens._engine import get_engine
+
+    at = page("settings.py")
+    at.number_input(key="cookie_delay_min_s").set_value(200.0)
+    at.number_input(key="cookie_delay_max_s").set_value(320.0)
+    at.number_input(key="max_buffer").set_value(80)
+    at.number_input(key="fast_start_items").set_value(5)
+    at.button(key="save_settings").click().run()
+    assert not at.exception and not at.error
+    saved = load_settings(page_home).pacing
+    assert (saved.cookie_delay_min_s, saved.cookie_delay_max_s, saved.max_buffer, saved.fast_start_items) == (
+        200.0, 320.0, 80, 5)
+    assert "[pacing]" in (page_home / "settings.toml").read_text()
+    assert get_engine().accounts.settings.cookie_delay_min_s == 200.0
+    # min above max, or a bad executor: refused with the reason, nothing saved
+    at.number_input(key="anon_delay_min_s").set_value(50.0)
+    at.button(key="save_settings").click().run()
+    assert at.error and "min <= max" in at.error[0].value
+    at.number_input(key="anon_delay_min_s").set_value(0.0)
+    at.text_input(key="executor").set_value("ftp://nowhere")
+    at.button(key="save_settings").click().run()
+    assert at.error and "dask://HOST:PORT" in at.error[0].value
+    assert load_settings(page_home).executor == ""
+
+
 def test_settings_refuses_an_unusable_output_folder(page_home: Path) -> None:
     """A relative or unwritable output folder is refused with a readable error and nothing is saved."""
     before = (page_home / "settings.toml").read_text()
