@@ -99,7 +99,8 @@ def _serve(media_server: MediaServer, media_files: dict[str, Path], prefix: str,
 def test_real_batch_is_predicted_within_15_percent(make_engine: Callable[..., Engine], media_server: MediaServer,
                                                    media_files: dict[str, Path]) -> None:
     """Calibrate on a small real batch (its stats.json), predict a 12-item paced batch, then run it."""
-    calib = make_engine()
+    # One item at a time: the paced batch below meets no contention either, so per-item durations match.
+    calib = make_engine(settings=fast_settings(pools={"net": 1, "cpu": 1, "gpu": 0, "llm": 1}))
     calib.submit("calibrate", _serve(media_server, media_files, "cal", 4), recipe="transcribe")
     s = calib.wait("calibrate", timeout=120)
     assert s.counts["done"] == 4
@@ -107,7 +108,7 @@ def test_real_batch_is_predicted_within_15_percent(make_engine: Callable[..., En
     audio_s = sum(float(it["duration"]) for it in calib.items("calibrate")) / 4
     calib.shutdown()
 
-    pacing = PacingSettings(anon_delay_min_s=1.0, anon_delay_max_s=1.4, queue_aware=False)
+    pacing = PacingSettings(anon_delay_min_s=1.5, anon_delay_max_s=1.9, queue_aware=False)
     settings = fast_settings(pacing=pacing)
     model = StageModel(audio_minutes=audio_s / 60, **{
         k: v for k, v in model_from_stats([stats_path]).__dict__.items() if k != "audio_minutes"})

@@ -412,3 +412,30 @@ def test_cli_cookies_files_and_folders(home: Path, tmp_path: Path) -> None:
     assert {r["account"] for r in batch["download_accounts"]} >= {"alice", "bob"}
     manifest = (home / "output" / "src" / "manifest.json").read_text()
     assert str(jar) not in manifest  # cookie paths are not repeated in exports
+
+
+def test_downloads_hold_while_another_would_fill_the_disk(make_engine: Callable[..., Engine], home: Path) -> None:
+    """Free disk barely above the floor: downloads wait (with the reason shown), then go when space returns."""
+    from pipeline.governor import Governor, Readings
+    from pipeline.settings import GovernorSettings
+
+    disk = {"free": 2100.0}
+
+    def probe() -> Readings:
+        return Readings(ram_total_mb=8000, ram_available_mb=8000, disk_free_mb=disk["free"], cpu_percent=1.0)
+
+    gs = GovernorSettings(min_free_ram_mb=0, min_free_disk_mb=2048, min_free_gpu_mb=0, cache_s=0)
+    settings = fast_settings(governor=gs)
+    e = make_engine(settings=settings, governor=Governor(home, gs, probe=probe))
+    e.submit("b", ["v1", "v2"], recipe="probe")
+    time.sleep(0.8)
+    assert e.summary("b").counts["done"] == 0
+    held = e.accounts_snapshot()[1]
+    assert held and "would not hold another download" in held
+    deadline = time.monotonic() + 5
+    while "downloads:" not in (e.summary("b").held or "") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "downloads:" in (e.summary("b").held or "")  # the batch says why it is not moving
+    disk["free"] = 50_000.0
+    assert e.wait("b", timeout=10).counts["done"] == 2
+    assert e.accounts_snapshot()[1] is None
