@@ -224,15 +224,19 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
     from pipeline.distributed import engine_executors
 
     settings, dx = engine_executors(args.executor or settings.executor, settings, settings.output_root(home))
-    if dx is not None:
-        print(f"tubemill: cpu/gpu stages on Dask ({dx.pool_sizes['cpu']} worker thread(s), "
-              f"{dx.pool_sizes['gpu']} GPU(s))", file=sys.stderr)
+    _say_dask(dx)
     try:
         engine = Engine(home, settings=settings, role="tubemill run", executors=dx.executors if dx else None)
         return _run_engine(engine, home, name, sources, recipe.name, options, settings, args.resume)
     finally:
         if dx is not None:
             dx.close()
+
+
+def _say_dask(dx: Any) -> None:
+    if dx is not None:
+        print(f"tubemill: cpu/gpu stages on Dask ({dx.pool_sizes['cpu']} worker thread(s), "
+              f"{dx.pool_sizes['gpu']} GPU(s))", file=sys.stderr)
 
 
 def _run_engine(engine: Engine, home: Path, name: str, sources: list[Any], recipe: str, options: dict[str, Any],
@@ -481,7 +485,23 @@ def cmd_control(args: argparse.Namespace, home: Path) -> int:
     ref = args.batch
     if not ref and not getattr(args, "all", False):
         raise CliError(f"name a batch or pass --all to {args.command} every batch")
-    engine = Engine(home, role=f"tubemill {args.command}", takeover=False)
+    settings, dx = load_settings(home), None
+    if op in ("resume", "retry_failed") and settings.executor and not read_owner(home):
+        # This process may end up running the batch: on the cluster the settings name, like `run`.
+        from pipeline.distributed import engine_executors
+
+        settings, dx = engine_executors(settings.executor, settings, settings.output_root(home))
+        _say_dask(dx)
+    try:
+        engine = Engine(home, settings=settings, role=f"tubemill {args.command}", takeover=False,
+                        executors=dx.executors if dx else None)
+        return _control(engine, args, op, ref)
+    finally:
+        if dx is not None:
+            dx.close()
+
+
+def _control(engine: Engine, args: argparse.Namespace, op: str, ref: str | None) -> int:
     owner = engine.start(run_scheduler=False)
     try:
         for msg in engine.messages:

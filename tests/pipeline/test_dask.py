@@ -252,3 +252,32 @@ def test_cli_run_on_a_local_cluster(home: Path, tmp_path: Path) -> None:
     assert "distributed.scheduler" not in res.stderr  # the cluster's INFO chatter stays quiet without -v
     done = journal(journal_file)
     assert all(done[(n, "probe_cpu", "done")] == 1 for n in range(1, 5))
+
+
+@pytest.mark.timeout(120)
+def test_foreground_retry_failed_uses_the_executor_in_settings(home: Path, tmp_path: Path) -> None:
+    """With ``executor`` in settings.toml, a batch resumed in the foreground runs on the cluster like ``run``."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, cli_env
+
+    env = cli_env(home)  # writes settings.toml with pacing off
+    settings = home / "settings.toml"
+    settings.write_text('executor = "local-cluster:2"\n' + settings.read_text())
+    flag = tmp_path / "flag"
+    flag.touch()
+    src = tmp_path / "src.txt"
+    src.write_text(f"a failif={flag}@probe_cpu\nb\n")
+
+    def tm(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=110)
+
+    first = tm("run", str(src), "--recipe", "probe")
+    assert first.returncode == 1 and "cpu/gpu stages on Dask" in first.stderr
+    flag.unlink()
+    again = tm("retry-failed", "src")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "cpu/gpu stages on Dask (2 worker thread(s)" in again.stderr
+    assert json.loads(tm("status", "src", "--json").stdout)["counts"]["done"] == 2

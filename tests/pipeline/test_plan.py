@@ -125,3 +125,10 @@ def test_real_batch_is_predicted_within_15_percent(make_engine: Callable[..., En
     print(f"predicted {predicted.makespan_s:.2f} s, measured {measured:.2f} s, "
           f"ratio {predicted.makespan_s / measured:.3f}")
     assert predicted.makespan_s == pytest.approx(measured, rel=0.15), (predicted.to_dict(), measured)
+
+
+def test_captioned_videos_skip_the_download_queue() -> None:
+    """Half the videos have captions: the real download stage needs no account for them, so pacing halves."""
+    r = simulate(PlanSpec(videos=1000, accounts=1, delay=(180, 300), pacing=PLAIN, captions_fraction=0.5))
+    assert r.arithmetic_s == pytest.approx(500 * 240)
+    assert r.downloads_done_s == pytest.approx(500 * 240, rel=0.05)
