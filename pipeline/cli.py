@@ -623,7 +623,7 @@ def cmd_plan(args: argparse.Namespace, home: Path) -> int:
         start = start.replace(tzinfo=UTC)
     spec = plan.PlanSpec(
         videos=args.videos,
-        accounts=args.accounts if args.accounts is not None else len(list_cookie_files(home)),
+        accounts=args.accounts if args.accounts is not None else len(list_cookie_files(home, count=False)),
         delay=delay,
         transcribe_workers=args.transcribe_workers or (pools.get("gpu") or pools.get("cpu") or 1),
         download_workers=args.download_workers or pools.get("net") or 4,

@@ -212,12 +212,12 @@ class _Occupancy(AccountPool):
 class _VirtualExecutor(Executor):
     """Stages 'finish' at now + their modelled duration; nothing runs."""
 
-    def __init__(self, sim: _Simulation, pool: str) -> None:
-        self.sim, self.pool = sim, pool
+    def __init__(self, sim: _Simulation) -> None:
+        self.sim = sim
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:  # type: ignore[override]
-        stage, item, ctx = args
-        return self.sim.schedule(self.pool, stage, item, ctx)
+        stage, _item, ctx = args
+        return self.sim.schedule(stage, ctx)
 
 
 class _Simulation:
@@ -231,7 +231,7 @@ class _Simulation:
         self.rng = random.Random(spec.seed)
         self.captioned: set[int] = set()
 
-    def schedule(self, pool: str, stage: Stage, item: dict[str, Any], ctx: StageContext) -> Future[Any]:
+    def schedule(self, stage: Stage, ctx: StageContext) -> Future[Any]:
         from pipeline.runner import _Outcome
 
         fut: Future[Any] = Future()
@@ -273,11 +273,10 @@ def simulate(spec: PlanSpec) -> PlanResult:
     accounts = _Occupancy(pacing, rng=random.Random(spec.seed))
     with tempfile.TemporaryDirectory(prefix="tubemill-plan-") as tmp:
         home = Path(tmp)
-        executors = {p: _VirtualExecutor(sim, p) for p in ("net", "cpu", "gpu", "llm")}
+        executors = dict.fromkeys(("net", "cpu", "gpu", "llm"), _VirtualExecutor(sim))
         engine = Engine(home, settings=settings, clock=sim.clock, executors=executors,
                         governor=_NoGovernor(home, settings.governor), seed=spec.seed, accounts=accounts,
                         simulate=True, takeover=False, role="tubemill plan")
-        engine._finished_hooks.clear()  # no manifest/PDF for a simulated batch
         engine.start(run_scheduler=False)
         try:
             options: dict[str, Any] = {"recipe_name": "plan"}

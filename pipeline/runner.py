@@ -114,7 +114,8 @@ class Engine:
         self.role = role
         self.takeover = takeover
         self.rng = random.Random(seed)
-        # simulate: the plan simulator drives tick() on virtual time; no durability gate, no disk checks.
+        # simulate: the plan simulator drives tick() on virtual time; no durability gate, no disk checks,
+        # no batch outputs.
         self.simulate = simulate
         self.accounts = accounts or AccountPool(self.settings.pacing, rng=random.Random(seed))
         self.output_root = self.settings.output_root(self.home)
@@ -153,7 +154,8 @@ class Engine:
         self.llm_batches: llm_batch.LLMBatchManager | None = None
         self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tubemill-export")
         self.clock.subscribe(self.kick)
-        self.on_batch_finished(self.export)
+        if not simulate:  # a simulated batch has no files to write a manifest, PDF or ZIP of
+            self.on_batch_finished(self.export)
 
     # ------------------------------------------------------------------ lifecycle
     @staticmethod
@@ -420,13 +422,17 @@ class Engine:
             item = self.store.item(bid, n)
             if item["status"] != ItemStatus.AWAITING_LLM_BATCH:
                 return
-            etype, message, retryable = errors.describe(exc)
-            err = ItemError(etype, message, item.get("stage"), retryable, int(item.get("attempts", 0)) + 1,
-                            self.clock.now())
-            self.store.transition(bid, n, ItemStatus.FAILED, error=err.to_dict(), stage=None)
-            _item_log(item.get("workdir"), f"summarize: {message}")
+            self._fail_item(bid, item, exc, item.get("stage") or "summarize", self.clock.now())
             self._check_finished(bid)
         self.kick()
+
+    def _fail_item(self, bid: str, item: dict[str, Any], exc: errors.TubemillError, stage: str, now: float) -> None:
+        """Fail an item that is not running (parked or queued) with ``exc``: record, log, no retry."""
+        assert self.store is not None
+        etype, message, retryable = errors.describe(exc)
+        err = ItemError(etype, message, stage, retryable, int(item.get("attempts", 0)) + 1, now)
+        self.store.transition(bid, item["n"], ItemStatus.FAILED, error=err.to_dict(), stage=None)
+        _item_log(item.get("workdir"), f"{stage}: {message}")
 
     def _resume(self, bid: str) -> None:
         assert self.store is not None
@@ -578,7 +584,7 @@ class Engine:
         self._last_account_scan = time.monotonic()
         names = []
         try:
-            files = list_cookie_files(self.home)
+            files = list_cookie_files(self.home, count=False)
         except OSError as exc:
             log.warning("cannot list cookie files: %s", exc)
             files = []
@@ -805,10 +811,7 @@ class Engine:
         while run.ready[PACED]:
             _, n = heapq.heappop(run.ready[PACED])
             item = self.store.item(run.batch_id, n)
-            k = int(item.get("stage_index", 0))
-            e = ItemError("AuthFailed", str(err), run.stages[k].name, False, int(item.get("attempts", 0)) + 1, now)
-            self.store.transition(run.batch_id, n, ItemStatus.FAILED, error=e.to_dict(), stage=None)
-            _item_log(item.get("workdir"), f"{run.stages[k].name}: {err}")
+            self._fail_item(run.batch_id, item, err, run.stages[int(item.get("stage_index", 0))].name, now)
         self._check_finished(run.batch_id)
 
     def _start(self, run: _Run, n: int, pool: str, now: float, account: ratelimit.Account | None = None) -> bool:

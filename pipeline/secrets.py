@@ -44,7 +44,7 @@ class CookieFile(NamedTuple):
     name: str
     path: Path
     mtime: float
-    n_cookies: int
+    n_cookies: int | None  # None when listed without counting (the engine's periodic scan)
 
 
 # -- files -------------------------------------------------------------------------------------------------------
@@ -250,8 +250,12 @@ def save_cookie_file(home: Path, account_name: str, data: bytes) -> Path:
     return path
 
 
-def list_cookie_files(home: Path) -> list[CookieFile]:
-    """Stored cookie files: account name, path, modified time, cookie count. Never the contents."""
+def list_cookie_files(home: Path, *, count: bool = True) -> list[CookieFile]:
+    """Stored cookie files: account name, path, modified time, cookie count. Never the contents.
+
+    ``count=False`` skips reading the files: the scheduler rescans every few seconds and needs
+    only names, paths and mtimes.
+    """
     folder = Path(home) / SECRETS_DIR / COOKIES_DIR
     if not folder.is_dir():
         return []
@@ -261,7 +265,7 @@ def list_cookie_files(home: Path) -> list[CookieFile]:
             continue
         try:
             mtime = path.stat().st_mtime
-            n = _cookie_lines(path.read_text(encoding="utf-8-sig", errors="replace"))
+            n = _cookie_lines(path.read_text(encoding="utf-8-sig", errors="replace")) if count else None
         except OSError:
             continue
         out.append(CookieFile(path.stem, path, mtime, n))
