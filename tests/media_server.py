@@ -207,6 +207,18 @@ class MediaRequestHandler(BaseHTTPRequestHandler):
         self.connection.close()
 
 
+def _request_counter() -> Callable[[], int]:
+    """1, 2, 3… across handler threads: flaky routes decide what to answer by request number."""
+    lock, seen = threading.Lock(), [0]
+
+    def number() -> int:
+        with lock:
+            seen[0] += 1
+            return seen[0]
+
+    return number
+
+
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     """(start, end) inclusive for one ``bytes=a-b`` range, or None when unsatisfiable/unsupported."""
     m = _RANGE.match(header)
@@ -395,13 +407,10 @@ class MediaServer:
             headers = {"Retry-After": "1"} if status in (429, 503) else {}
         data = Path(file).read_bytes()
         ctype = content_type or content_type_for(file)
-        seen = [0]
-        lock = threading.Lock()
+        number = _request_counter()
 
         def route(req: MediaRequestHandler) -> None:
-            with lock:
-                seen[0] += 1
-                n = seen[0]
+            n = number()
             if ok_first < n <= ok_first + failures:
                 req.send_status(status, headers)
             else:
@@ -447,13 +456,10 @@ class MediaServer:
         (any method; ``times=None``: all of them from ``ok_first+1`` on) are reset, the others served normally."""
         data = Path(file).read_bytes()
         ctype = content_type or content_type_for(file)
-        seen = [0]
-        lock = threading.Lock()
+        number = _request_counter()
 
         def route(req: MediaRequestHandler) -> None:
-            with lock:
-                seen[0] += 1
-                n = seen[0]
+            n = number()
             if n <= ok_first or (times is not None and n > ok_first + times):
                 req.send_bytes(data, ctype)
                 return
