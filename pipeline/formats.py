@@ -426,24 +426,82 @@ def parse_srt(text: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- summary
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]()!<>#|~])")
+_MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+_MD_LINK = re.compile(r"\[([^\]]*)\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
+_MD_AUTOLINK = re.compile(r"<((?:https?|ftp|mailto|file|data|javascript):[^>\s]*)>", re.IGNORECASE)
+_BARE_URL = re.compile(r"\b(?:https?|ftp|file|data|javascript)://[^\s`]+|\bwww\.[^\s`]+", re.IGNORECASE)
+
+
 def _md_inline(text: Any) -> str:
-    return _clean(text)
+    """Text from the internet (titles, feed metadata) as Markdown that renders as exactly that text.
+
+    A title like ``![b](http://host/track.png)`` must not make a reader's browser fetch a
+    tracking image, nor ``[click](…)`` become a link: every Markdown special is escaped.
+    """
+    return _MD_SPECIAL.sub(r"\\\1", _clean(text))
 
 
-def summary_markdown(title: str, summary: dict[str, Any]) -> str:
-    """A summary dict -> Markdown: title, TL;DR, key points, chapters with timestamps, tags."""
+def _origin(url: str | None) -> str | None:
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url or "")
+    except ValueError:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def md_model_text(text: Any, source_url: str | None = None) -> str:
+    """LLM-written text as Markdown: images dropped, links kept only when they point at the item's own source.
+
+    A model that read a hostile transcript may echo a beacon image or a phishing link;
+    what is left renders as plain text (raw HTML and bare URLs are defanged too).
+    """
+    own = _origin(source_url)
+    t = _clean(text)
+    t = _MD_IMAGE.sub(lambda m: m.group(1), t)
+
+    def link(m: re.Match[str]) -> str:
+        label, url = m.group(1), m.group(2)
+        if own and _origin(url) == own:
+            return f"[{label.replace(']', '')}]({url})"
+        return label
+
+    kept: list[str] = []
+
+    def stash(m: re.Match[str]) -> str:
+        kept.append(link(m))
+        return f"\x00{len(kept) - 1}\x00"
+
+    t = _MD_LINK.sub(stash, t)
+    t = _MD_AUTOLINK.sub(lambda m: m.group(1), t)
+    t = _BARE_URL.sub(lambda m: m.group(0) if own and _origin(m.group(0)) == own else f"`{m.group(0)}`", t)
+    t = t.replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub("\x00(\\d+)\x00", lambda m: kept[int(m.group(1))], t)
+
+
+def summary_markdown(title: str, summary: dict[str, Any], source_url: str | None = None) -> str:
+    """A summary dict -> Markdown: title, TL;DR, key points, chapters with timestamps, tags.
+
+    The title is source metadata (escaped to plain text); the rest is model-written
+    (:func:`md_model_text`: no images, links only to the item's own source).
+    """
+    def model(text: Any) -> str:
+        return md_model_text(text, source_url)
+
     out = [f"# {_md_inline(title) or 'Untitled'}", ""]
-    tldr = _clean(summary.get("tldr"))
+    tldr = model(summary.get("tldr"))
     if tldr:
         out += ["## TL;DR", "", tldr, ""]
-    points = [_md_inline(p) for p in summary.get("key_points") or [] if _clean(p)]
+    points = [model(p) for p in summary.get("key_points") or [] if _clean(p)]
     if points:
         out += ["## Key points", "", *[f"- {p}" for p in points], ""]
     chapters = [c for c in summary.get("chapters") or [] if isinstance(c, dict)]
     if chapters:
         chapters.sort(key=lambda c: _finite(c.get("start")))
         out += ["## Chapters", ""]
-        out += [f"- [{fmt_timestamp(c.get('start'))}] {_md_inline(c.get('title')) or '—'}" for c in chapters]
+        out += [f"- [{fmt_timestamp(c.get('start'))}] {model(c.get('title')) or '—'}" for c in chapters]
         out.append("")
     tags = [_md_inline(t) for t in summary.get("tags") or [] if _clean(t)]
     if tags:

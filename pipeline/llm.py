@@ -1,10 +1,11 @@
 """Summaries from any OpenAI-compatible server, checked against a schema.
 
-One contract for both engines: :class:`Summary`. The LLM path asks for JSON through
-``response_format=json_schema`` (strict), validates it with pydantic, and re-asks with
-the validation error when the model gets it wrong, at most ``max_retries`` times.
-Servers that reject ``json_schema`` (many local ones answer 400) get ``json_object``
-plus the schema in the prompt instead, and we remember that per server.
+One contract for both engines: :class:`Summary`. The LLM path asks for JSON through the
+server's best request format (the capability ladder of ``pipeline.llmcall``: strict
+``json_schema``, else ``json_object``, else plain text with the JSON extracted), validates
+it, re-asks with the error when the answer is unusable (at most ``max_retries`` times),
+and repairs soft-rule misses (a count of key points, a chapter past the end) instead of
+failing: the result says what was adjusted.
 
 Long transcripts are cut into token-bounded chunks of ``[MM:SS] text`` lines, so the
 model can cite times; each chunk is summarized (map) and the notes merged (reduce).
@@ -26,9 +27,10 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.errors import AuthFailed, ConfigError, NetworkError, PermanentError, RateLimited, TubemillError
 
@@ -66,9 +68,11 @@ class Chapter(BaseModel):
 class Summary(BaseModel):
     """What every summary engine produces and ``summary.md``/``meta.json`` are written from.
 
-    Bounds: 3–7 key points and 3–10 tags. The lower bounds are enforced for ``engine="llm"``
-    (we can ask again); an offline summary of a transcript too short to hold three points
-    may have fewer, and an empty transcript gives an empty summary rather than an error.
+    Bounds: at most 7 key points and 10 tags. What the LLM is *asked* for (3–7 points,
+    3–10 tags, chapters within the video) is a soft rule checked by :func:`_as_summary`:
+    a miss is repaired and said, never a reason to lose the item's summary. An offline
+    summary of a very short transcript may have fewer; an empty transcript gives an
+    empty summary rather than an error.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -99,14 +103,7 @@ class Summary(BaseModel):
         return [p.strip() for p in v if isinstance(p, str) and p.strip()] if isinstance(v, list) else v
 
     @model_validator(mode="after")
-    def _llm_minimums(self) -> Summary:
-        if self.engine == "llm":
-            if not self.tldr.strip():
-                raise ValueError("tldr must not be empty")
-            if len(self.key_points) < 3:
-                raise ValueError(f"key_points needs 3 to 7 entries, got {len(self.key_points)}")
-            if len(self.tags) < 3:
-                raise ValueError(f"tags needs 3 to 10 entries, got {len(self.tags)}")
+    def _ordered(self) -> Summary:
         self.chapters.sort(key=lambda c: c.start)
         return self
 
@@ -122,15 +119,15 @@ class _ChunkNotes(BaseModel):
     tags: list[str] = Field(max_length=15)
 
 
-# What the model is asked to send. Strict mode accepts only a subset of JSON Schema, so
-# counts live in descriptions and pydantic enforces them (and we re-ask).
+# What the model is asked to send, with the real constraints where servers take them (strict mode accepts
+# minItems/maxItems); pydantic and _as_summary check them again, since lower rungs only read them in the prompt.
 WIRE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["tldr", "key_points", "chapters", "tags"],
     "properties": {
         "tldr": {"type": "string", "description": "One or two sentences: what the video is about."},
-        "key_points": {"type": "array", "items": {"type": "string"},
+        "key_points": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 7,
                        "description": "3 to 7 key points, each one sentence, in the order they come up."},
         "chapters": {
             "type": "array",
@@ -142,7 +139,7 @@ WIRE_SCHEMA: dict[str, Any] = {
                 "properties": {"start": {"type": "number"}, "title": {"type": "string"}},
             },
         },
-        "tags": {"type": "array", "items": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 10,
                  "description": "3 to 10 lowercase topic tags, one to three words each."},
     },
 }
@@ -168,6 +165,8 @@ class LLMConfig:
     max_retries: int = 2
     chunk_tokens: int = 6000
     temperature: float | None = 0.2
+    max_output_tokens: int = 1000  # per reply: a summary is ~300-600 tokens; local servers' defaults cut JSON, and a
+    # grammar-constrained weak model can ramble to the limit (SmolLM on llama.cpp: 800 tokens took 66 s on 2 cores)
     price_in_per_m: float | None = None
     price_out_per_m: float | None = None
     api_key: str | None = field(default=None, repr=False, compare=False)
@@ -356,12 +355,24 @@ def _split_words(text: str, max_tokens: int, model: str) -> list[str]:
 
 @dataclass
 class SummaryResult:
+    """A summary and how it came to be.
+
+    ``outcome``: ``llm`` (the model's summary as asked), ``repaired`` (the model's summary
+    with soft rules normalised; ``adjustments`` says what), ``offline`` (extractive, by
+    choice: no LLM configured) or ``fallback`` (extractive because the LLM could not give
+    one; ``reason`` says why, and ``tubemill retry-summaries`` asks again).
+    """
+
     summary: Summary
     usage: dict[str, int]
     cost_usd: float
     model: str | None
     chunks: int
     notes: list[str] = field(default_factory=list)
+    outcome: str = "llm"
+    reason: str | None = None
+    adjustments: list[str] = field(default_factory=list)
+    rung: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, for ``meta.json``."""
@@ -375,17 +386,20 @@ SYSTEM_PROMPT = (
     "no facts it does not contain. Write in the transcript's language. Reply with one JSON object only."
 )
 
-_SCHEMA_REJECTED: set[tuple[str | None, str]] = set()  # (base_url, model) that refused json_schema: skip to json_object
-
 
 def summarize(transcript: Mapping[str, Any], title: str, config: LLMConfig, *,
-              client: openai.OpenAI | None = None) -> SummaryResult:
+              client: openai.OpenAI | None = None, home: Path | None = None) -> SummaryResult:
     """Summarize ``transcript`` with an LLM; one call if it fits ``config.chunk_tokens``, else map then reduce.
 
-    Raises ``RateLimited``, ``AuthFailed``, ``NetworkError`` or ``PermanentError`` (from
-    the SDK's error), and ``PermanentError`` when the model's output stays invalid after
-    ``config.max_retries`` re-asks.
+    The request format follows the server's capability ladder (``pipeline.llmcall``),
+    learned once per server and model and remembered in ``home``. Soft-rule misses are
+    re-asked once, then repaired (``outcome="repaired"``). Raises ``RateLimited``,
+    ``AuthFailed``, ``NetworkError`` or ``PermanentError`` (from the SDK's error), and
+    ``llmcall.InvalidAnswer`` when the answer stays unusable after ``config.max_retries``
+    re-asks: the summarize stage turns each into its fallback.
     """
+    from pipeline.llmcall import JSONCaller
+
     end = transcript_end(transcript)
     chunks = chunk_transcript(transcript, config.chunk_tokens, config.model)
     if not chunks:
@@ -393,30 +407,40 @@ def summarize(transcript: Mapping[str, Any], title: str, config: LLMConfig, *,
 
         summary = extractive.summarize(transcript, title)
         return SummaryResult(summary, {"input_tokens": 0, "output_tokens": 0}, 0.0, None, 0,
-                             ["empty transcript: summarized offline, no LLM call"])
-    call = _Caller(config, client or make_client(config))
+                             ["empty transcript: summarized offline, no LLM call"], outcome="offline")
+    backup = _Backup(transcript, title)
+    call = JSONCaller(config, client or make_client(config), schema=WIRE_SCHEMA, name="summary",
+                      system=SYSTEM_PROMPT, home=home, max_tokens=config.max_output_tokens)
     log.info("summarizing %r: %d chunk(s), model %s", title, len(chunks), config.model)
     if len(chunks) == 1:
         prompt = _single_prompt(title, end, chunks[0])
-        summary = call.json(prompt, lambda d: _as_summary(d, end, config.model))
+        answer = call.ask(prompt, lambda d: _as_summary(d, end, config.model, backup))
     else:
         notes = []
         for i, ch in enumerate(chunks, 1):
             prompt = _map_prompt(title, i, len(chunks), ch)
-            notes.append(call.json(prompt, lambda d: _as_notes(d, end)))
-        summary = call.json(_reduce_prompt(title, end, chunks, notes), lambda d: _as_summary(d, end, config.model))
+            notes.append(call.ask(prompt, lambda d: _as_notes(d, end)).value)
+        answer = call.ask(_reduce_prompt(title, end, chunks, notes), lambda d: _as_summary(d, end, config.model,
+                                                                                          backup))
     usage = {"input_tokens": call.input_tokens, "output_tokens": call.output_tokens}
     cost, cost_note = cost_usd(usage, config)
-    notes_out = call.notes + ([cost_note] if cost_note else [])
-    return SummaryResult(summary, usage, cost, config.model, len(chunks), notes_out)
+    notes_out = answer.notes + ([cost_note] if cost_note else [])
+    return SummaryResult(answer.value, usage, cost, config.model, len(chunks), notes_out,
+                         outcome="repaired" if answer.adjustments else "llm", adjustments=answer.adjustments,
+                         rung=answer.rung)
 
 
-def summarize_offline(transcript: Mapping[str, Any], title: str = "") -> SummaryResult:
-    """The extractive summary wrapped in the same result type, so a stage handles one shape."""
+def summarize_offline(transcript: Mapping[str, Any], title: str = "", *, reason: str | None = None,
+                      usage: Mapping[str, int] | None = None, cost: float = 0.0) -> SummaryResult:
+    """The extractive summary in the same result type; with ``reason`` it is the LLM's fallback.
+
+    ``usage``/``cost`` carry what failed LLM attempts already spent (they are billed too).
+    """
     from pipeline import extractive
 
-    return SummaryResult(extractive.summarize(transcript, title), {"input_tokens": 0, "output_tokens": 0}, 0.0,
-                         None, 0, [])
+    return SummaryResult(extractive.summarize(transcript, title),
+                         dict(usage or {"input_tokens": 0, "output_tokens": 0}), cost, None, 0, [],
+                         outcome="fallback" if reason else "offline", reason=reason)
 
 
 def cost_usd(usage: Mapping[str, int], config: LLMConfig) -> tuple[float, str | None]:
@@ -451,125 +475,170 @@ def _reduce_prompt(title: str, end: float, chunks: Sequence[Chunk], notes: Seque
             f"Notes:\n{json.dumps(parts, ensure_ascii=False)}")
 
 
-def _check_chapters(chapters: Sequence[Chapter], end: float) -> None:
-    slack = 1.0
-    bad = [c.start for c in chapters if c.start > end + slack]
-    if bad:
-        raise ValueError(f"chapter starts {bad} are past the end of the video ({end:.0f} s); "
-                         f"every start must be between 0 and {end:.0f} seconds")
+# -- reading what models send --------------------------------------------------------------------------------------
+# Models get the shape wrong in ordinary ways: a string where a list was asked, {"point": …} objects, "MM:SS"
+# chapter starts, comma-separated tags, placeholders echoed from the schema. These coercions keep every usable
+# answer; what still misses a rule is repaired and said (SoftMiss), and only an answer with no content is re-asked.
+
+_PLACEHOLDERS = {"", "string", "str", "text", "...", "…", "tldr", "tl;dr", "n/a", "none", "null", "todo",
+                 "key point", "point", "tag", "title", "summary", "<tldr>", "<string>"}
+_TEXT_KEYS = ("text", "point", "title", "summary", "content", "description", "name", "tag", "value")
 
 
-def _as_summary(data: dict[str, Any], end: float, model: str) -> Summary:
-    fields = {k: v for k, v in data.items() if k in WIRE_SCHEMA["properties"]}  # ignore extras a model adds
-    s = Summary.model_validate({**fields, "engine": "llm", "model": model})
-    _check_chapters(s.chapters, end)
-    return s
+class _Backup:
+    """The extractive summary of the same transcript, computed only if a repair needs it."""
+
+    def __init__(self, transcript: Mapping[str, Any], title: str) -> None:
+        self.transcript, self.title = transcript, title
+        self._value: Summary | None = None
+
+    def get(self) -> Summary:
+        if self._value is None:
+            from pipeline import extractive
+
+            self._value = extractive.summarize(self.transcript, self.title)
+        return self._value
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, dict):
+        v = next((v[k] for k in _TEXT_KEYS if isinstance(v.get(k), str)), "")
+    if not isinstance(v, str):  # a number or a list where text was asked is junk, not a summary
+        return ""
+    t = " ".join(v.split()).strip(" -*•\t")
+    if t.lower() in _PLACEHOLDERS or not any(ch.isalnum() for ch in t):
+        return ""  # "{", "}, {": what a grammar-constrained small model puts in a field it cannot fill
+    return t
+
+
+def _texts(v: Any) -> list[str]:
+    if isinstance(v, str):
+        v = [p for p in re.split(r"\n+|(?:^|\s)[-*•]\s+|\s\d+[.)]\s+", v) if p.strip()]
+    if not isinstance(v, list):
+        return []
+    out: list[str] = []
+    for x in v:
+        t = _text(x)
+        if len(t) >= 2 and t not in out:
+            out.append(t)
+    return out
+
+
+def _seconds(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        return float(v)
+    if isinstance(v, str):
+        t = v.strip().strip("[]")
+        if re.fullmatch(r"\d+(?:\.\d+)?", t):
+            return float(t)
+        if re.fullmatch(r"\d{1,3}(?::\d{1,2}){1,2}(?:\.\d+)?", t):
+            secs = 0.0
+            for part in t.split(":"):
+                secs = secs * 60 + float(part)
+            return secs
+    return None
+
+
+def _chapters(v: Any) -> list[Chapter]:
+    out: list[Chapter] = []
+    for c in v if isinstance(v, list) else []:
+        if not isinstance(c, dict):
+            continue
+        start = _seconds(c.get("start", c.get("time", c.get("timestamp"))))
+        title = _text(c.get("title", c.get("name", c.get("text"))))
+        if start is not None and start >= 0 and title:
+            out.append(Chapter(start=start, title=title))
+    return out
+
+
+def _tags(v: Any) -> list[str]:
+    if isinstance(v, str):
+        v = re.split(r"[,;\n#]+", v)
+    out: list[str] = []
+    for t in v if isinstance(v, list) else []:
+        t = " ".join(_text(t).lower().lstrip("#").split())
+        if t and t not in out:
+            out.append(t)
+    return out
+
+
+def _as_summary(data: dict[str, Any], end: float, model: str, backup: _Backup | None = None) -> Summary:
+    """The model's answer as a Summary; ``SoftMiss`` (with the repaired summary) when it misses a soft rule.
+
+    Raises ``ValueError`` only for an answer with nothing usable in it (re-asked).
+    """
+    from pipeline.llmcall import SoftMiss
+
+    tldr = _text(data.get("tldr") or data.get("tl;dr") or data.get("summary"))
+    points = _texts(data.get("key_points") or data.get("keypoints") or data.get("points"))
+    if not tldr and not points:
+        raise ValueError("tldr and key_points are empty: write a tl;dr and 3 to 7 key points from the transcript")
+    misses: list[str] = []
+    adjusted: list[str] = []
+    if not tldr:
+        misses.append("tldr must not be empty")
+        tldr = points[0]
+        adjusted.append("tl;dr was empty: used the first key point")
+    if len(points) > 7:
+        misses.append(f"key_points needs 3 to 7 entries, got {len(points)}")
+        adjusted.append(f"kept the first 7 of {len(points)} key points")
+        points = points[:7]
+    elif len(points) < 3:
+        misses.append(f"key_points needs 3 to 7 entries, got {len(points)}")
+        adjusted.append(f"{len(points)} key point(s) where 3–7 were asked: kept as given")
+    chapters = _chapters(data.get("chapters"))
+    past = [c.start for c in chapters if c.start > end + 1.0]
+    if past:
+        misses.append(f"chapter starts {past} are past the end of the video ({end:.0f} s); every start must be "
+                      f"between 0 and {end:.0f} seconds")
+        adjusted.append(f"dropped {len(past)} chapter(s) starting past the end ({end:.0f} s)")
+        chapters = [c for c in chapters if c.start <= end + 1.0]
+    chapters.sort(key=lambda c: c.start)
+    dedup: list[Chapter] = []
+    for c in chapters:
+        if not dedup or c.start > dedup[-1].start:
+            dedup.append(c)
+    if len(dedup) < len(chapters):
+        adjusted.append(f"merged {len(chapters) - len(dedup)} chapter(s) with the same start")
+    chapters = dedup
+    if chapters and chapters[0].start > 1.0:
+        adjusted.append(f"first chapter moved from {timestamp(chapters[0].start)} to 00:00")
+        chapters[0] = Chapter(start=0.0, title=chapters[0].title)
+    tags = _tags(data.get("tags"))
+    if len(tags) > 10:
+        misses.append(f"tags needs 3 to 10 entries, got {len(tags)}")
+        adjusted.append(f"kept the first 10 of {len(tags)} tags")
+        tags = tags[:10]
+    elif len(tags) < 3:
+        misses.append(f"tags needs 3 to 10 entries, got {len(tags)}")
+        extra = [t for t in (backup.get().tags if backup else []) if t not in tags][: 3 - len(tags)]
+        adjusted.append(f"{len(tags)} tag(s) where 3–10 were asked" +
+                        (f": added {len(extra)} from the transcript's keywords" if extra else ""))
+        tags += extra
+    summary = Summary(tldr=tldr, key_points=points, chapters=chapters, tags=tags, engine="llm", model=model)
+    if misses:
+        raise SoftMiss("; ".join(misses), summary, adjusted)
+    return summary
 
 
 def _as_notes(data: dict[str, Any], end: float) -> _ChunkNotes:
-    n = _ChunkNotes.model_validate(data)
-    _check_chapters(n.chapters, end)
-    return n
-
-
-class _Caller:
-    """One summarize call's conversation with the server: usage totals, the response_format mode, notes."""
-
-    def __init__(self, config: LLMConfig, client: openai.OpenAI) -> None:
-        self.config = config
-        self.client = client
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.notes: list[str] = []
-        self.json_schema = (config.base_url, config.model) not in _SCHEMA_REJECTED
-
-    def json(self, prompt: str, validate: Callable[[dict[str, Any]], Any]) -> Any:
-        """Ask, parse, validate; on failure show the model its error and ask again."""
-        messages: list[dict[str, str]] = [{"role": "system", "content": self._system()},
-                                          {"role": "user", "content": prompt}]
-        error = ""
-        for attempt in range(self.config.max_retries + 1):
-            content = self._complete(messages)
-            try:
-                data = _parse_json(content)
-                return validate(data)
-            except (ValueError, ValidationError) as e:  # JSONDecodeError and ValidationError are ValueErrors
-                error = _short_error(e)
-                log.warning("invalid summary JSON (attempt %d of %d): %s", attempt + 1,
-                            self.config.max_retries + 1, error)
-                messages = [*messages, {"role": "assistant", "content": content or ""},
-                            {"role": "user", "content": "That reply was not valid: " + error
-                             + "\nReply again with only the corrected JSON object, matching the schema."}]
-        raise PermanentError(f"the model's summary stayed invalid after {self.config.max_retries + 1} tries: {error}")
-
-    def _system(self) -> str:
-        if self.json_schema:
-            return SYSTEM_PROMPT
-        return SYSTEM_PROMPT + "\nThe JSON object must match this JSON Schema:\n" + json.dumps(WIRE_SCHEMA)
-
-    def _complete(self, messages: list[dict[str, str]]) -> str | None:
-        import openai
-
-        kw: dict[str, Any] = {"model": self.config.model, "messages": messages}
-        if self.config.temperature is not None:
-            kw["temperature"] = self.config.temperature
-        fell_back = False
-        while True:
-            if self.json_schema:
-                kw["response_format"] = {"type": "json_schema",
-                                         "json_schema": {"name": "summary", "strict": True, "schema": WIRE_SCHEMA}}
-            else:
-                kw["response_format"] = {"type": "json_object"}
-            try:
-                resp = self.client.chat.completions.create(**kw)
-            except openai.BadRequestError as e:
-                if not self.json_schema:
-                    raise map_error(e, self.config) from e
-                # Many OpenAI-compatible servers know json_object but not json_schema: try that once; the
-                # server is remembered only if json_object then works (a 400 for another reason stays a 400).
-                log.info("server refused json_schema (%s); trying json_object", e.status_code)
-                self.json_schema = False
-                fell_back = True
-                messages[0] = {"role": "system", "content": self._system()}
-                continue
-            except openai.OpenAIError as e:
-                raise map_error(e, self.config) from e
-            if fell_back:
-                _SCHEMA_REJECTED.add((self.config.base_url, self.config.model))
-                self.notes.append("server rejected response_format json_schema; used json_object")
-            break
-        content = resp.choices[0].message.content if resp.choices else None
-        if resp.usage is not None:
-            self.input_tokens += resp.usage.prompt_tokens or 0
-            self.output_tokens += resp.usage.completion_tokens or 0
-        else:
-            self.input_tokens += sum(count_tokens(m["content"], self.config.model) for m in messages)
-            self.output_tokens += count_tokens(content or "", self.config.model)
-            if "usage estimated (server sent none)" not in self.notes:
-                self.notes.append("usage estimated (server sent none)")
-        return content
-
-
-_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
+    """A map step's notes: anything usable is kept (the reduce step and its checks come after)."""
+    tldr = _text(data.get("tldr") or data.get("summary"))
+    points = _texts(data.get("key_points") or data.get("points"))
+    if not tldr and not points:
+        raise ValueError("tldr and key_points are empty: write notes on this part of the transcript")
+    chapters = [c for c in _chapters(data.get("chapters")) if c.start <= end + 1.0]
+    return _ChunkNotes(tldr=tldr or points[0], key_points=points[:12], chapters=chapters, tags=_tags(
+        data.get("tags"))[:15])
 
 
 def _parse_json(content: str | None) -> dict[str, Any]:
-    """The reply's JSON object; tolerates a Markdown code fence (local models in json_object mode add one)."""
-    if not content or not content.strip():
-        raise ValueError("the reply was empty")
-    data = json.loads(_FENCE.sub("", content.strip()))
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-    return data
+    """The reply's JSON object (fences, prose around it and a cut-off end tolerated)."""
+    from pipeline.llmcall import extract_json
 
-
-def _short_error(e: Exception) -> str:
-    if isinstance(e, ValidationError):
-        return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'summary'}: {err['msg']}"
-                         for err in e.errors(include_url=False))[:1500]
-    if isinstance(e, json.JSONDecodeError):
-        return f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
-    return str(e)[:1500]
+    return extract_json(content)[0]
 
 
 # -- errors ------------------------------------------------------------------------------------------------------

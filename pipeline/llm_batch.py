@@ -37,6 +37,7 @@ from pipeline.llm import (
     map_error,
     transcript_end,
 )
+from pipeline.llmcall import SoftMiss
 
 if TYPE_CHECKING:
     from pipeline.runner import Engine
@@ -86,20 +87,35 @@ def custom_id(batch_id: str, n: int, stage: str, body: Mapping[str, Any]) -> str
     return f"tm-{batch_id}-{n}-{stage}-{digest}"
 
 
-def build_body(transcript: Mapping[str, Any], title: str, config: LLMConfig, max_tokens: int = 100_000
-               ) -> dict[str, Any] | None:
-    """One chat-completions body summarizing the whole transcript, or None when it does not fit one request."""
+def build_body(transcript: Mapping[str, Any], title: str, config: LLMConfig, max_tokens: int = 100_000,
+               home: Path | None = None) -> dict[str, Any] | None:
+    """One chat-completions body summarizing the whole transcript, or None when it does not fit one request.
+
+    The request format is the server's learned rung of the capability ladder (json_schema
+    unless the server is known to refuse it), like a realtime call.
+    """
+    from pipeline.llmcall import capability
+
     chunks = chunk_transcript(transcript, max_tokens, config.model)
     if len(chunks) != 1:
         return None
+    cap = capability(home, config.base_url, config.model)
+    system = SYSTEM_PROMPT
+    if cap.rung != "json_schema":
+        system += "\nThe JSON object must match this JSON Schema:\n" + json.dumps(WIRE_SCHEMA)
     body: dict[str, Any] = {
         "model": config.model,
-        "messages": [{"role": "system", "content": SYSTEM_PROMPT},
+        "messages": [{"role": "system", "content": system},
                      {"role": "user", "content": _single_prompt(title, transcript_end(transcript), chunks[0])}],
-        "response_format": {"type": "json_schema",
-                            "json_schema": {"name": "summary", "strict": True, "schema": WIRE_SCHEMA}},
     }
-    if config.temperature is not None:
+    if cap.rung == "json_schema":
+        body["response_format"] = {"type": "json_schema",
+                                   "json_schema": {"name": "summary", "strict": True, "schema": WIRE_SCHEMA}}
+    elif cap.rung == "json_object_schema":
+        body["response_format"] = {"type": "json_object", "schema": WIRE_SCHEMA}
+    elif cap.rung == "json_object":
+        body["response_format"] = {"type": "json_object"}
+    if config.temperature is not None and "temperature" not in cap.drop_params:
         body["temperature"] = config.temperature
     return body
 
@@ -205,6 +221,7 @@ class LineResult:
     summary: Any = None
     usage: dict[str, int] | None = None
     error: str = ""
+    adjustments: list[str] | None = None  # soft rules the answer missed, repaired (as realtime does)
 
 
 def parse_results(output_text: str, error_text: str, ends: Mapping[str, float], model: str) -> dict[str, LineResult]:
@@ -229,13 +246,17 @@ def parse_results(output_text: str, error_text: str, ends: Mapping[str, float], 
             usage = body.get("usage") or {}
             u = {"input_tokens": int(usage.get("prompt_tokens") or 0),
                  "output_tokens": int(usage.get("completion_tokens") or 0)}
+            adjustments: list[str] = []
             try:
                 content = body["choices"][0]["message"]["content"]
-                summary = _as_summary(_parse_json(content), ends.get(cid, 1e12), model)
+                try:
+                    summary = _as_summary(_parse_json(content), ends.get(cid, 1e12), model)
+                except SoftMiss as miss:  # one answer, no re-ask in a batch: keep it repaired, say what changed
+                    summary, adjustments = miss.repaired, list(miss.adjustments)
             except (KeyError, IndexError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
                 out[cid] = LineResult(cid, False, usage=u, error=f"invalid summary: {str(exc)[:300]}")
                 continue
-            out[cid] = LineResult(cid, True, summary=summary, usage=u)
+            out[cid] = LineResult(cid, True, summary=summary, usage=u, adjustments=adjustments)
     return out
 
 
@@ -249,8 +270,13 @@ class LLMBatchManager:
     """One thread per engine: submit parked items, poll jobs, ingest results, fall back when needed."""
 
     def __init__(self, engine: Engine, *, interval_s: float = 5.0, max_interval_s: float = 60.0,
-                 limits: BatchLimits | None = None, retries: int = 1) -> None:
+                 limits: BatchLimits | None = None, retries: int = 1, max_failures: int = 5,
+                 stuck_after_s: float = 25 * 3600.0) -> None:
         self.engine = engine
+        self.max_failures = max_failures  # consecutive failed passes over one batch before its items go realtime
+        self.stuck_after_s = stuck_after_s  # a job still open this long after creation is cancelled, then abandoned
+        self._failures: dict[str, int] = {}
+        self._hold: dict[str, float] = {}
         self.interval_s = interval_s
         self.max_interval_s = max_interval_s
         self.limits = limits or BatchLimits()
@@ -291,6 +317,13 @@ class LLMBatchManager:
 
     # -- one pass -----------------------------------------------------------------------------------
     def tick(self) -> None:
+        """One pass over every batch with parked items or open jobs.
+
+        A batch whose Batch API calls keep failing (endpoint down, key refused, the job
+        gone) is not retried forever: after ``max_failures`` passes (backing off between
+        them) its jobs are abandoned and its items summarized realtime, where the usual
+        fallbacks apply. Nothing stays parked for good.
+        """
         store = self.engine.store
         if store is None:
             return
@@ -298,10 +331,73 @@ class LLMBatchManager:
             header = store.header(bid)
             jobs = list(header.get("llm_jobs") or [])
             parked = store.item_numbers(bid, ["awaiting_llm_batch"])
-            if not jobs and not parked:
+            open_jobs = [j for j in jobs if not j.get("ingested")]
+            if not open_jobs and not parked:
                 continue
-            self._submit_ready(bid, header, jobs, parked)
-            self._poll_jobs(bid, header)
+            if time.monotonic() < self._hold.get(bid, 0.0):
+                continue
+            try:
+                self._submit_ready(bid, header, jobs, parked)
+                self._poll_jobs(bid, header)
+                self._check_stuck(bid)
+                self._failures.pop(bid, None)
+            except errors.AuthFailed as exc:
+                self._give_up(bid, f"the Batch API refused the key ({exc})")
+            except (errors.TubemillError, OSError) as exc:
+                k = self._failures[bid] = self._failures.get(bid, 0) + 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("Batch API pass %d of %d for %s failed: %s", k, self.max_failures, header.get("name"),
+                            self.last_error)
+                if k >= self.max_failures:
+                    self._give_up(bid, f"the Batch API kept failing ({self.last_error})")
+                else:
+                    self._hold[bid] = time.monotonic() + min(self.max_interval_s, self.interval_s * 2 ** (k - 1))
+
+    def _give_up(self, bid: str, note: str) -> None:
+        """Abandon the batch's open jobs (cancelled best-effort) and summarize its parked items realtime."""
+        store = self.engine.store
+        assert store is not None
+        self._failures.pop(bid, None)
+        self._hold.pop(bid, None)
+        jobs = list(store.header(bid).get("llm_jobs") or [])
+        for job in jobs:
+            if job.get("ingested"):
+                continue
+            if job.get("batch_id") and job.get("status") in ACTIVE | {"validating"}:
+                try:
+                    self.api(bid).cancel(job["batch_id"])
+                except errors.TubemillError as exc:
+                    log.info("could not cancel %s: %s", job["batch_id"], exc)
+            job.update(ingested=True, abandoned=note, ingested_at=time.time())
+        log.warning("%s; summaries run realtime instead", note)
+        store.set_batch(bid, llm_mode_effective="realtime", llm_note=f"{note}; summaries ran realtime instead")
+        self._save_jobs(bid, jobs)
+        for n in store.item_numbers(bid, ["awaiting_llm_batch"]):
+            self._to_realtime(bid, n)
+
+    def _check_stuck(self, bid: str) -> None:
+        """A job past its 24 h window (plus grace) is cancelled; one still open twice as long is abandoned."""
+        store = self.engine.store
+        assert store is not None
+        jobs = list(store.header(bid).get("llm_jobs") or [])
+        now, changed = time.time(), False
+        for job in jobs:
+            if job.get("ingested") or not job.get("batch_id") or job.get("status") in TERMINAL:
+                continue
+            age = now - float(job.get("created_at") or now)
+            if age > 2 * self.stuck_after_s:
+                self._give_up(bid, f"Batch API job {job['batch_id']} still {job.get('status')} after "
+                                   f"{age / 3600:.0f} h")
+                return
+            if age > self.stuck_after_s and not job.get("cancel_requested"):
+                try:
+                    self.api(bid).cancel(job["batch_id"])
+                except errors.TubemillError as exc:
+                    log.info("could not cancel stuck job %s: %s", job["batch_id"], exc)
+                job["cancel_requested"] = time.time()
+                changed = True
+        if changed:
+            self._save_jobs(bid, jobs)
 
     def _config(self, bid: str) -> LLMConfig:
         from pipeline.secrets import llm_config_for
@@ -360,7 +456,7 @@ class LLMBatchManager:
             files = split_lines(lines, self.limits)
         except ValueError as exc:
             for n in ns.values():
-                self.engine.fail_awaiting(bid, n, errors.PermanentError(f"invalid batch request: {exc}"))
+                self._offline(bid, n, f"invalid Batch API request: {exc}")
             return
         for part in files:
             job = {"id": uuid.uuid4().hex[:12], "status": "preparing", "items": {ln["custom_id"]: ns[ln["custom_id"]]
@@ -414,7 +510,15 @@ class LLMBatchManager:
             key = job["batch_id"]
             if now < self._next_poll.get(key, 0):
                 continue
-            b = self.api(bid).retrieve(key)
+            try:
+                b = self.api(bid).retrieve(key)
+            except NoBatchAPI:  # the job is gone (server restarted, another account): its items go realtime
+                job.update(ingested=True, abandoned="the Batch API no longer knows this job", ingested_at=time.time())
+                changed = True
+                for n in job.get("items", {}).values():
+                    if self.engine.store.item(bid, n)["status"] == "awaiting_llm_batch":  # type: ignore[union-attr]
+                        self._to_realtime(bid, n)
+                continue
             counts = b.request_counts.model_dump() if b.request_counts else job.get("request_counts")
             moved = b.status != job.get("status") or counts != job.get("request_counts")
             self._delay[key] = self.interval_s if moved else min(self.max_interval_s,
@@ -454,8 +558,10 @@ class LLMBatchManager:
 
                 usage = r.usage or {"input_tokens": 0, "output_tokens": 0}
                 result = SummaryResult(r.summary, usage, batch_cost(usage, config), config.model, 1,
-                                       [f"Batch API {b.id}"])
-                write_summary(Path(item["workdir"]), item.get("title") or item["source"], result, mode="batch")
+                                       [f"Batch API {b.id}"], outcome="repaired" if r.adjustments else "llm",
+                                       adjustments=list(r.adjustments or []))
+                write_summary(Path(item["workdir"]), item.get("title") or item["source"], result, mode="batch",
+                              source_url=_url(item))
                 self.engine.release_awaiting(bid, n)
                 continue
             why = r.error if r is not None else f"no result: the Batch API job ended {b.status}" + (
@@ -465,6 +571,7 @@ class LLMBatchManager:
         job["ingested_at"] = time.time()
 
     def _retry_or_fail(self, bid: str, n: int, why: str) -> None:
+        """A line that failed: once more in a new job, then realtime (or, with that off, the offline fallback)."""
         item = self.engine.store.item(bid, n)  # type: ignore[union-attr]
         meta = item.get("meta") or {}
         tries = int(meta.get("llm_batch_tries", 0)) + 1
@@ -476,7 +583,23 @@ class LLMBatchManager:
         if str(opts.get("llm_fallback_realtime", "1")).lower() not in ("0", "false", "no"):
             self._to_realtime(bid, n)
         else:
-            self.engine.fail_awaiting(bid, n, errors.PermanentError(f"Batch API: {why}"))
+            self._offline(bid, n, f"Batch API: {why}")
+
+    def _offline(self, bid: str, n: int, reason: str) -> None:
+        """The item's summary becomes the offline fallback (with the reason) and the item goes on: never parked
+        forever, never failed for want of a summary."""
+        from pipeline.stages.summarize import write_fallback
+
+        item = self.engine.store.item(bid, n)  # type: ignore[union-attr]
+        wd = Path(item.get("workdir") or "")
+        try:
+            transcript = json.loads((wd / "transcript.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.engine.release_awaiting(bid, n)  # the stage runs again and finds what is missing
+            return
+        write_fallback(wd, item.get("title") or item["source"], transcript, reason, mode="batch",
+                       source_url=_url(item))
+        self.engine.release_awaiting(bid, n)
 
     def cancel_jobs(self, bid: str) -> None:
         """Cancelling a Tubemill batch cancels its Batch API jobs (best effort; results already in are kept)."""
@@ -489,6 +612,11 @@ class LLMBatchManager:
                     self.api(bid).cancel(job["batch_id"])
                 except errors.TubemillError as exc:
                     log.warning("could not cancel %s: %s", job["batch_id"], exc)
+
+
+def _url(item: Mapping[str, Any]) -> str | None:
+    src = str(item.get("source") or "")
+    return src if "://" in src else None
 
 
 # ---------------------------------------------------------------------- the four-step flow, by hand
@@ -610,7 +738,8 @@ def ingest_job(folder: Path, state: dict[str, Any], api: BatchAPI) -> dict[str, 
             if r is not None and r.ok:
                 usage = r.usage or {}
                 res = SummaryResult(r.summary, usage, batch_cost(usage, api.config), state["model"], 1,
-                                    [f"Batch API {f['batch_id']}"])
+                                    [f"Batch API {f['batch_id']}"], outcome="repaired" if r.adjustments else "llm",
+                                    adjustments=list(r.adjustments or []))
                 write_summary(Path(req["workdir"]), req["title"], res, mode="batch")
                 done += 1
             else:

@@ -50,7 +50,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-Reply = str | tuple[int, Any, dict[str, str]]
+Reply = str | tuple[int, Any, dict[str, str]]  # a ``Cut`` str is sent with finish_reason "length"
 Responder = Callable[[dict[str, Any]], Reply]
 Response = tuple[int, Any, dict[str, str]]
 Handler = Callable[["FakeLLMServer", "Recorded"], Response]
@@ -88,6 +88,70 @@ def error(status: int, message: str, headers: dict[str, str] | None = None,
           type_: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> Response:
     """An OpenAI-style error answer."""
     return status, {"error": {"message": message, "type": type_, "param": param, "code": code}}, headers or {}
+
+
+class Cut(str):
+    """A reply the server cut at ``max_tokens``: sent with ``finish_reason: "length"``."""
+
+
+# -- how real OpenAI-compatible servers and models answer (measured, see shared NOTES) ------------------------------
+
+LLAMA_CPP_SCHEMA_ERROR = (
+    "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or "
+    "'json_object'\", 'input': 'json_schema', 'ctx': {'expected': \"'text' or 'json_object'\"}}]")
+PROSE = ("Sure! This video is a fascinating exploration of the topic. The speaker explains many things in detail, "
+         "and overall it is a great watch for anyone interested. I hope this summary helps you!")
+FIELD_MODES = ("llama_cpp", "prose", "prose_wrapped", "truncated", "empty_fields", "soft_miss", "auth", "rate_limited",
+               "context_too_long", "server_error")
+
+
+def field_responder(mode: str, good: dict[str, Any] | None = None) -> Responder:
+    """A responder that behaves like a server or model seen in the field.
+
+    - ``llama_cpp``: llama.cpp's server: ``json_schema`` answered with HTTP 500 and a pydantic
+      ``literal_error`` body (only ``text`` and ``json_object`` are accepted), then good JSON;
+    - ``prose``: a small model that ignores "reply in JSON", whatever the format asked;
+    - ``prose_wrapped``: the JSON inside chatter and a Markdown fence;
+    - ``truncated``: the JSON cut at ``max_tokens`` (``finish_reason: length``), every time;
+    - ``empty_fields``: grammar-constrained junk: valid JSON, empty fields;
+    - ``soft_miss``: valid JSON with one key point (3–7 asked) and one tag, every time;
+    - ``auth`` (401), ``rate_limited`` (429, ``Retry-After: 0``), ``context_too_long`` (400
+      ``context_length_exceeded``), ``server_error`` (500 without a format word: a crash).
+    """
+    data = good or valid_summary(chapters=[{"start": 0, "title": "Opening"}])
+    text = json.dumps(data)
+
+    def respond(req: dict[str, Any]) -> Reply:
+        fmt = (req.get("response_format") or {}).get("type")
+        if mode == "llama_cpp":
+            if fmt not in (None, "text", "json_object"):
+                return 500, {"error": {"message": LLAMA_CPP_SCHEMA_ERROR, "type": "internal_server_error",
+                                       "param": None, "code": None}}, {}
+            return text
+        if mode == "prose":
+            return PROSE
+        if mode == "prose_wrapped":
+            return f"Here is the summary you asked for:\n```json\n{text}\n```\nLet me know if you need more!"
+        if mode == "truncated":
+            return Cut(text[: int(len(text) * 0.6)])
+        if mode == "empty_fields":
+            return json.dumps({"tldr": "", "key_points": [], "chapters": [], "tags": []})
+        if mode == "soft_miss":
+            return json.dumps({**data, "key_points": ["Only one point."], "tags": ["one"]})
+        if mode == "auth":
+            return error(401, "Incorrect API key provided: sk-te***.", type_="invalid_request_error",
+                         code="invalid_api_key")
+        if mode == "rate_limited":
+            return error(429, "Rate limit reached for requests", {"retry-after": "0"}, type_="requests",
+                         code="rate_limit_exceeded")
+        if mode == "context_too_long":
+            return error(400, "This model's maximum context length is 4096 tokens. However, your messages resulted "
+                              "in 9000 tokens.", param="messages", code="context_length_exceeded")
+        if mode == "server_error":
+            return error(500, "The server had an error while processing your request.", type_="server_error")
+        raise ValueError(f"unknown field mode {mode!r}")
+
+    return respond
 
 
 def _tokens(text: str) -> int:
@@ -311,7 +375,9 @@ class FakeLLMServer:
         self.batch_responses: list[tuple[int, Any]] = []  # (status, body) of those answers
         self._next_knobs: list[BatchKnobs] = []
         self._state = threading.RLock()
+        self.models = ["gpt-4o-mini", "local-model"]  # GET /v1/models lists these (any name is still accepted)
         self.route("POST", "/v1/chat/completions", FakeLLMServer._chat)
+        self.route("GET", "/v1/models", FakeLLMServer._models)
         self.route("POST", "/v1/files", FakeLLMServer._file_create)
         self.route("GET", "/v1/files", FakeLLMServer._file_list)
         self.route("GET", "/v1/files/{file_id}", FakeLLMServer._file_get)
@@ -387,12 +453,19 @@ class FakeLLMServer:
 
     # -- chat ----------------------------------------------------------------------------------------------------
 
+    def _models(self, req: Recorded) -> Response:
+        return 200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "local"}
+                                                for m in self.models]}, {}
+
     def _chat(self, req: Recorded) -> Response:
         return self._complete(req.body)
 
     def _complete(self, body: dict[str, Any]) -> Response:
         reply = self.responder(body)
-        if not isinstance(reply, str):
+        finish = "stop"
+        if isinstance(reply, Cut):
+            finish = "length"
+        elif not isinstance(reply, str):
             return reply
         prompt = "".join(str(m.get("content") or "") for m in body.get("messages", []))
         p, c = _tokens(prompt), _tokens(reply)
@@ -406,7 +479,7 @@ class FakeLLMServer:
                 "index": 0,
                 "message": {"role": "assistant", "content": reply, "refusal": None},
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": finish,
             }],
             "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
         }, {}

@@ -16,7 +16,7 @@ import re
 import unicodedata
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from pipeline import errors
 from pipeline.stages import register
@@ -111,45 +111,62 @@ def offline_script(topic: str, style: str = "", target_s: float = 60.0) -> Video
     )
 
 
-def llm_script(topic: str, style: str, target_s: float, config: Any) -> tuple[VideoScript, dict[str, int]]:
-    """Ask the model for a script in the schema; feed validation errors back, at most three tries."""
-    import openai
+SCRIPT_SYSTEM = ("You write scripts for short narrated explainer videos. Plain spoken language, no Markdown, no emoji, "
+                 "no stage directions in the narration. Reply with one JSON object only.")
 
+
+def _as_script(data: dict[str, Any], topic: str) -> VideoScript:
+    """The model's script, with what it left out filled in (a script without scenes is split into sentences)."""
+    from pipeline.llmcall import SoftMiss
+
+    def text(v: Any) -> str:
+        return " ".join(str(v).split()) if isinstance(v, str | int | float) and not isinstance(v, bool) else ""
+
+    script = text(data.get("script"))
+    scenes = []
+    for sc in data.get("scenes") if isinstance(data.get("scenes"), list) else []:
+        narration = text(sc.get("narration") or sc.get("text")) if isinstance(sc, dict) else text(sc)
+        if narration:
+            scenes.append(Scene(narration=narration, visual=text(sc.get("visual")) if isinstance(sc, dict) else ""))
+    if not script and not scenes:
+        raise ValueError("script and scenes are empty: write the narration of the video")
+    adjusted: list[str] = []
+    if not scenes:
+        scenes = [Scene(narration=s, visual=topic) for s in _sentences(script)] or [Scene(narration=script)]
+        adjusted.append("no scenes: split the script into sentences")
+    if not script:
+        script = " ".join(sc.narration for sc in scenes)
+        adjusted.append("no script: joined the scenes' narration")
+    title = text(data.get("title"))
+    if not title:
+        title = topic[:90]
+        adjusted.append("no title: used the topic")
+    tags = data.get("hashtags") if isinstance(data.get("hashtags"), list) else []
+    value = VideoScript(title=title, hook=text(data.get("hook")) or scenes[0].narration, script=script,
+                        scenes=scenes, hashtags=[text(t) for t in tags if text(t)],
+                        description=text(data.get("description")))
+    if adjusted:
+        raise SoftMiss("; ".join(adjusted), value, adjusted)
+    return value
+
+
+def llm_script(topic: str, style: str, target_s: float, config: Any, home: Any = None
+               ) -> tuple[VideoScript, dict[str, int], list[str]]:
+    """Ask the model for a script in the schema through the shared JSON caller (the capability ladder,
+    re-asks with the errors, repairs). Returns the script, the usage and what was adjusted."""
     from pipeline import llm
+    from pipeline.llmcall import JSONCaller
 
-    client = llm.make_client(config)
     words = int(target_s * WORDS_PER_S)
-    messages = [
-        {"role": "system", "content": "You write scripts for short narrated explainer videos. Plain spoken "
-                                      "language, no Markdown, no emoji, no stage directions in the narration. "
-                                      "Reply with one JSON object only."},
-        {"role": "user", "content": f"Topic: {topic}\nStyle: {style or 'clear and friendly'}\n"
-                                    f"Length: about {target_s:.0f} seconds ({words} words).\n"
-                                    "Give a title (under 90 characters), a one-sentence hook, the full script, "
-                                    "the script split into scenes (narration + a short visual description), "
-                                    "3 to 8 hashtags and a description of 2 or 3 sentences."},
-    ]
-    usage = {"input_tokens": 0, "output_tokens": 0}
-    error = ""
-    for _ in range(3):
-        try:
-            resp = client.chat.completions.create(
-                model=config.model, messages=messages,
-                response_format={"type": "json_schema", "json_schema": {"name": "video_script", "strict": True,
-                                                                        "schema": SCHEMA}})
-        except openai.OpenAIError as exc:
-            raise llm.map_error(exc, config) from exc
-        if resp.usage:
-            usage["input_tokens"] += resp.usage.prompt_tokens or 0
-            usage["output_tokens"] += resp.usage.completion_tokens or 0
-        content = resp.choices[0].message.content if resp.choices else ""
-        try:
-            return VideoScript.model_validate(json.loads(content or "")), usage
-        except (ValueError, ValidationError) as exc:
-            error = str(exc)[:800]
-            messages += [{"role": "assistant", "content": content or ""},
-                         {"role": "user", "content": f"That was not valid: {error}\nReply with the corrected JSON."}]
-    raise errors.PermanentError(f"the model's script stayed invalid after 3 tries: {error}")
+    prompt = (f"Topic: {topic}\nStyle: {style or 'clear and friendly'}\n"
+              f"Length: about {target_s:.0f} seconds ({words} words).\n"
+              "Give a title (under 90 characters), a one-sentence hook, the full script, "
+              "the script split into scenes (narration + a short visual description), "
+              "3 to 8 hashtags and a description of 2 or 3 sentences.")
+    call = JSONCaller(config, llm.make_client(config), schema=SCHEMA, name="video_script", system=SCRIPT_SYSTEM,
+                      home=home, max_tokens=max(1500, words * 4))
+    answer = call.ask(prompt, lambda d: _as_script(d, topic))
+    return answer.value, {"input_tokens": call.input_tokens, "output_tokens": call.output_tokens}, answer.adjustments
 
 
 def _opt(item: dict[str, Any], ctx: StageContext, key: str, default: Any = None) -> Any:
@@ -167,9 +184,25 @@ def run_script(item: dict[str, Any], ctx: StageContext) -> StageResult:
     target = float(_opt(item, ctx, "length_s", 60))
     config = llm_config_for(ctx.home, options=ctx.options)
     usage = {"input_tokens": 0, "output_tokens": 0}
+    adjusted: list[str] = []
+    reason = None
+    flags = [f for f in item.get("flags") or [] if f not in ("script-repaired", "script-fallback")]
     if ctx.options.get("script_engine", "auto") != "offline" and config.configured():
-        script, usage = llm_script(topic, style, target, config)
-        engine = "llm"
+        try:
+            script, usage, adjusted = llm_script(topic, style, target, config, home=ctx.home)
+            engine = "llm"
+        except errors.Cancelled:
+            raise
+        except (errors.NetworkError, errors.RateLimited) as exc:
+            if ctx.attempt <= 2:
+                raise
+            script, engine, reason = offline_script(topic, style, target), "template", f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - the template keeps the video; the reason is recorded
+            script, engine, reason = offline_script(topic, style, target), "template", f"{type(exc).__name__}: {exc}"
+        if reason:
+            flags.append("script-fallback")
+        elif adjusted:
+            flags.append("script-repaired")
     else:
         script, engine = offline_script(topic, style, target), "template"
     doc = script.model_dump()
@@ -178,9 +211,14 @@ def run_script(item: dict[str, Any], ctx: StageContext) -> StageResult:
     doc["scenes"] = [sc for sc in doc["scenes"] if sc["narration"]]
     if not doc["scenes"]:
         raise errors.PermanentError("the script has no speakable narration")
-    doc.update(script_engine=engine, usage=usage)
+    doc.update(script_engine=engine, usage=usage, adjustments=adjusted, fallback_reason=reason)
     atomic_write_bytes(out, json.dumps(doc, ensure_ascii=False, indent=1).encode())
-    return StageResult(artifacts={"script": str(out)}, meta={"title": doc["title"][:100], "script_engine": engine})
+    meta: dict[str, Any] = {"title": doc["title"][:100], "script_engine": engine, "flags": sorted(set(flags))}
+    if reason:
+        meta["script_fallback"] = reason[:300]
+    if adjusted:
+        meta["script_adjustments"] = adjusted
+    return StageResult(artifacts={"script": str(out)}, meta=meta)
 
 
 def _sentences(text: str) -> list[str]:

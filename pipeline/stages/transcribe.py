@@ -186,9 +186,12 @@ def transcribe_file(audio: Path, loaded: LoadedModel, ctx: StageContext | None =
 
 
 def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
+    from pipeline.stages.export import ensure_transcript_files
+
     out = ctx.path(TRANSCRIPT)
     if out.exists():  # captions, a reused earlier result, or a previous run of this stage
-        return StageResult(artifacts={"json": str(out)})
+        transcript = json.loads(out.read_text(encoding="utf-8"))
+        return StageResult(artifacts={"json": str(out), **ensure_transcript_files(item, ctx, transcript)})
     audio = (item.get("artifacts") or {}).get("audio")
     if not audio or not Path(audio).exists():
         raise errors.RetryableError("no downloaded audio to transcribe (the download stage will run again)")
@@ -215,7 +218,9 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     if tr["duration"] and not item.get("duration"):
         meta["duration"] = tr["duration"]
     atomic_write_bytes(out, json.dumps(tr, ensure_ascii=False).encode())
-    return StageResult(artifacts={"json": str(out)}, meta=meta)
+    # The core result: its files go to disk now, before any enrichment can fail or crash.
+    files = ensure_transcript_files(item, ctx, tr, meta)
+    return StageResult(artifacts={"json": str(out), **files}, meta=meta)
 
 
 register(Stage("transcribe", run, resource="gpu", doc="faster-whisper → transcript.json"))

@@ -245,7 +245,7 @@ def test_summary_markdown_sections() -> None:
         "chapters": [{"start": 3725, "title": "Late"}, {"start": 65, "title": "Early"}],
         "tags": ["ai", "video"], "engine": "llm", "model": "gpt-4o-mini",
     })
-    assert md.startswith("# My *talk*\n")
+    assert md.startswith("# My \\*talk\\*\n"), "a title is source metadata: shown as text, never as Markdown"
     for part in ("## TL;DR\n\nShort version.", "## Key points\n\n- First\n- Second", "## Chapters\n\n- [01:05] Early\n"
                  "- [1:02:05] Late", "## Tags\n\nai, video", "gpt-4o-mini"):
         assert part in md

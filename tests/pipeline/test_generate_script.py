@@ -108,3 +108,31 @@ def test_plan_and_metadata_limits(tmp_path: Path) -> None:
     from pipeline.youtube import fit_tags
 
     assert fit_tags(["a b", "A B", "#c"]) == ["a b", "c"]
+
+
+def test_llm_script_climbs_the_same_ladder_and_falls_back_to_the_template(tmp_path: Path, llm_server: FakeLLMServer,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The script stage shares the summary's caller: llama.cpp's 500 on json_schema steps down to json_object;
+    a model that only writes prose ends in the template, flagged with the reason (the video is still made)."""
+    from pipeline import llmcall
+    from tests.llm_server import field_responder
+
+    llmcall.forget()
+    monkeypatch.setenv("OPENAI_BASE_URL", llm_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdef")
+    good = {"title": "Tides", "hook": "Why?", "script": "The moon pulls the sea.",
+            "scenes": [{"narration": "The moon pulls the sea.", "visual": "moon"}], "hashtags": ["tides"],
+            "description": "Tides."}
+    llm_server.responder = field_responder("llama_cpp", good=good)
+    res = run_script({"n": 1, "source": "tides", "meta": {}}, ctx_for(tmp_path))
+    assert json.loads(Path(res.artifacts["script"]).read_text())["script_engine"] == "llm"
+    assert [(r.get("response_format") or {}).get("type") for r in llm_server.chat_requests()][:2] == [
+        "json_schema", "json_object"]
+
+    llm_server.responder = field_responder("prose")
+    (tmp_path / "two").mkdir()
+    ctx = ctx_for(tmp_path / "two")
+    res = run_script({"n": 1, "source": "how tides work", "meta": {}}, ctx)
+    doc = json.loads(Path(res.artifacts["script"]).read_text())
+    assert doc["script_engine"] == "template" and "stayed invalid" in doc["fallback_reason"]
+    assert res.meta["flags"] == ["script-fallback"] and "tides" in doc["script"].lower()

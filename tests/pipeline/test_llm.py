@@ -10,7 +10,7 @@ from typing import Any
 import openai
 import pytest
 
-from pipeline import llm
+from pipeline import llm, llmcall
 from pipeline.errors import AuthFailed, NetworkError, PermanentError, RateLimited
 from tests.llm_server import FakeLLMServer, error, valid_summary
 from tests.pipeline.test_extractive import multi_topic_transcript
@@ -22,7 +22,8 @@ SECRET = "sk-test-DO-NOT-LEAK-0123456789"
 def _no_real_openai(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see a developer's real key or server, nor a server quirk remembered by an earlier test."""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.setattr(llm, "_SCHEMA_REJECTED", set())  # a reused loopback port must not inherit a fallback
+    llmcall.forget()  # a reused loopback port must not inherit a fallback
+    llmcall.clear_down()
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
 
 
@@ -103,7 +104,7 @@ def test_json_schema_rejected_falls_back_to_json_object(llm_server: FakeLLMServe
     assert any("json_object" in n for n in r.notes)
     first, second = llm_server.chat_requests()
     assert first["response_format"]["type"] == "json_schema"
-    assert second["response_format"] == {"type": "json_object"}
+    assert second["response_format"] == {"type": "json_object", "schema": llm.WIRE_SCHEMA}  # grammar where taken
     assert json.dumps(llm.WIRE_SCHEMA) in second["messages"][0]["content"]
 
     llm.summarize(short_transcript(), "Bread", config(llm_server))
