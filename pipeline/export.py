@@ -35,7 +35,8 @@ MANIFEST_FIELDS = (
     "error_type", "error_message", "error_stage", "retryable", "flags",
     *(f"file_{k}" for k in FILE_KINDS), "workdir",
 )  # fmt: skip
-_SECRET_KEY = re.compile(r"api[_-]?key|token|secret|passw(?:or)?d|cookie|credential|(?:^|[_-])auth(?:[_-]|$)", re.I)
+_SECRET_KEY = re.compile(r"api[_-]?key|token|secret|passw(?:or)?d|cookie(?!_browsers)|credential|(?:^|[_-])auth(?:[_-]|$)|"
+                         r"authorization|proxy|^user(?:name)?$|netrc", re.I)
 
 
 # ---------------------------------------------------------------- small helpers
@@ -123,10 +124,20 @@ def manifest_items(items: list[dict[str, Any]], folder: Path) -> list[dict[str, 
                 "flags": list(it.get("flags") or []),
                 "meta": _redact(meta),
                 "llm": llm_ledger(it),
+                "summary": summary_outcome(it),
                 "workdir": Path(os.path.relpath(wd, folder)).as_posix() if wd else None,
             }
         )
     return out
+
+
+def summary_outcome(item: dict[str, Any]) -> dict[str, Any] | None:
+    """How the item's summary came to be: llm, repaired (what was adjusted), offline, or fallback (why)."""
+    meta = item.get("meta") or {}
+    if not meta.get("summary_outcome"):
+        return None
+    return {"outcome": meta["summary_outcome"], "reason": meta.get("summary_reason"),
+            "adjustments": list(meta.get("summary_adjustments") or [])}
 
 
 def llm_ledger(item: dict[str, Any]) -> dict[str, Any] | None:
@@ -192,13 +203,31 @@ def write_manifest(batch: dict[str, Any], items: list[dict[str, Any]], folder: P
 
 # ---------------------------------------------------------------- errors.md
 
+SUMMARY_HINT = ("The transcripts are complete; only the summary fell back to the offline extractive one. Fix the "
+                "cause (start the server, check the key or the model), then run `tubemill retry-summaries {batch}` "
+                "(or the Results page's button): only these summaries are asked again.")
+
 HINTS: dict[str, str] = {
     "NotFound": "The URL returns 404; check it or remove it from the list.",
     "Unavailable": "The video is private, removed or region-locked; nothing to retry unless that changes.",
     "RateLimited": "The site is throttling us: add cookies for another account, slow down (longer pacing), "
                    "or try later with `tubemill retry-failed {batch}`.",
-    "BotCheck": "The site asked for a bot check: add cookies (a signed-in account), slow down, or try later "
-                "with `tubemill retry-failed {batch}`.",
+    "BotCheck": "YouTube asked to confirm you're not a bot: add a signed-in account (`--cookies FILE` or "
+                "`--cookies-from-browser BROWSER`), install a PO-token provider (`tubemill doctor` shows it), slow "
+                "down, or try later with `tubemill retry-failed {batch}`.",
+    "PrivateVideo": "A private video: only an account it was shared with can fetch it; add that account's cookies, "
+                    "then `tubemill retry-failed {batch}`.",
+    "MembersOnly": "Members-only: add the cookies of an account that is a member of the channel (`--cookies` or "
+                   "`--cookies-from-browser`), then `tubemill retry-failed {batch}`.",
+    "AgeRestricted": "Age-restricted: add the cookies of a signed-in, age-verified account (`--cookies` or "
+                     "`--cookies-from-browser`), then `tubemill retry-failed {batch}`.",
+    "GeoBlocked": "Not available from this country: run the batch through a proxy in an allowed country "
+                  "(`--proxy URL`, or `proxy` in [accounts.NAME] of settings.toml), then retry.",
+    "NotYetLive": "A live stream or premiere that has not started (skipped, not failed): add it to a batch again "
+                  "once it has ended, or run with `--wait-for-live` to have it scheduled for its start time.",
+    "MissingJsRuntime": "yt-dlp found no JavaScript runtime (or no EJS scripts) for YouTube: run `make` or "
+                        "`.venv/bin/pip install deno 'yt-dlp[default]'`, check with `tubemill doctor`, then "
+                        "`tubemill retry-failed {batch}`.",
     "NetworkError": "Check the connection, then run `tubemill retry-failed {batch}`.",
     "Unsupported": "No extractor handles this URL; check it points at a video, playlist or media file.",
     "NoAudio": "The media has no audio track to transcribe; check the source.",
@@ -206,6 +235,7 @@ HINTS: dict[str, str] = {
     "AuthFailed": "The account's cookies were refused: refresh the cookie file (export it again from a "
                   "signed-in browser), then retry.",
     "Cancelled": "The item was cancelled; run `tubemill retry-failed {batch}` to do it again.",
+    "SummaryFallback": SUMMARY_HINT,
 }
 DEFAULT_HINT = "See log.txt in the item folder for the full error and traceback."
 
@@ -221,14 +251,40 @@ def _md_code(text: Any) -> str:
     return f"`{s}`" if s else "—"
 
 
+def summaries_markdown(items: list[dict[str, Any]], batch_name: str) -> list[str]:
+    """The "Summaries" section: items whose LLM summary fell back (why) or was repaired (what changed)."""
+    fell = [it for it in items if (it.get("meta") or {}).get("summary_outcome") == "fallback"]
+    fixed = [it for it in items if (it.get("meta") or {}).get("summary_outcome") == "repaired"]
+    if not fell and not fixed:
+        return []
+    out = ["## Summaries", ""]
+    if fell:
+        out += [f"{len(fell)} summary(ies) fell back to the offline summarizer.", "",
+                f"**What to do:** {hint_for('SummaryFallback', batch_name)}", ""]
+        for it in fell:
+            title = " ".join(str(it.get("title") or "").split()) or _md_code(it.get("source"))
+            reason = " ".join(str((it.get("meta") or {}).get("summary_reason") or "unknown").split())
+            out.append(f"- {it.get('n')}. {title}: {_md_code(reason)}")
+        out.append("")
+    if fixed:
+        out += [f"{len(fixed)} LLM summary(ies) were repaired to fit the rules (kept, not re-asked):", ""]
+        for it in fixed:
+            title = " ".join(str(it.get("title") or "").split()) or _md_code(it.get("source"))
+            what = "; ".join((it.get("meta") or {}).get("summary_adjustments") or []) or "adjusted"
+            out.append(f"- {it.get('n')}. {title}: {_md_code(what)}")
+        out.append("")
+    return out
+
+
 def errors_markdown(batch: dict[str, Any], items: list[dict[str, Any]], folder: Path) -> str:
-    """Markdown listing each failed item: source, stage, error, attempts, a hint and its log."""
+    """Markdown listing each failed item (source, stage, error, attempts, a hint, its log), then the items
+    whose summary fell back or was repaired."""
     name = str(batch.get("name") or batch.get("id") or "batch")
     failed = [it for it in items if it.get("status") == "failed"]
     out = [f"# Errors: {' '.join(name.split())}", ""]
     if not failed:
         out += ["No items failed.", ""]
-        return "\n".join(out)
+        return "\n".join(out + summaries_markdown(items, name))
     out += [f"{len(failed)} of {len(items)} item(s) failed.", ""]
     for it in failed:
         err = it.get("error") or {}
@@ -247,7 +303,7 @@ def errors_markdown(batch: dict[str, Any], items: list[dict[str, Any]], folder: 
         if log_rel:
             out.append(f"- **Log:** `{log_rel}`")
         out.append("")
-    return "\n".join(out)
+    return "\n".join(out + summaries_markdown(items, name))
 
 
 # ---------------------------------------------------------------- stats.json

@@ -338,11 +338,15 @@ class Engine:
                     self._enqueue_new(existing)
                 self.kick()
                 return existing
+            from pipeline.secrets import save_private_options, split_private_options
+
             out = Path(output_dir).expanduser() if output_dir else self.output_root
             batch_dir = out / safe_name(name, default="batch")
+            public, private = split_private_options(opts)  # a proxy password never reaches the state file
             batch_id = self.store.create_batch(
-                name, stage_names, sources, options=opts, output_dir=str(batch_dir)
+                name, stage_names, sources, options=public, output_dir=str(batch_dir)
             )
+            save_private_options(self.home, batch_id, private)
             if paused:
                 self.store.set_batch(batch_id, state=BatchState.PAUSED)
             self._activate(batch_id)
@@ -363,6 +367,14 @@ class Engine:
     def retry_failed(self, ref: str) -> int:
         """Failed items get a fresh attempt budget and run again from the stage that failed."""
         return self.control("retry_failed", ref)
+
+    def retry_summaries(self, ref: str) -> int:
+        """Done items whose summary fell back (flag ``summary-fallback``) ask the LLM again.
+
+        Only the summary and the item's closing stage run again; transcripts, downloads and
+        every other finished stage are kept. Returns the number of items reopened.
+        """
+        return self.control("retry_summaries", ref)
 
     def control(self, op: str, ref: str | None) -> int:
         """Apply ``pause|resume|cancel|retry_failed`` to one batch (or all with ``ref=None``), from any process."""
@@ -392,8 +404,9 @@ class Engine:
             self._resume(bid)
         elif op == "cancel" and state in (BatchState.ACTIVE, BatchState.PAUSED):
             self._cancel(bid)
-        elif op == "retry_failed":
-            n = self.store.reopen_items(bid, [ItemStatus.FAILED])
+        elif op in ("retry_failed", "retry_summaries"):
+            n = (self.store.reopen_items(bid, [ItemStatus.FAILED]) if op == "retry_failed"
+                 else self._reopen_summaries(bid))
             if n:
                 self.store.set_batch(bid, state=BatchState.ACTIVE, finished_at=None)
                 if bid in self._runs:
@@ -402,6 +415,28 @@ class Engine:
                     self._activate(bid)
             return n
         return 1
+
+    def _reopen_summaries(self, bid: str) -> int:
+        """Reopen done items flagged ``summary-fallback`` at their summarize stage (their summary files removed)."""
+        from pipeline import llmcall
+        from pipeline.stages.summarize import FLAGS, SUMMARY_JSON, SUMMARY_MD
+
+        assert self.store is not None
+        recipe = self.store.header(bid).get("recipe") or []
+        if "summarize" not in recipe:
+            return 0
+        k = recipe.index("summarize")
+        llmcall.clear_down()  # the user says the endpoint works now: ask it, do not trust the last failure
+        numbers = []
+        for item in self.store.items(bid, status=[ItemStatus.DONE]):
+            if FLAGS["fallback"] not in (item.get("flags") or []) or not item.get("workdir"):
+                continue
+            wd = Path(item["workdir"])
+            for name in (SUMMARY_JSON, SUMMARY_MD, llm_batch.REQUEST_FILE, llm_batch.REALTIME_MARKER):
+                (wd / name).unlink(missing_ok=True)
+            _item_log(str(wd), "summarize: summary retry requested (transcript kept)")
+            numbers.append(item["n"])
+        return self.store.reopen_at_stage(bid, numbers, k)
 
     def release_awaiting(self, bid: str, n: int) -> None:
         """An item parked for the Batch API goes back to its summarize stage (which finds its result)."""
@@ -588,9 +623,14 @@ class Engine:
         except OSError as exc:
             log.warning("cannot list cookie files: %s", exc)
             files = []
+        conf = self.settings.accounts  # [accounts.NAME] of settings.toml: a proxy, or a browser's cookies
         for c in files:
-            self.accounts.ensure(c.name, str(c.path), c.mtime)
+            self.accounts.ensure(c.name, str(c.path), c.mtime, proxy=(conf.get(c.name) or {}).get("proxy"))
             names.append(c.name)
+        for name, a in conf.items():
+            if name not in names and (a.get("cookies_from_browser") or a.get("proxy")):
+                self.accounts.ensure(name, browser=a.get("cookies_from_browser"), proxy=a.get("proxy"))
+                names.append(name)
         self._home_accounts = names
         if not names:
             self.accounts.ensure(ANONYMOUS)
@@ -640,7 +680,7 @@ class Engine:
                         resume=bool(args.get("resume")), paused=bool(args.get("paused")),
                     )
                     control.put_reply(self.home, rid, ok=True, batch_id=bid)
-                elif op in ("pause", "resume", "cancel", "retry_failed"):
+                elif op in ("pause", "resume", "cancel", "retry_failed", "retry_summaries"):
                     count = self.control(op, args.get("batch"))
                     control.put_reply(self.home, rid, ok=True, count=count)
                 else:
@@ -650,9 +690,11 @@ class Engine:
 
     def _activate(self, bid: str) -> None:
         """Load a batch's pending and waiting items into the scheduler's queues (one scan, at start)."""
+        from pipeline.secrets import with_private_options
+
         assert self.store is not None
         h = self.store.header(bid)
-        opts = h.get("options", {})
+        opts = with_private_options(self.home, bid, h.get("options", {}))  # a copy: secrets stay out of the store
         policy = self.settings.retry
         if opts.get("retry_limit") is not None:
             policy = replace(policy, limit=int(opts["retry_limit"]))
@@ -667,14 +709,19 @@ class Engine:
         )
         run.ready = {p: [] for p in [*self.pool_sizes, PACED]}
         cookie_files = opts.get("cookie_files") or {}
-        if cookie_files:  # --cookies FILE: this batch's own accounts (a path; the content is read by yt-dlp)
+        browsers = opts.get("cookie_browsers") or {}
+        if cookie_files or browsers:  # --cookies FILE / --cookies-from-browser: this batch's own accounts
             run.accounts = []
-            for name, path in cookie_files.items():
+            conf = self.settings.accounts
+            for name, path in cookie_files.items():  # a path; the content is read by yt-dlp
                 try:
                     mtime = Path(path).stat().st_mtime
                 except OSError:
                     mtime = None
-                self.accounts.ensure(name, str(path), mtime)
+                self.accounts.ensure(name, str(path), mtime, proxy=(conf.get(name) or {}).get("proxy"))
+                run.accounts.append(name)
+            for name, spec in browsers.items():
+                self.accounts.ensure(name, browser=spec, proxy=(conf.get(name) or {}).get("proxy"))
                 run.accounts.append(name)
         run.buffer_stages = _buffer_stages(run.stages, self._pool_for)
         self._runs[bid] = run
@@ -838,6 +885,8 @@ class Engine:
             _progress=lambda f, _bid=bid, _n=n: self._progress(_bid, _n, f),
             _cancelled=lambda _run=run: _run.cancel.is_set() or self._interrupt.is_set(),
             home=self.home, pool_size=self.pool_sizes[pool], cookiefile=account.cookiefile if account else None,
+            browser=account.browser if account else None, proxy=account.proxy if account else None,
+            ytdlp=self.settings.ytdlp,
         )
         run.running[n] = stage.name
         self._busy[pool] += 1
@@ -938,6 +987,9 @@ class Engine:
             self._check_finished(bid)
             return
         error = ItemError(etype, message, stage.name, retryable, attempts + 1, now)
+        if isinstance(exc, errors.NotYetLive) and not run.cancel.is_set():
+            self._not_yet_live(run, item, stage, exc, error, account, now)
+            return
         if account and self._account_refused(run, n, item, account, exc, error, now):
             return
         if account:
@@ -960,12 +1012,32 @@ class Engine:
                 log.warning("batch %s paused: item %d failed (%s: %s)", run.name, n, etype, message)
             self._check_finished(bid)
             return
-        due = now + run.policy.delay(attempts, self.rng)
+        # A server that said when to come back (Retry-After on an LLM 429) is not asked sooner.
+        due = now + max(run.policy.delay(attempts, self.rng), float(getattr(exc, "retry_after", None) or 0.0))
         store.transition(
             bid, n, ItemStatus.WAITING, attempts=attempts, next_attempt_at=due, error=error.to_dict(), stage=None
         )
         heapq.heappush(self._timers, (due, bid, n))
         _item_log(item.get("workdir"), f"{stage.name}: attempt {attempts} failed; retry in {due - now:.1f}s")
+
+    def _not_yet_live(self, run: _Run, item: dict[str, Any], stage: Stage, exc: errors.NotYetLive,
+                      error: ItemError, account: str | None, now: float) -> None:
+        """An upcoming stream or premiere: skipped (with its start time), or with ``--wait-for-live``
+        scheduled for when it starts; neither spends an attempt nor the account's pacing."""
+        assert self.store is not None
+        bid, n = run.batch_id, item["n"]
+        if account:
+            self.accounts.unused(account, now)
+        if str(run.options.get("wait_for_live", "")).lower() in ("1", "true", "yes"):
+            due = exc.retry_at(now)
+            self.store.transition(bid, n, ItemStatus.WAITING, next_attempt_at=due, error=error.to_dict(), stage=None)
+            heapq.heappush(self._timers, (due, bid, n))
+            _item_log(item.get("workdir"), f"{stage.name}: {error.message}; waiting until it starts "
+                                           "(no attempt spent)")
+            return
+        self.store.transition(bid, n, ItemStatus.SKIPPED, error=error.to_dict(), stage=None)
+        _item_log(item.get("workdir"), f"{stage.name}: skipped: {error.message}")
+        self._check_finished(bid)
 
     def _account_refused(self, run: _Run, n: int, item: dict[str, Any], account: str,
                          exc: BaseException, error: ItemError, now: float) -> bool:

@@ -111,13 +111,19 @@ def estimate_llm(entries: list[Entry], llm_configured: bool, model: str, prices:
 
 def build_preview(home: Path, text: str, recipe: str, filters: Filters, *, pools: dict[str, int],
                   summaries: list[BatchSummary], llm_configured: bool = False, llm_model: str = "",
-                  llm_prices: tuple[float, float] | None = None, force: bool = False) -> Preview:
-    """Expand the sources (network for URLs) and estimate time and cost; starts nothing."""
+                  llm_prices: tuple[float, float] | None = None, force: bool = False,
+                  ytdlp_options: dict[str, Any] | None = None) -> Preview:
+    """Expand the sources (network for URLs) and estimate time and cost; starts nothing.
+
+    ``ytdlp_options`` is the ``[ytdlp]`` table of the settings: the preview lists the way the batch will.
+    """
+    from pipeline.ytdlp import listing_options
+
     r = get_recipe(recipe)
     if not r.expands_sources:
         sources, invalid = parse_lines(text)
         return Preview(recipe=recipe, invalid=invalid, raw_sources=sources)
-    x: Expansion = expand(text, filters)
+    x: Expansion = expand(text, filters, ydl_opts=listing_options(ytdlp_options))
     done = set() if force else set(library.status_of(home, [e.id for e in x.entries])["ids"])
     todo = [e for e in x.entries if e.id not in done]
     known = [e.duration for e in x.entries if e.duration]
@@ -200,6 +206,30 @@ ITEM_FILES = (("txt", "transcript.txt", "text/plain"), ("srt", "transcript.srt",
 def item_files(item: dict[str, Any]) -> list[tuple[str, Path, str]]:
     wd = Path(item.get("workdir") or "")
     return [(k, wd / name, mime) for k, name, mime in ITEM_FILES if (wd / name).is_file()]
+
+
+def md_text(text: Any) -> str:
+    """Source metadata (a title, a feed field) for a Streamlit Markdown call: rendered as exactly that text."""
+    from pipeline.formats import _md_inline
+
+    return _md_inline(text)
+
+
+def summary_flagged(items: list[dict[str, Any]]) -> int:
+    """Done items whose summary fell back to the offline summarizer (what retry-summaries would re-ask)."""
+    return sum(1 for it in items if "summary-fallback" in (it.get("flags") or []))
+
+
+def summary_note(item: dict[str, Any]) -> str | None:
+    """One line on how the item's summary came to be, when that is not "the LLM's, as asked"."""
+    meta = item.get("meta") or {}
+    outcome = meta.get("summary_outcome")
+    if outcome == "fallback":
+        return (f"Summary: the offline summarizer stood in for the LLM — {md_text(meta.get('summary_reason'))}. "
+                "Retry summaries to ask again.")
+    if outcome == "repaired":
+        return "Summary repaired to fit the rules: " + md_text("; ".join(meta.get("summary_adjustments") or []))
+    return None
 
 
 def load_json(path: Path) -> dict[str, Any] | None:

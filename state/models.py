@@ -47,7 +47,8 @@ ALLOWED: dict[ItemStatus, frozenset[ItemStatus]] = {
     # "retry failed" and "resume a cancelled batch" reopen items; finished work is never redone.
     _S.FAILED: frozenset({_S.PENDING}),
     _S.CANCELLED: frozenset({_S.PENDING}),
-    _S.DONE: frozenset(),
+    # "retry summaries" reopens a done item at its summarize stage; the stages before it stay done.
+    _S.DONE: frozenset({_S.PENDING}),
     _S.SKIPPED: frozenset(),
 }
 

@@ -483,6 +483,19 @@ class Store:
                     count += 1
             return count
 
+    def reopen_at_stage(self, batch_id: str, numbers: Iterable[int], stage_index: int) -> int:
+        """Done items back to pending at ``stage_index`` (an enrichment asked again); earlier stages stay done."""
+        with self._lock:
+            b = self._get(batch_id)
+            count = 0
+            for n in numbers:
+                if b.items[n]["status"] != ItemStatus.DONE.value:
+                    continue
+                self.transition(batch_id, n, ItemStatus.PENDING, stage_index=stage_index, stage=None, attempts=0,
+                                next_attempt_at=None, error=None, progress=0.0, finished_at=None)
+                count += 1
+            return count
+
     # ------------------------------------------------------------------ durability
     def durable_seq(self, batch_id: str) -> int:
         with self._lock:

@@ -81,7 +81,8 @@ def make_preview() -> views.Preview | None:
         with st.spinner("Listing sources…"):
             return views.build_preview(engine.home, gather_text(), recipe, filters, pools=engine.pool_sizes,
                                        summaries=engine.summaries(), llm_configured=cfg.configured(),
-                                       llm_model=cfg.model, llm_prices=cfg.prices(), force=force)
+                                       llm_model=cfg.model, llm_prices=cfg.prices(), force=force,
+                                       ytdlp_options=engine.settings.ytdlp)
     except TubemillError as exc:
         st.error(str(exc))
         return None

@@ -46,8 +46,15 @@ if ledger.get("by_mode"):
     parts = [f"{mode}: {v['items']} summaries, {v['input_tokens']:,} + {v['output_tokens']:,} tokens, "
              f"${v['cost_usd']:.4f}" for mode, v in ledger["by_mode"].items()]
     st.caption("LLM cost — " + "; ".join(parts))
-query = st.text_input("Find a video", key="results_query", placeholder="part of a title")
 done = engine.items(bid, status=["done"], limit=None)
+flagged = views.summary_flagged(done)
+if flagged:
+    st.warning(f"{flagged} summary(ies) fell back to the offline summarizer (the transcripts are complete). "
+               "Once the LLM endpoint works, ask it again for just these.")
+    if st.button(f"Retry {flagged} summary(ies)", key=f"retry-summaries-{bid}", icon=":material/refresh:"):
+        n_reopened = engine.retry_summaries(bid)
+        st.toast(f"asking the LLM again for {n_reopened} summary(ies)")
+query = st.text_input("Find a video", key="results_query", placeholder="part of a title")
 if query:
     done = [it for it in done if query.lower() in (it.get("title") or it["source"]).lower()]
 if not done:
@@ -59,12 +66,15 @@ n = st.selectbox("Video", [it["n"] for it in shown], key=f"results_item_{bid}",
 item = next(it for it in shown if it["n"] == n)
 meta = item.get("meta") or {}
 
-st.subheader(item.get("title") or item["source"])
+st.subheader(views.md_text(item.get("title") or item["source"]))  # source metadata: text, never Markdown
 facts = [f"{fmt_timestamp(item['duration'])}" if item.get("duration") else None,
          meta.get("language"), meta.get("transcript_source"), ", ".join(item.get("flags") or []) or None]
 st.caption(" · ".join(f for f in facts if f))
 if "repetition" in (item.get("flags") or []):
-    st.warning(f"Possible Whisper hallucination: {meta.get('repetition')}")
+    st.warning(f"Possible Whisper hallucination: {views.md_text(meta.get('repetition'))}")
+note = views.summary_note(item)
+if note:
+    (st.warning if meta.get("summary_outcome") == "fallback" else st.info)(note)
 
 rendered = Path(item["workdir"]) / "video.mp4"
 if rendered.exists():  # a generated video: show it, with its script below

@@ -19,7 +19,7 @@ from pipeline import errors, library
 from pipeline.sources import classify
 from pipeline.stages import register
 from pipeline.stages.base import Stage, StageContext, StageResult
-from pipeline.ytdlp import classify_ytdlp_error, ydl_base_options
+from pipeline.ytdlp import check_live, classify_ytdlp_error, ydl_base_options
 from state.storage import atomic_write_bytes
 
 TRANSCRIPT = "transcript.json"
@@ -44,10 +44,12 @@ def pick_track(info: dict[str, Any], lang: str) -> tuple[str, dict[str, Any], bo
 
 def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     from pipeline import formats
+    from pipeline.stages.export import ensure_transcript_files
 
     out = ctx.path(TRANSCRIPT)
     if out.exists():
-        return StageResult(artifacts={"json": str(out)})
+        transcript = json.loads(out.read_text(encoding="utf-8"))
+        return StageResult(artifacts={"json": str(out), **ensure_transcript_files(item, ctx, transcript)})
     meta = item.get("meta") or {}
     force = str(ctx.options.get("force", "")).lower() in ("1", "true", "yes")
     if not force:
@@ -79,6 +81,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
             info = ydl.extract_info(url, download=False)
             if info and info.get("entries"):
                 info = next((e for e in info["entries"] if e), {})
+            check_live(info)  # an upcoming stream has no captions and no audio yet: skipped or waited for
             track = pick_track(info or {}, lang)
             if track is None:
                 if policy == "only":
@@ -88,7 +91,12 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
             key, fmt, automatic = track
             raw = fmt.get("data") or ydl.urlopen(fmt["url"]).read().decode("utf-8", errors="replace")
     except yt_dlp.utils.DownloadError as exc:
-        raise classify_ytdlp_error(exc) from exc
+        err = classify_ytdlp_error(exc)
+        if getattr(err, "needs_account", False):
+            # Members-only, private, age-restricted: this look-up went out without an account; the download
+            # stage asks again with one (cookies, a browser profile), and decides.
+            return StageResult()
+        raise err from exc
     except yt_dlp.networking.exceptions.RequestError as exc:
         raise errors.NetworkError(f"could not fetch captions: {exc}") from exc
     segments = formats.parse_vtt(raw) if fmt["ext"] == "vtt" else formats.parse_srt(raw)
@@ -106,8 +114,9 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         result_meta["title"] = info["title"]
     if info.get("duration") and not item.get("duration"):
         result_meta["duration"] = float(info["duration"])
+    files = ensure_transcript_files(item, ctx, transcript, result_meta)  # the core result, on disk now
     ctx.progress(1.0)
-    return StageResult(artifacts={"json": str(out)}, meta=result_meta)
+    return StageResult(artifacts={"json": str(out), **files}, meta=result_meta)
 
 
 register(Stage("captions", run, resource="net", doc="reuse earlier outputs, else fetch subtitles only"))

