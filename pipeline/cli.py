@@ -31,7 +31,7 @@ from state.storage import CorruptStateFile
 from state.store import BatchExists, UnknownBatch
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-STATUS_ITEM_FIELDS = ("n", "source", "id", "title", "status", "stage", "attempts", "error")
+STATUS_ITEM_FIELDS = ("n", "source", "id", "title", "status", "stage", "attempts", "error", "flags")
 
 
 class CliError(Exception):
@@ -66,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "it); default: the accounts saved on the Settings page, else anonymous")
     r.add_argument("--executor", metavar="SPEC",
                    help="where cpu/gpu stages run: dask://HOST:PORT, local-cluster:N, or local (default: settings)")
+    y = r.add_argument_group("YouTube and yt-dlp")
+    y.add_argument("--cookies-from-browser", action="append", default=[], metavar="BROWSER[:PROFILE]",
+                   help="a download account whose cookies yt-dlp reads from this browser profile (repeatable; "
+                        "BROWSER[+KEYRING][:PROFILE][::CONTAINER] as in yt-dlp)")
+    y.add_argument("--proxy", metavar="URL",
+                   help="proxy for this batch's requests (socks5://HOST:PORT, http://…); an account's own "
+                        "`proxy` in settings.toml wins")
+    y.add_argument("--ytdlp-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a yt-dlp option for every call of this batch (repeatable; VALUE as JSON when it parses, "
+                        "e.g. extractor_args='{\"youtube\": {\"player_client\": [\"default\"]}}')")
+    y.add_argument("--wait-for-live", action="store_true",
+                   help="schedule upcoming live streams and premieres for when they start, instead of skipping them")
     f = r.add_argument_group("filters (playlists, channels, feeds)")
     f.add_argument("--min-duration", type=float, metavar="SECONDS")
     f.add_argument("--max-duration", type=float, metavar="SECONDS")
@@ -93,9 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
     for name, text in (("pause", "start nothing new; running stages finish"), ("resume", "resume a paused batch"),
-                       ("cancel", "cancel a batch"), ("retry-failed", "run failed items again")):
+                       ("cancel", "cancel a batch"), ("retry-failed", "run failed items again"),
+                       ("retry-summaries", "ask the LLM again for summaries that fell back to the offline "
+                                           "summarizer (transcripts are kept)")):
         c = sub.add_parser(name, help=text)
-        if name == "retry-failed":
+        if name in ("retry-failed", "retry-summaries"):
             c.add_argument("batch")
         else:
             c.add_argument("batch", nargs="?")
@@ -148,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--json", action="store_true", help="the last line is a JSON object")
     pl.add_argument("--plot", metavar="FILE.png", help="buffer and progress over time")
 
+    d = sub.add_parser("doctor", help="check the setup (yt-dlp, JS runtime, ffmpeg, models, GPU, LLM, accounts, "
+                                      "disk) and say how to fix each problem")
+    d.add_argument("--json", action="store_true", help="the last line is one JSON object: {check: {ok, detail, fix}}")
+    d.add_argument("--cookies", action="append", default=[], metavar="FILE",
+                   help="also check this cookie file (repeatable)")
+    d.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="bound of each network probe (default 5)")
+
     a = sub.add_parser("app", help="start the Streamlit app")
     a.add_argument("--address", default="127.0.0.1")
     a.add_argument("--port", type=int, default=8501)
@@ -191,6 +213,7 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
     stdin_text = sys.stdin.read() if args.input == "-" else None
     text = read_input(args.input, stdin_text)
     settings = load_settings(home)
+    youtube = youtube_options(args)  # checked before any listing: the listing goes out the same way
     if recipe.topics:
         from pipeline.topics import parse_topics
 
@@ -201,7 +224,11 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
     elif recipe.expands_sources:
         filters = Filters(min_duration=args.min_duration, max_duration=args.max_duration, date_after=args.date_after,
                           date_before=args.date_before, newest=args.newest, match_title=args.match_title)
-        expansion = expand(text, filters, on_source=_listing_progress)
+        from pipeline.ytdlp import listing_options
+
+        expansion = expand(text, filters, on_source=_listing_progress,
+                           ydl_opts=listing_options(settings.ytdlp, youtube.get("ytdlp_options"),
+                                                    proxy=youtube.get("proxy")))
         for line in summarize_expansion(expansion):
             print(f"tubemill: {line}", file=sys.stderr)
         sources = [e.to_item() for e in expansion.entries]
@@ -214,6 +241,9 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
     options = _options(args, settings, len(sources))
     if args.cookies:
         options["cookie_files"] = cookie_accounts(args.cookies)
+    options.update(youtube)
+    if args.cookies_from_browser:
+        options["cookie_browsers"] = browser_accounts(args.cookies_from_browser, set(options.get("cookie_files", ())))
     name = args.batch_name or _default_name(args.input)
     if args.dry_run:
         return _preview(home, name, recipe.name, sources)
@@ -282,6 +312,48 @@ def cookie_accounts(specs: list[str]) -> dict[str, str]:
         while name in out:
             name, i = f"{path.stem}-{i}", i + 1
         out[name] = str(path.resolve())
+    return out
+
+
+def browser_accounts(specs: list[str], taken: set[str] | None = None) -> dict[str, str]:
+    """``--cookies-from-browser`` values → {account name: spec}; each spec checked now, with a one-line error.
+
+    The browser's cookie store is read by yt-dlp at each download (never copied by us)."""
+    from pipeline.ytdlp import browser_account_name
+
+    out: dict[str, str] = {}
+    taken = set(taken or ())
+    for spec in specs:
+        try:
+            base = browser_account_name(spec)
+        except errors.InvalidInput as exc:
+            raise CliError(str(exc)) from None
+        name, i = base, 2
+        while name in out or name in taken:
+            name, i = f"{base}-{i}", i + 1
+        out[name] = spec.strip()
+    return out
+
+
+def youtube_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--proxy``, ``--ytdlp-option`` and ``--wait-for-live`` as batch options (stored with the batch so a
+    resumed batch keeps them; secret-bearing values are redacted wherever options are shown)."""
+    from pipeline.ytdlp import check_proxy, parse_ytdlp_option
+
+    out: dict[str, Any] = {}
+    try:
+        if args.proxy:
+            out["proxy"] = check_proxy(args.proxy)
+        ytdlp: dict[str, Any] = {}
+        for text in args.ytdlp_option:
+            key, value = parse_ytdlp_option(text)
+            ytdlp[key] = value
+    except errors.InvalidInput as exc:
+        raise CliError(str(exc)) from None
+    if ytdlp:
+        out["ytdlp_options"] = ytdlp
+    if args.wait_for_live:
+        out["wait_for_live"] = True
     return out
 
 
@@ -433,6 +505,34 @@ def account_lines(rows: list[dict[str, Any]], held: str | None) -> list[str]:
     return out
 
 
+def summary_counts(items: list[dict[str, Any]]) -> dict[str, int]:
+    """Items per summary outcome (llm, repaired, offline, fallback)."""
+    out: dict[str, int] = {}
+    for it in items:
+        outcome = (it.get("meta") or {}).get("summary_outcome")
+        if outcome:
+            out[outcome] = out.get(outcome, 0) + 1
+    return out
+
+
+def summary_lines(name: str, items: list[dict[str, Any]]) -> list[str]:
+    """How the batch's summaries came out, and which fell back (why), with the command that asks again."""
+    counts = summary_counts(items)
+    if not counts:
+        return []
+    out = ["  summaries: " + ", ".join(f"{counts[k]} {k}" for k in ("llm", "repaired", "offline", "fallback")
+                                       if counts.get(k))]
+    fell = [it for it in items if (it.get("meta") or {}).get("summary_outcome") == "fallback"]
+    for it in fell[:20]:
+        reason = (it.get("meta") or {}).get("summary_reason") or ""
+        out.append(f"  #{it['n']:<5} summary fell back: {(it.get('title') or it['source'])[:50]}: {reason[:120]}")
+    if len(fell) > 20:
+        out.append(f"  … and {len(fell) - 20} more")
+    if fell:
+        out.append(f"  ask the LLM again for these (transcripts are kept): tubemill retry-summaries {_q(name)}")
+    return out
+
+
 def cmd_status(args: argparse.Namespace, home: Path) -> int:
     from pipeline.ratelimit import read_account_rows
 
@@ -454,13 +554,16 @@ def cmd_status(args: argparse.Namespace, home: Path) -> int:
         return EXIT_OK
     s = find_summary(home, args.batch)
     header, items = read_batch(home, s.id)
+    from pipeline.export import _redact, summary_outcome
+
     if args.json:
-        batch = {**header, **{k: v for k, v in s.to_dict().items() if k not in ("counts",)},
-                 "download_accounts": rows, "downloads_held": held}
+        batch = _redact({**header, **{k: v for k, v in s.to_dict().items() if k not in ("counts",)},
+                         "download_accounts": rows, "downloads_held": held})
         print(json.dumps({
             "batch": batch,
             "counts": s.counts,
-            "items": [{k: it.get(k) for k in STATUS_ITEM_FIELDS} for it in items],
+            "summaries": summary_counts(items),
+            "items": [{**{k: it.get(k) for k in STATUS_ITEM_FIELDS}, "summary": summary_outcome(it)} for it in items],
         }))
         return EXIT_OK
     from pipeline.progress import active_lines, summary_line
@@ -468,6 +571,8 @@ def cmd_status(args: argparse.Namespace, home: Path) -> int:
     print(summary_line(s))
     print(f"  recipe: {' → '.join(s.recipe)}   output: {s.output_dir}")
     for line in active_lines(s):
+        print(line)
+    for line in summary_lines(s.name, items):
         print(line)
     for it in items:
         if it["status"] in ("failed", "waiting"):
@@ -486,7 +591,7 @@ def cmd_control(args: argparse.Namespace, home: Path) -> int:
     if not ref and not getattr(args, "all", False):
         raise CliError(f"name a batch or pass --all to {args.command} every batch")
     settings, dx = load_settings(home), None
-    if op in ("resume", "retry_failed") and settings.executor and not read_owner(home):
+    if op in ("resume", "retry_failed", "retry_summaries") and settings.executor and not read_owner(home):
         # This process may end up running the batch: on the cluster the settings name, like `run`.
         from pipeline.distributed import engine_executors
 
@@ -511,16 +616,23 @@ def _control(engine: Engine, args: argparse.Namespace, op: str, ref: str | None)
     except BaseException:
         engine.shutdown()
         raise
-    if owner and op in ("resume", "retry_failed") and name:
+    if op in ("retry_failed", "retry_summaries") and name and not count:
+        engine.shutdown()
+        print(f"nothing to retry in {name!r}" + (" (no summary fell back)" if op == "retry_summaries" else ""))
+        return EXIT_OK
+    if owner and op in ("resume", "retry_failed", "retry_summaries") and name:
         # Nobody else runs this home: this process becomes the engine and runs the batch here.
         engine.run_scheduler()
         s = engine.summary(name)
+        if op == "retry_summaries":
+            print(f"asking the LLM again for {count} summary(ies) of {s.name!r}; transcripts are kept",
+                  file=sys.stderr)
         print(f"running {s.name!r} ({s.total - s.finished} item(s) left)", file=sys.stderr)
         return _follow(engine, s.id, True)
     engine.shutdown()
     what = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}.get(op, "reopened")
     target = repr(name) if name else "every batch"
-    print(f"{what} {target}" + (f" ({count} item(s))" if op == "retry_failed" else ""))
+    print(f"{what} {target}" + (f" ({count} item(s))" if op in ("retry_failed", "retry_summaries") else ""))
     if owner and op == "resume":
         print("no engine is running this home; start one with `tubemill app` or `tubemill resume NAME`")
     return EXIT_OK
@@ -645,7 +757,22 @@ def cmd_plan(args: argparse.Namespace, home: Path) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------- doctor
+def cmd_doctor(args: argparse.Namespace, home: Path) -> int:
+    """Check the setup; exit 0 when all is well, 1 with warnings, 2 with errors."""
+    from pipeline import doctor
+
+    checks = doctor.run_checks(home, extra_cookies=[Path(p).expanduser() for p in args.cookies],
+                               timeout=args.timeout)
+    for line in doctor.format_table(checks):
+        print(line)
+    if args.json:
+        print(json.dumps(doctor.to_json(checks)))
+    return doctor.exit_code(checks)
+
+
 COMMANDS = {
+    "doctor": cmd_doctor,
     "plan": cmd_plan,
     "run": cmd_run,
     "status": cmd_status,
@@ -653,6 +780,7 @@ COMMANDS = {
     "resume": cmd_control,
     "cancel": cmd_control,
     "retry-failed": cmd_control,
+    "retry-summaries": cmd_control,
     "llm-batch": cmd_llm_batch,
     "youtube-auth": cmd_youtube_auth,
     "app": cmd_app,

@@ -49,6 +49,58 @@ class NoAudio(PermanentError):
     """The media has no audio stream to transcribe."""
 
 
+class PrivateVideo(Unavailable):
+    """A private video: only an account the uploader shared it with (its cookies) can fetch it.
+
+    ``needs_account``: a request made without the batch's accounts (the captions stage is not
+    account-bound) may succeed with them, so such a stage can leave the item to the download.
+    """
+
+    needs_account = True
+
+
+class MembersOnly(Unavailable):
+    """Members-only content: needs the cookies of an account that is a member of the channel."""
+
+    needs_account = True
+
+
+class AgeRestricted(Unavailable):
+    """Age-restricted: needs the cookies of a signed-in, age-verified account."""
+
+    needs_account = True
+
+
+class GeoBlocked(Unavailable):
+    """Not available from this country: only a proxy in an allowed country helps."""
+
+
+class NotYetLive(PermanentError):
+    """A live stream or premiere that has not started (or is still live): nothing to transcribe yet.
+
+    Permanent for this attempt, but not a failure of the item: the runner skips it, or with
+    ``--wait-for-live`` schedules it again at ``starts_at`` (epoch seconds; None when the site
+    gives no time) — scheduling, never a worker sleeping until the stream begins.
+    """
+
+    recheck_s = 1800.0  # no start time known (or live now): look again after this long
+
+    def __init__(self, message: str = "not live yet", *, starts_at: float | None = None) -> None:
+        super().__init__(message)
+        self.starts_at = starts_at
+
+    def retry_at(self, now: float) -> float:
+        """When ``--wait-for-live`` should try again: the start (a minute from now at the earliest), else later."""
+        if self.starts_at is None:
+            return now + self.recheck_s
+        return max(self.starts_at, now + 60.0)
+
+
+class MissingJsRuntime(PermanentError):
+    """YouTube gave no usable format because yt-dlp found no JavaScript runtime (or no EJS scripts):
+    a setup problem, fixed once for every item (``tubemill doctor`` says how)."""
+
+
 class NetworkError(RetryableError):
     """Connection refused or reset, DNS failure, 5xx."""
 

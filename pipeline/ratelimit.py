@@ -81,10 +81,15 @@ class PacingSettings:
 
 @dataclass
 class Account:
-    """One download identity. ``cookiefile`` is a path handed to yt-dlp; it is never stored or shown."""
+    """One download identity: a cookie file (a path handed to yt-dlp, never stored or shown), or a
+    browser whose cookie store yt-dlp reads (``browser``: ``"firefox"``, ``"chrome:Profile 1"``), or
+    neither (anonymous); optionally behind its own ``proxy`` (a secret: shown only as ``shown_proxy``).
+    One IP per identity is the point: a site that sees two accounts on one address links them."""
 
     name: str
     cookiefile: str | None = field(default=None, repr=False)
+    browser: str | None = field(default=None, repr=False)
+    proxy: str | None = field(default=None, repr=False)
     multiplier: float = 1.0
     next_ready_at: float = 0.0
     cooldown_until: float = 0.0
@@ -98,10 +103,23 @@ class Account:
     disabled: str | None = None
     disabled_at: float | None = None
     cookie_mtime: float | None = None
+    source: str = "anonymous"  # what the identity is, for display: "cookies file", "browser firefox", "anonymous"
+    shown_proxy: str | None = None  # the proxy without its user and password, for display
 
     @property
     def cookies(self) -> bool:
-        return self.cookiefile is not None
+        """Signed in (cookie file or browser): paced as a person, and refused cookies disable it."""
+        return self.cookiefile is not None or self.browser is not None
+
+    def describe(self) -> None:
+        """Refresh the display fields from the identity (no secret reaches them)."""
+        if self.cookiefile is not None:
+            self.source = "cookies file"
+        elif self.browser is not None:
+            self.source = f"browser {self.browser.split(':', 1)[0].split('+', 1)[0].strip().lower()}"
+        else:
+            self.source = "anonymous"
+        self.shown_proxy = proxy_address(self.proxy)
 
     def state(self, now: float) -> tuple[str, float]:
         """(state, seconds until ready) for display."""
@@ -117,7 +135,21 @@ class Account:
 
 
 _PERSISTED = ("multiplier", "next_ready_at", "cooldown_until", "last_start", "last_delay", "downloads", "failures",
-              "rate_limits", "failure_run", "disabled", "disabled_at", "cookie_mtime")
+              "rate_limits", "failure_run", "disabled", "disabled_at", "cookie_mtime", "source", "shown_proxy")
+
+
+def proxy_address(url: str | None) -> str | None:
+    """``socks5://user:pw@10.0.0.2:1080`` → ``socks5://10.0.0.2:1080``: which address, never the credentials."""
+    if not url:
+        return None
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{parts.hostname or '?'}{port}"
 
 
 class AccountPool:
@@ -132,15 +164,23 @@ class AccountPool:
         self.held: str | None = None
 
     # -------------------------------------------------------------- membership
-    def ensure(self, name: str, cookiefile: str | None = None, cookie_mtime: float | None = None) -> Account:
-        """Add the account or refresh its cookie path; a changed cookie file re-enables a disabled account."""
+    def ensure(self, name: str, cookiefile: str | None = None, cookie_mtime: float | None = None, *,
+               browser: str | None = None, proxy: str | None = None) -> Account:
+        """Add the account or refresh its identity (cookie path or browser, proxy); a changed cookie file
+        re-enables a disabled account."""
         with self._lock:
             acct = self._accounts.get(name)
             if acct is None:
-                acct = self._accounts[name] = Account(name, cookiefile, cookie_mtime=cookie_mtime)
+                acct = self._accounts[name] = Account(name, cookiefile, browser=browser, proxy=proxy,
+                                                      cookie_mtime=cookie_mtime)
+                acct.describe()
                 self.version += 1
                 return acct
-            acct.cookiefile = cookiefile
+            before = (acct.source, acct.shown_proxy)
+            acct.cookiefile, acct.browser, acct.proxy = cookiefile, browser, proxy
+            acct.describe()
+            if (acct.source, acct.shown_proxy) != before:
+                self.version += 1
             if cookie_mtime is not None and cookie_mtime != acct.cookie_mtime:
                 if acct.disabled and acct.cookie_mtime is not None:
                     acct.disabled, acct.disabled_at = None, None
@@ -300,13 +340,16 @@ class AccountPool:
 
     # -------------------------------------------------------------- visibility and persistence
     def snapshot(self, now: float) -> list[dict[str, Any]]:
-        """One row per account: state, wait, multiplier, counters. No cookie path or content."""
+        """One row per account: identity kind, proxy address, state, wait, multiplier, counters. No cookie path
+        or content, no proxy credentials."""
         with self._lock:
             rows = []
             for a in self._accounts.values():
                 state, wait = a.state(now)
                 rows.append({
-                    "account": a.name, "cookies": a.cookies, "state": state, "wait_s": round(wait, 1),
+                    "account": a.name, "cookies": a.cookies or a.source != "anonymous", "source": a.source,
+                    "proxy": a.shown_proxy,
+                    "state": state, "wait_s": round(wait, 1),
                     "multiplier": round(a.multiplier, 3), "downloads": a.downloads, "failures": a.failures,
                     "rate_limits": a.rate_limits, "last_delay_s": round(a.last_delay, 1),
                     "disabled": a.disabled,

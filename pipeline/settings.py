@@ -94,6 +94,10 @@ class Settings:
     llm_batch_poll_s: float = 10.0  # first poll interval; backs off x1.5 to 60 s while nothing changes
     pacing: PacingSettings = field(default_factory=PacingSettings)
     executor: str = ""  # "" runs everything here; "dask://HOST:PORT" or "local-cluster:N" sends cpu/gpu stages to Dask
+    # [accounts.NAME]: per-account `proxy` and/or `cookies_from_browser` (a table with either is an account).
+    accounts: dict[str, dict[str, str]] = field(default_factory=dict)
+    # [ytdlp]: yt-dlp options applied to every call (e.g. extractor_args), under the batch's --ytdlp-option.
+    ytdlp: dict[str, Any] = field(default_factory=dict)
 
     def output_root(self, home: Path) -> Path:
         return Path(self.output_dir).expanduser() if self.output_dir else Path(home) / "output"
@@ -112,6 +116,22 @@ def _merge(cls: type, base: Any, raw: dict[str, Any], where: str) -> Any:
         current = getattr(base, key)
         if isinstance(current, RetryPolicy | GovernorSettings | PacingSettings):
             updates[key] = _merge(type(current), current, value, f"{where}.{key}")
+        elif key == "accounts" and cls is Settings:
+            from pipeline.ytdlp import check_account_settings
+
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}: [accounts] must hold one table per account")
+            updates[key] = {**current, **{str(n): check_account_settings(str(n), conf) for n, conf in value.items()}}
+        elif key == "ytdlp" and cls is Settings:
+            from pipeline.errors import InvalidInput
+            from pipeline.ytdlp import check_ytdlp_options
+
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}: [ytdlp] must be a table of yt-dlp options")
+            try:
+                updates[key] = {**current, **check_ytdlp_options(value)}
+            except InvalidInput as exc:
+                raise ValueError(f"{where}: [ytdlp] {exc}") from None
         elif isinstance(current, dict):
             updates[key] = {**current, **{k: int(v) for k, v in value.items()}}
         else:
@@ -132,24 +152,40 @@ def load_settings(home: Path) -> Settings:
         raise ValueError(f"cannot read settings {path}: {exc}") from exc
 
 
+def _toml_key(k: Any) -> str:
+    k = str(k)
+    return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else _toml_value(k)
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int | float):
         return repr(v)
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # nested values of [ytdlp], e.g. extractor_args = { youtube = { ... } }
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    text = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    for ch, esc in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+        text = text.replace(ch, esc)
+    return '"' + text + '"'
 
 
 def save_settings(home: Path, settings: Settings) -> Path:
-    """Write the settings as TOML (flat values first, then one table per group)."""
+    """Write the settings as TOML (flat values first, then one table per group; ``[accounts.NAME]`` per account)."""
     from state.storage import atomic_write_bytes
 
     data = asdict(settings)
     lines, tables = [], []
     for key, value in data.items():
-        if isinstance(value, dict):
+        if key == "accounts":
+            for name, conf in value.items():
+                tables.append(f"\n[accounts.{_toml_key(name)}]")
+                tables += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in conf.items()]
+        elif isinstance(value, dict):
             tables.append(f"\n[{key}]")
-            tables += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
+            tables += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()]
         else:
             lines.append(f"{key} = {_toml_value(value)}")
     path = Path(home) / SETTINGS_NAME

@@ -21,7 +21,7 @@ from typing import Any
 
 from pipeline import errors
 from pipeline.errors import InvalidInput
-from pipeline.ytdlp import YtdlpLogger, classify_ytdlp_error
+from pipeline.ytdlp import YtdlpLogger, classify_ytdlp_error, common_options
 
 log = logging.getLogger("tubemill.sources")
 
@@ -277,7 +277,8 @@ def list_url(line: str, kind: str, filters: Filters, ydl_opts: dict[str, Any] | 
         "retries": 2,
         "extractor_retries": 1,
         "logger": YtdlpLogger(),
-        **(ydl_opts or {}),
+        **common_options(),  # the JS runtime by path, as for every yt-dlp call of ours
+        **(ydl_opts or {}),  # pass-through options and the batch's proxy: ytdlp.listing_options()
     }
     if filters.newest and kind in ("channel", "playlist"):
         opts["playlistend"] = filters.newest

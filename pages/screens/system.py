@@ -1,4 +1,5 @@
-"""System: this machine's resources over time, the pools, what the governor holds and why, download accounts."""
+"""System: this machine's resources over time, the pools, what the governor holds and why, download accounts,
+and the setup check (`tubemill doctor`'s table)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.screens._engine import get_engine, get_monitor
-from pipeline import secrets
+from pipeline import doctor, secrets
 from pipeline.monitor import busy_rows, chart_rows
 from pipeline.progress import fmt_duration
 
@@ -94,6 +95,7 @@ def render_accounts() -> None:
                       "downloads": r["downloads"], "failures": r["failures"], "429s": r["rate_limits"],
                       "last delay": fmt_duration(r["last_delay_s"]) if r.get("last_delay_s") else "",
                       "cookies": f["cookies"] if f else ("yes" if r["cookies"] else "none"),
+                      "identity": r.get("source") or "", "proxy": r.get("proxy") or "",
                       "note": r.get("disabled") or ""})
     for name, f in files.items():  # saved but not used by any batch yet
         table.append({"account": name, "state": "ready", "delay ×": 1.0, "downloads": 0, "failures": 0, "429s": 0,
@@ -104,6 +106,22 @@ def render_accounts() -> None:
     st.caption(f"One download at a time per account, {p.cookie_delay_min_s:.0f}–{p.cookie_delay_max_s:.0f} s apart "
                f"with cookies ({p.anon_delay_min_s:.0f}–{p.anon_delay_max_s:.0f} s anonymous), ×"
                f"{p.backoff_factor:g} after a 429. A disabled account comes back when its cookie file is replaced.")
+
+
+def render_doctor() -> None:
+    """The setup check, on demand (it runs tools and probes the LLM endpoint: seconds, not every refresh)."""
+    if st.button("Run the setup check", key="doctor_run"):
+        st.session_state["doctor_checks"] = doctor.run_checks(engine.home)
+    checks = st.session_state.get("doctor_checks")
+    if checks is None:
+        st.caption("Checks yt-dlp and its JavaScript runtime, PO-token providers, ffmpeg, Whisper models, the GPU, "
+                   "the LLM endpoint, cookie accounts, disk and home — the same table as `tubemill doctor`.")
+        return
+    code = doctor.exit_code(checks)
+    summary = doctor.format_table(checks)[-1]
+    show = st.success if code == 0 else st.warning if code == 1 else st.error
+    show(f"Setup check: {summary}")
+    st.dataframe(pd.DataFrame(doctor.rows_for_page(checks)), hide_index=True)
 
 
 @st.fragment(run_every=2)
@@ -129,3 +147,6 @@ if engine is not None:
         st.info(f"Another process (pid {owner.get('pid', '?')}) runs this home: its pools are busy there, "
                 "not in this one. The readings are this machine's.")
     live()
+    st.subheader("Setup check")
+    with shown_as_error("run the setup check"):
+        render_doctor()

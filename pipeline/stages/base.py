@@ -38,6 +38,9 @@ class StageContext:
     home: Path = Path(".")
     pool_size: int = 1
     cookiefile: str | None = field(default=None, repr=False)  # the account's cookies.txt, for yt-dlp only
+    browser: str | None = field(default=None, repr=False)  # or the browser whose cookies it uses ("chrome:Profile 1")
+    proxy: str | None = field(default=None, repr=False)  # the account's own proxy (a secret: never logged)
+    ytdlp: dict[str, Any] = field(default_factory=dict, repr=False)  # [ytdlp] of settings.toml, for every yt-dlp call
 
     @property
     def tmpdir(self) -> Path:

@@ -67,11 +67,12 @@ def test_run_status_json_and_manifest(home: Path, src: Path, tmp_path: Path) -> 
     st = tm(home, "status", "lectures", "--json")
     assert st.returncode == 0
     doc = json.loads(st.stdout)
-    assert set(doc) == {"batch", "counts", "items"}
+    assert set(doc) == {"batch", "counts", "items", "summaries"}
     assert doc["batch"]["name"] == "lectures" and doc["batch"]["state"] == "done"
     assert doc["counts"]["done"] == 2 and doc["counts"]["failed"] == 2
     assert [i["source"] for i in doc["items"]] == ["ep1", "ep2 fail=1@probe_cpu", "ep3 perm@probe_gpu", "ep4"]
-    assert set(doc["items"][0]) == {"n", "source", "id", "title", "status", "stage", "attempts", "error"}
+    assert set(doc["items"][0]) == {"n", "source", "id", "title", "status", "stage", "attempts", "error", "flags",
+                                    "summary"}
     assert doc["items"][2]["error"]["type"] == "PermanentError"
     m = json.loads(manifest.read_text())
     assert len(m["items"]) == 4 and (Path(doc["batch"]["output_dir"]) / "manifest.csv").exists()
@@ -238,3 +239,77 @@ def test_live_display_on_a_terminal(home: Path, tmp_path: Path) -> None:
     out = b"".join(chunks).decode(errors="replace")
     assert proc.returncode == 0
     assert "\x1b[" in out and "2 of 2 done" in out
+
+
+# ---------------------------------------------------------------------- YouTube and yt-dlp flags
+@pytest.mark.parametrize(("flags", "needles"), [
+    (("--ytdlp-option", "cookiefile=/tmp/x"), ("is set by Tubemill", "--cookies")),
+    (("--ytdlp-option", "wait_for_video=[60, 600]"), ("--wait-for-live",)),
+    (("--ytdlp-option", "noequals"), ("KEY=VALUE",)),
+    (("--proxy", "ftp://u:pw-Q1@h:21"), ("proxy", "SCHEME://")),
+    (("--cookies-from-browser", "netscape"), ("unsupported browser",)),
+])
+def test_youtube_flags_bad_values_are_one_clear_line(home: Path, src: Path, flags: tuple[str, ...],
+                                                      needles: tuple[str, ...]) -> None:
+    """Bad --ytdlp-option/--proxy/--cookies-from-browser values: one line, nothing started, no password echoed."""
+    res = tm(home, "run", str(src), "--recipe", "probe", *flags)
+    one_clean_error(res, *needles)
+    assert "pw-Q1" not in res.stderr and not read_summaries(home)
+
+
+def test_browser_accounts_are_the_batchs_own(home: Path, src: Path) -> None:
+    """--cookies-from-browser (repeatable) makes one account per browser profile, stored with the batch."""
+    res = tm(home, "run", str(src), "--recipe", "probe", "--cookies-from-browser", "firefox",
+             "--cookies-from-browser", "chrome:Profile 1", "--batch-name", "br")
+    assert res.returncode == 1, res.stderr  # ep3 fails on purpose (perm@probe_gpu)
+    doc = json.loads(tm(home, "status", "br", "--json").stdout)
+    assert doc["batch"]["options"]["cookie_browsers"] == {"firefox": "firefox", "chrome-Profile-1": "chrome:Profile 1"}
+    rows = {r["account"]: r for r in doc["batch"]["download_accounts"]}
+    assert rows["firefox"]["source"] == "browser firefox" and rows["chrome-Profile-1"]["source"] == "browser chrome"
+    assert rows["firefox"]["downloads"] + rows["chrome-Profile-1"]["downloads"] >= 3
+
+
+def test_run_through_a_proxy_with_ytdlp_options(home: Path, tmp_path: Path, media_server) -> None:  # type: ignore[no-untyped-def]
+    """--proxy and --ytdlp-option reach yt-dlp in a real batch: the download of a host only the proxy can reach
+    arrives with the header and the proxy's credentials; the batch keeps the options for a resume."""
+    from urllib.parse import urlsplit
+
+    from state.reader import find_summary, read_batch
+
+    path = urlsplit(media_server.media_url("mp3")).path
+    src = tmp_path / "one.txt"
+    src.write_text(f"http://media.tubemill.invalid{path}\n")
+    proxy = f"http://carol:pw-Q2@127.0.0.1:{media_server.port}"
+    res = tm(home, "run", str(src), "--proxy", proxy, "--ytdlp-option", 'http_headers={"X-Tubemill": "cli"}',
+             "--wait-for-live", "--captions", "never", "--summarizer", "offline", timeout=240)
+    assert res.returncode == 0, res.stderr
+    hits = [h for h in media_server.requests if h.path == path]
+    assert hits and all(h.headers.get("X-Tubemill") == "cli" for h in hits)
+    assert all(h.headers.get("Proxy-Authorization", "").startswith("Basic ") for h in hits)
+    assert "pw-Q2" not in res.stdout + res.stderr
+    header, items = read_batch(home, find_summary(home, "one").id)
+    assert items[0]["status"] == "done"
+    opts = header["options"]
+    assert opts["proxy"] == "***" and opts["ytdlp_options"] == {"http_headers": {"X-Tubemill": "cli"}}
+    assert opts["wait_for_live"] is True
+    from pipeline.secrets import with_private_options
+
+    bid = find_summary(home, "one").id
+    assert with_private_options(home, bid, opts)["proxy"] == proxy  # kept for a resume, in a 0600 file
+    private = home / "secrets" / "batch-options" / f"{bid}.json"
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert not any("pw-Q2" in p.read_text(errors="replace") for p in (home / "batches").rglob("*") if p.is_file())
+
+
+def test_proxy_and_secret_ytdlp_options_never_leave_the_store(home: Path, src: Path) -> None:
+    """A proxy password, an Authorization header and a site username given on the command line appear in no
+    export, no status output and no state file (they live in a 0600 file of the batch)."""
+    res = tm(home, "run", str(src), "--recipe", "probe", "--batch-name", "sec", "--proxy",
+             "http://carol:pw-Q2@127.0.0.1:9", "--ytdlp-option", 'http_headers={"Authorization": "Bearer tok-Q3"}',
+             "--ytdlp-option", "username=user-Q4")
+    assert res.returncode in (0, 1), res.stderr
+    shown = tm(home, "status", "sec", "--json").stdout + res.stdout + res.stderr
+    shown += "".join(p.read_text(errors="replace") for p in (home / "output").rglob("*") if p.is_file())
+    shown += "".join(p.read_text(errors="replace") for p in (home / "batches").rglob("*") if p.is_file())
+    for secret in ("pw-Q2", "tok-Q3", "user-Q4"):
+        assert secret not in shown, secret

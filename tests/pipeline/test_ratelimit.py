@@ -439,3 +439,87 @@ def test_downloads_hold_while_another_would_fill_the_disk(make_engine: Callable[
     disk["free"] = 50_000.0
     assert e.wait("b", timeout=10).counts["done"] == 2
     assert e.accounts_snapshot()[1] is None
+
+
+# ---------------------------------------------------------------------------------------------- browsers and proxies
+def test_browser_and_proxy_accounts_in_the_pool(home: Path) -> None:
+    """A browser account is signed in (cookie pacing); rows show its kind and proxy host, never the password,
+    and another process reads the same from accounts.json."""
+    from pipeline.ratelimit import save_accounts
+
+    p = AccountPool(PacingSettings(), rng=random.Random(1))
+    ff = p.ensure("ff", browser="firefox:default-release", proxy="socks5://bob:pw-Q9Q9@10.0.0.2:1080")
+    anon = p.ensure("ip2", proxy="http://10.0.0.3:3128")
+    assert ff.cookies and not anon.cookies
+    assert p.settings.delay_range(ff.cookies) == (180.0, 300.0)
+    rows = {r["account"]: r for r in p.snapshot(0)}
+    assert rows["ff"]["source"] == "browser firefox" and rows["ff"]["proxy"] == "socks5://10.0.0.2:1080"
+    assert rows["ip2"]["source"] == "anonymous" and rows["ip2"]["proxy"] == "http://10.0.0.3:3128"
+    assert "pw-Q9Q9" not in repr(ff) and "pw-Q9Q9" not in json.dumps(p.to_dict(0))
+    home.mkdir(parents=True)
+    save_accounts(home, p, 0)
+    other = {r["account"]: r for r in read_account_rows(home, 0)[0]}
+    assert other["ff"]["source"] == "browser firefox" and other["ff"]["cookies"] is True
+    assert other["ff"]["proxy"] == "socks5://10.0.0.2:1080"
+    v = p.version
+    p.ensure("ff", browser="firefox:default-release", proxy="socks5://bob:pw-Q9Q9@10.0.0.9:1080")
+    assert p.version > v and p.get("ff").shown_proxy == "socks5://10.0.0.9:1080"  # type: ignore[union-attr]
+
+
+class RecordingExecutor:
+    """A thread pool that keeps the StageContext of every stage it is given (the engine's real submit call)."""
+
+    def __init__(self, workers: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(workers)
+        self.contexts: list[Any] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        self.contexts.append(args[2])
+        return self.pool.submit(fn, *args, **kw)
+
+    def shutdown(self, wait: bool = True, **kw: Any) -> None:
+        self.pool.shutdown(wait=wait)
+
+
+def test_settings_accounts_and_batch_browsers_reach_the_stage(make_engine: Callable[..., Engine], home: Path,
+                                                             tmp_path: Path) -> None:
+    """[accounts.NAME] proxies and browsers become home accounts; --cookies-from-browser accounts are the batch's
+    own; each download's StageContext carries that account's cookies or browser, its proxy, and [ytdlp]."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline import secrets
+
+    secrets.save_cookie_file(home, "alice", COOKIE.format(name="alice").encode())
+    conf = {"alice": {"proxy": "http://10.0.0.3:3128"}, "ff": {"cookies_from_browser": "firefox:work"},
+            "ip2": {"proxy": "socks5://u:pw@10.0.0.2:1080"}}
+    ytdlp_conf = {"extractor_args": {"youtube": {"player_client": ["default"]}}}
+    net = RecordingExecutor(3)
+    others = {p: ThreadPoolExecutor(2) for p in ("cpu", "gpu", "llm")}
+    e: Engine | None = None
+    try:
+        e = make_engine(settings=fast_settings(accounts=conf, ytdlp=ytdlp_conf,
+                                               pools={"net": 3, "cpu": 2, "gpu": 0, "llm": 2}),
+                        executors={"net": net, **others})
+        e.submit("home-accts", [f"v{i}" for i in range(6)], recipe="probe")
+        assert e.wait("home-accts", timeout=20).counts["done"] == 6
+        seen = {c.account: c for c in net.contexts if c.stage == "probe_net"}
+        assert set(seen) == {"alice", "ff", "ip2"}
+        assert seen["alice"].cookiefile and seen["alice"].proxy == "http://10.0.0.3:3128"
+        assert seen["ff"].browser == "firefox:work" and seen["ff"].cookiefile is None and seen["ff"].proxy is None
+        assert seen["ip2"].proxy == "socks5://u:pw@10.0.0.2:1080" and not seen["ip2"].cookiefile
+        assert all(c.ytdlp == ytdlp_conf for c in seen.values())
+        assert "pw@" not in repr(seen["ip2"])  # the context's repr (logs, tracebacks) never shows the proxy
+        net.contexts.clear()
+        e.submit("own-accts", ["w1", "w2"], recipe="probe",
+                 options={"cookie_browsers": {"chrome-Default": "chrome:Default"}})
+        assert e.wait("own-accts", timeout=20).counts["done"] == 2
+        mine = [c for c in net.contexts if c.stage == "probe_net"]
+        assert {c.account for c in mine} == {"chrome-Default"} and all(c.browser == "chrome:Default" for c in mine)
+    finally:
+        if e is not None:
+            e.shutdown(interrupt=True, timeout=5)
+        net.shutdown()
+        for ex in others.values():
+            ex.shutdown()
