@@ -22,13 +22,22 @@ from pipeline.progress import ProgressView, fmt_duration
 from pipeline.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from pipeline.runner import ON_ERROR, Engine
 from pipeline.settings import default_home, load_settings
-from pipeline.sources import Filters, expand, parse_lines, read_input, summarize_expansion
+from pipeline.sources import (
+    MAX_INPUT_BYTES,
+    Filters,
+    InvalidLine,
+    drop_undecodable,
+    expand,
+    parse_lines,
+    read_input,
+    summarize_expansion,
+)
 from pipeline.views import batch_options
 from state.lock import describe_owner, read_owner
 from state.models import BatchState
 from state.reader import find_summary, read_batch, read_summaries
 from state.storage import CorruptStateFile
-from state.store import BatchExists, UnknownBatch
+from state.store import BATCHES_DIR, BatchExists, UnknownBatch
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 STATUS_ITEM_FIELDS = ("n", "source", "id", "title", "status", "stage", "attempts", "error", "flags")
@@ -205,20 +214,58 @@ def main(argv: list[str] | None = None) -> int:
     except CorruptStateFile as exc:
         print(f"tubemill: error: state file {exc.path} is unreadable ({exc.reason})", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # `tubemill status | head`: the reader went away. Quiet, as in the Python docs' recipe: point
+        # stdout at devnull so the interpreter's final flush does not print a second error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED_ITEMS
+    except OSError as exc:
+        # The disk said no (an unwritable home or batches folder, a full disk): the environment, not a bug.
+        print(f"tubemill: error: {os_error_line(exc, home)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def os_error_line(exc: OSError, home: Path) -> str:
+    """One line for a failed file operation: what, where, and for the home how to pick another one."""
+    import errno
+
+    where = str(exc.filename) if exc.filename is not None else ""
+    why = {errno.ENOTDIR: "a file is in the way (a folder is needed there)",
+           errno.EEXIST: "a file of that name is in the way (a folder is needed there)"}.get(
+        exc.errno or 0, exc.strerror or str(exc))
+    text = f"cannot use {where}: {why}" if where else why
+    try:
+        w, h = Path(where).resolve(), home.resolve()
+        in_home = where != "" and (w == h or h in w.parents or w in h.parents)
+    except (OSError, RuntimeError, ValueError):
+        in_home = False
+    if in_home:
+        text += f"; the state folder {home} must be a writable folder (pass --home DIR or set TUBEMILL_HOME)"
+    return text
 
 
 # ---------------------------------------------------------------------- run
 def cmd_run(args: argparse.Namespace, home: Path) -> int:
     recipe = get_recipe(args.recipe)
-    stdin_text = sys.stdin.read() if args.input == "-" else None
-    text = read_input(args.input, stdin_text)
+    if not args.dry_run:
+        # Fail before listing (a channel can take minutes), with main()'s one line for an unusable home.
+        # 0700 like every first writer of the home: it holds secrets and what was transcribed.
+        from state.lock import ensure_home
+
+        (ensure_home(home) / BATCHES_DIR).mkdir(exist_ok=True)
+    # Bytes, not sys.stdin.read(): one non-UTF-8 byte on stdin is one reported line, not a traceback.
+    stdin_data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1) if args.input == "-" else None
+    text = read_input(args.input, stdin_data)
     settings = load_settings(home)
     youtube = youtube_options(args)  # checked before any listing: the listing goes out the same way
+    refused: list[InvalidLine] = []
     if recipe.topics:
         from pipeline.topics import parse_topics
 
+        text, refused = drop_undecodable(text)
         parsed = parse_topics(text)
-        for bad in parsed.invalid:
+        refused = sorted(refused + list(parsed.invalid), key=lambda bad: bad.line_no)
+        for bad in refused:
             print(f"tubemill: skipped invalid input, {bad}", file=sys.stderr)
         sources: list[Any] = parsed.items
     elif recipe.expands_sources:
@@ -229,15 +276,17 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
         expansion = expand(text, filters, on_source=_listing_progress,
                            ydl_opts=listing_options(settings.ytdlp, youtube.get("ytdlp_options"),
                                                     proxy=youtube.get("proxy")))
+        _end_listing_progress()
         for line in summarize_expansion(expansion):
             print(f"tubemill: {line}", file=sys.stderr)
+        refused = expansion.invalid
         sources = [e.to_item() for e in expansion.entries]
     else:
-        sources, invalid = parse_lines(text)
-        for bad in invalid:
+        sources, refused = parse_lines(text)
+        for bad in refused:
             print(f"tubemill: skipped invalid input, {bad}", file=sys.stderr)
     if not sources and not args.resume:
-        raise CliError(f"nothing to process in {args.input!r}")
+        raise CliError(f"nothing to process in {args.input!r}" + (" (every line was refused)" if refused else ""))
     options = _options(args, settings, len(sources))
     if args.cookies:
         options["cookie_files"] = cookie_accounts(args.cookies)
@@ -246,7 +295,7 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
         options["cookie_browsers"] = browser_accounts(args.cookies_from_browser, set(options.get("cookie_files", ())))
     name = args.batch_name or _default_name(args.input)
     if args.dry_run:
-        return _preview(home, name, recipe.name, sources)
+        return _refused_exit(_preview(home, name, recipe.name, sources), refused)
     if args.max_workers:
         settings = settings.with_max_workers(args.max_workers)
     if args.output:
@@ -257,10 +306,26 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
     _say_dask(dx)
     try:
         engine = Engine(home, settings=settings, role="tubemill run", executors=dx.executors if dx else None)
-        return _run_engine(engine, home, name, sources, recipe.name, options, settings, args.resume)
+        return _refused_exit(_run_engine(engine, home, name, sources, recipe.name, options, settings, args.resume),
+                             refused)
     finally:
         if dx is not None:
             dx.close()
+
+
+def _refused_exit(code: int, refused: list[InvalidLine]) -> int:
+    """Exit 1, not 0, when input lines were refused: "all done" must mean every line the user gave.
+
+    The reasons were printed before the run; this repeats which lines, after the progress
+    output that may have scrolled them away.
+    """
+    if not refused or code != EXIT_OK:
+        return code
+    nos = sorted({bad.line_no for bad in refused})
+    shown = ", ".join(str(n) for n in nos[:20]) + (f" and {len(nos) - 20} more" if len(nos) > 20 else "")
+    print(f"tubemill: {len(refused)} input line(s) or folder entries skipped (line {shown}; reasons above); "
+          "everything else ran", file=sys.stderr)
+    return EXIT_FAILED_ITEMS
 
 
 def _say_dask(dx: Any) -> None:
@@ -389,6 +454,12 @@ def _listing_progress(i: int, n: int, line: str) -> None:
         print(f"\rlisting {i}/{n}: {line[:60]:<60}", end="", file=sys.stderr, flush=True)
 
 
+def _end_listing_progress() -> None:
+    """End the "listing i/n" line, so the reports that follow start on a line of their own."""
+    if sys.stderr.isatty():
+        print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+
+
 def _preview(home: Path, name: str, recipe: str, sources: list[Any]) -> int:
     """--dry-run: what would run, what is already done here, and nothing started."""
     from pipeline import library
@@ -456,10 +527,20 @@ def _follow(engine: Engine, bid: str, owner: bool) -> int:
                   f"Watch it with: tubemill status {_q(s.name)}", file=sys.stderr)
             engine.shutdown()
             return EXIT_INTERRUPTED
+        state = engine.summary(bid).state
+        if state in (BatchState.CANCELLED, BatchState.DONE):
+            # Say what really happened: a cancelled batch is not paused, and resuming it is a choice.
+            print(f"\nbatch {s.name!r} is {state}; stopping running stages…", file=sys.stderr)
+            engine.shutdown(interrupt=True, timeout=15)
+            print(f"{state}." + (f" To run it again: tubemill resume {_q(s.name)}" if state == BatchState.CANCELLED
+                                 else ""), file=sys.stderr)
+            return EXIT_INTERRUPTED
         print("\npausing: stopping running stages…", file=sys.stderr)
         engine.pause(bid)
+        t0 = time.monotonic()
         engine.shutdown(interrupt=True, timeout=15)
-        print(f"paused. Resume with: tubemill resume {_q(s.name)}", file=sys.stderr)
+        print(f"paused (running stages stopped in {time.monotonic() - t0:.1f}s). "
+              f"Resume with: tubemill resume {_q(s.name)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     engine.shutdown()
     if s.counts.get("failed"):

@@ -62,7 +62,7 @@ def _row_options(row: dict[str, str]) -> dict[str, Any]:
 
 def parse_topics(text: str) -> TopicList:
     """Items for ``Engine.submit``: one per topic, per-row options in the item's meta."""
-    lines = text.splitlines()
+    lines = [ln.removesuffix("\r") for ln in text.split("\n")]  # "\n" only: \v, \f, \x85… are not line ends
     first = next((ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")), "")
     items: list[dict[str, Any]] = []
     invalid: list[InvalidLine] = []

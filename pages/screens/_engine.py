@@ -38,6 +38,17 @@ def get_engine() -> Engine:
     return engine
 
 
+def engine_or_stop() -> Engine:
+    """The engine, or one clear message (and the page stops) when the home cannot be used."""
+    try:
+        return get_engine()
+    except OSError as exc:
+        st.error(f"Cannot use the Tubemill home {default_home()}: {exc.strerror or exc}. Start the app with "
+                 "TUBEMILL_HOME pointing at a folder you can write (`tubemill --home DIR app`).")
+        st.stop()
+        raise  # not reached: st.stop() raises
+
+
 @st.cache_resource
 def get_monitor() -> Monitor:
     from pipeline.monitor import Monitor

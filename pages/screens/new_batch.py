@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import date
 
@@ -12,10 +13,24 @@ from pipeline import views
 from pipeline.errors import TubemillError
 from pipeline.progress import fmt_duration
 from pipeline.recipes import DEFAULT_RECIPE, RECIPES
-from pipeline.sources import Filters
+from pipeline.sources import Filters, printable
 
-engine = get_engine()
+# Everything Markdown, Streamlit directives (:red[…]) or LaTeX ($…$) would act on.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&])")
+
+
+def plain(text: str) -> str:
+    """Input text for a Markdown widget that shows as typed: a pasted line is never a link, image or formula."""
+    return _MD_SPECIAL.sub(r"\\\1", printable(str(text)))
+
+
 st.title("New batch")
+try:
+    engine = get_engine()
+except OSError as exc:  # an unwritable home or batches folder: say so instead of a traceback
+    st.error(f"Tubemill cannot use its state folder: {plain(exc.strerror or str(exc))}: "
+             f"{plain(str(exc.filename or ''))}. Set TUBEMILL_HOME to a writable folder and restart the app.")
+    st.stop()
 
 PLACEHOLDER = "https://www.youtube.com/watch?v=…\nhttps://example.org/podcast.xml\n# comments are ignored"
 text = st.text_area("Sources, one per line", key="nb_sources", height=160, placeholder=PLACEHOLDER)
@@ -58,7 +73,8 @@ def gather_text() -> str:
     parts = [text or ""]
     for f in uploads or []:
         if f.name.lower().endswith((".txt", ".csv", ".list")):
-            parts.append(f.getvalue().decode("utf-8", errors="replace"))
+            # surrogateescape, not "replace": a bad byte is reported on its line by the preview, not hidden.
+            parts.append(f.getvalue().decode("utf-8", errors="surrogateescape"))
         else:
             parts.append(str(views.save_upload(engine.home, f.name, f.getvalue())))
     return "\n".join(parts)
@@ -83,8 +99,8 @@ def make_preview() -> views.Preview | None:
                                        summaries=engine.summaries(), llm_configured=cfg.configured(),
                                        llm_model=cfg.model, llm_prices=cfg.prices(), force=force,
                                        ytdlp_options=engine.settings.ytdlp)
-    except TubemillError as exc:
-        st.error(str(exc))
+    except (TubemillError, OSError, ValueError) as exc:  # bad input or a full disk: a message, never a traceback
+        st.error(plain(str(exc)))
         return None
 
 
@@ -100,8 +116,8 @@ if start:
         try:
             bid = engine.submit(name.strip() or "batch", preview.items(), recipe=recipe,
                                 options=options(preview.count))
-        except (TubemillError, ValueError) as exc:
-            st.error(str(exc))
+        except (TubemillError, OSError, ValueError) as exc:
+            st.error(plain(str(exc)))
         else:
             st.session_state.pop("nb_preview", None)
             st.session_state["selected_batch"] = bid
@@ -111,9 +127,10 @@ if start:
 
 if preview is not None:
     for bad in preview.invalid:
-        st.warning(f"Line {bad.line_no} skipped — {bad.reason}: `{bad.text[:100]}`")
+        st.warning(f"Line {bad.line_no} skipped — {plain(bad.reason)}: {plain(bad.text[:100])}")
     for src, why in preview.failed:
-        st.warning(f"Could not list `{src}`: {why}. It stays in the batch and will fail or retry with this reason.")
+        st.warning(f"Could not list {plain(src)}: {plain(why)}. It stays in the batch and will fail or retry with "
+                   "this reason.")
     m = st.columns(5)
     m[0].metric("Videos", preview.count)
     m[1].metric("Already done", len(preview.already_done))
