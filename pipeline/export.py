@@ -35,8 +35,8 @@ MANIFEST_FIELDS = (
     "error_type", "error_message", "error_stage", "retryable", "flags",
     *(f"file_{k}" for k in FILE_KINDS), "workdir",
 )  # fmt: skip
-_SECRET_KEY = re.compile(r"api[_-]?key|token|secret|passw(?:or)?d|cookie(?!_browsers)|credential|(?:^|[_-])auth(?:[_-]|$)|"
-                         r"authorization|proxy|^user(?:name)?$|netrc", re.I)
+_SECRET_KEY = re.compile(r"api[_-]?key|token|secret|passw(?:or)?d|cookie(?!_browsers)|credential|"
+                         r"(?:^|[_-])auth(?:[_-]|$)|authorization|proxy|^user(?:name)?$|netrc", re.I)
 
 
 # ---------------------------------------------------------------- small helpers

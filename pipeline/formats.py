@@ -430,16 +430,34 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]()!<>#|~])")
 _MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _MD_LINK = re.compile(r"\[([^\]]*)\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
 _MD_AUTOLINK = re.compile(r"<((?:https?|ftp|mailto|file|data|javascript):[^>\s]*)>", re.IGNORECASE)
-_BARE_URL = re.compile(r"\b(?:https?|ftp|file|data|javascript)://[^\s`]+|\bwww\.[^\s`]+", re.IGNORECASE)
+_BARE_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s`]+|\bwww\.[^\s`]+|\b(?:data|javascript|mailto):[^\s`]+",
+                       re.IGNORECASE)
 
 
 def _md_inline(text: Any) -> str:
     """Text from the internet (titles, feed metadata) as Markdown that renders as exactly that text.
 
     A title like ``![b](http://host/track.png)`` must not make a reader's browser fetch a
-    tracking image, nor ``[click](…)`` become a link: every Markdown special is escaped.
+    tracking image, nor ``[click](…)`` become a link: every Markdown special is escaped, and
+    URLs go into code spans, where GFM's autolinking (which sees through escapes) finds none.
     """
-    return _MD_SPECIAL.sub(r"\\\1", _clean(text))
+    t = _clean(text)
+    out, pos = [], 0
+    for m in _BARE_URL.finditer(t):
+        url = _url_end(m.group(0))
+        out.append(_MD_SPECIAL.sub(r"\\\1", t[pos:m.start()]))
+        out.append(f"`{url}`")
+        pos = m.start() + len(url)
+    out.append(_MD_SPECIAL.sub(r"\\\1", t[pos:]))
+    return "".join(out)
+
+
+def _url_end(url: str) -> str:
+    """A URL found in running text without the punctuation that closes the sentence or a bracket around it."""
+    while url and (url[-1] in ".,;:!?'\"" or (url[-1] in ")]" and url.count("(") + url.count("[")
+                                                < url.count(")") + url.count("]"))):
+        url = url[:-1]
+    return url
 
 
 def _origin(url: str | None) -> str | None:
@@ -476,7 +494,8 @@ def md_model_text(text: Any, source_url: str | None = None) -> str:
 
     t = _MD_LINK.sub(stash, t)
     t = _MD_AUTOLINK.sub(lambda m: m.group(1), t)
-    t = _BARE_URL.sub(lambda m: m.group(0) if own and _origin(m.group(0)) == own else f"`{m.group(0)}`", t)
+    t = _BARE_URL.sub(lambda m: m.group(0) if own and _origin(m.group(0)) == own
+                      else f"`{_url_end(m.group(0))}`{m.group(0)[len(_url_end(m.group(0))):]}", t)
     t = t.replace("<", "&lt;").replace(">", "&gt;")
     return re.sub("\x00(\\d+)\x00", lambda m: kept[int(m.group(1))], t)
 

@@ -12,7 +12,11 @@ from ``[min, max]`` (cookies: 180–300 s, anonymous: 10–20 s), then:
 - multiplied by the account's multiplier: ×``backoff_factor`` per 429/bot check
   (a ``Retry-After`` is honoured on top), decaying back to 1 by ``success_decay``
   per successful download;
-- ``failure_run`` failures in a row cool the account down for ``cooldown_s``;
+- account-level trouble cools it down for ``cooldown_s``: ``failure_run`` rate limits or
+  bot checks in a row, or ``failure_run`` transient failures in a row spread over that
+  many items *and* at least two hosts. One bad URL retried, or one flaky host, is the
+  item's (or the host's) problem and never cools the account: its retries are the
+  item's, and the account's other downloads go on;
 - an authentication failure disables it until its cookie file changes; the
   engine gives its queue to the others;
 - queue-aware: with fewer than ``min_buffer`` items downloaded but not yet
@@ -102,9 +106,11 @@ class Account:
     failure_run: int = 0
     disabled: str | None = None
     disabled_at: float | None = None
+    cool_reason: str | None = None  # why the last cooldown started, for "waiting until … because …"
     cookie_mtime: float | None = None
     source: str = "anonymous"  # what the identity is, for display: "cookies file", "browser firefox", "anonymous"
     shown_proxy: str | None = None  # the proxy without its user and password, for display
+    recent: list[tuple[str, str]] = field(default_factory=list, repr=False)  # (host, item) of the failure run
 
     @property
     def cookies(self) -> bool:
@@ -135,7 +141,8 @@ class Account:
 
 
 _PERSISTED = ("multiplier", "next_ready_at", "cooldown_until", "last_start", "last_delay", "downloads", "failures",
-              "rate_limits", "failure_run", "disabled", "disabled_at", "cookie_mtime", "source", "shown_proxy")
+              "rate_limits", "failure_run", "disabled", "disabled_at", "cookie_mtime", "source", "shown_proxy",
+              "cool_reason")
 
 
 def proxy_address(url: str | None) -> str | None:
@@ -265,6 +272,7 @@ class AccountPool:
             a.busy = False
             a.downloads += 1
             a.failure_run = 0
+            a.recent = []
             a.multiplier = max(1.0, a.multiplier * self.settings.success_decay)
             self._pace(a, now, buffer)
             self.version += 1
@@ -282,20 +290,31 @@ class AccountPool:
             self._pace(a, now, None)
             if retry_after:
                 a.next_ready_at = max(a.next_ready_at, now + retry_after)
-            self._maybe_cool(a, now)
+            a.recent.append(("*", "*"))  # a refusal is the site talking to this account, whatever the item
+            if a.failure_run >= self.settings.failure_run:
+                self._cool(a, now, f"{a.failure_run} rate limits or bot checks in a row")
             self.version += 1
 
-    def failure(self, name: str, now: float, *, counts: bool = True) -> None:
-        """Any other failed download: paced as usual; ``counts`` (transient errors) feeds the failure run."""
+    def failure(self, name: str, now: float, *, counts: bool = True, host: str | None = None,
+                item: str | None = None) -> None:
+        """Any other failed download: paced as usual. A transient one (``counts``) joins the failure run,
+        which cools the account only when it spans ``failure_run`` items and two hosts."""
         with self._lock:
             a = self._accounts[name]
             a.busy = False
             if counts:
                 a.failures += 1
                 a.failure_run += 1
-                self._maybe_cool(a, now)
+                a.recent = [*a.recent, (host or "?", item or "?")][-max(1, self.settings.failure_run):]
+                hosts = {h for h, _ in a.recent}
+                items = {i for _, i in a.recent}
+                if (a.failure_run >= self.settings.failure_run and len(items) >= self.settings.failure_run
+                        and (len(hosts) >= 2 or "*" in hosts)):
+                    self._cool(a, now, f"{a.failure_run} transient failures in a row on {len(items)} items and "
+                                       f"{len(hosts)} hosts")
             else:
                 a.failure_run = 0
+                a.recent = []
             self._pace(a, now, None)
             self.version += 1
 
@@ -315,10 +334,31 @@ class AccountPool:
             self._pace(a, now, None)
             self.version += 1
 
-    def _maybe_cool(self, a: Account, now: float) -> None:
-        if a.failure_run >= self.settings.failure_run:
-            a.cooldown_until = now + self.settings.cooldown_s
-            a.failure_run = 0
+    def _cool(self, a: Account, now: float, why: str) -> None:
+        a.cooldown_until = now + self.settings.cooldown_s
+        a.cool_reason = why
+        a.failure_run = 0
+        a.recent = []
+
+    def wait_reason(self, names: list[str], now: float) -> tuple[float, str] | None:
+        """(seconds, why) the queue of ``names`` waits before an account is free, or None when one is ready
+        now (or busy: then the wait is the running download, not pacing)."""
+        with self._lock:
+            best: tuple[float, str] | None = None
+            for n in names:
+                a = self._accounts.get(n)
+                if a is None or a.disabled:
+                    continue
+                if a.busy:
+                    return None
+                state, wait = a.state(now)
+                if state == "ready":
+                    return None
+                why = f"{a.name} {state}" + (f" ({a.cool_reason})" if state == "cooling down" and a.cool_reason
+                                             else "")
+                if best is None or wait < best[0]:
+                    best = (wait, why)
+            return best
 
     # -------------------------------------------------------------- buffer
     def hold_reason(self, buffer: int, disk_free_mb: float | None = None, floor_mb: float = 0.0,

@@ -38,7 +38,7 @@ from pipeline.recipes import DEFAULT_RECIPE, recipe_stages
 from pipeline.settings import RetryPolicy, Settings, default_home, load_settings
 from pipeline.stages import Stage, StageContext, StageResult, safe_name
 from state import control
-from state.lock import HomeLock, read_owner
+from state.lock import HomeLock, ensure_home, read_owner
 from state.models import BatchState, BatchSummary, ItemError, ItemStatus
 from state.reader import find_summary, read_batch, read_summaries
 from state.store import BatchExists, Store, UnknownBatch
@@ -107,8 +107,7 @@ class Engine:
         accounts: AccountPool | None = None,
         simulate: bool = False,
     ) -> None:
-        self.home = Path(home) if home else default_home()
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home = ensure_home(Path(home) if home else default_home())
         self.settings = settings or load_settings(self.home)
         self.clock = clock or SystemClock()
         self.role = role
@@ -993,7 +992,8 @@ class Engine:
         if account and self._account_refused(run, n, item, account, exc, error, now):
             return
         if account:
-            self.accounts.failure(account, now, counts=retryable)
+            self.accounts.failure(account, now, counts=retryable, host=_host_of(item.get("source")),
+                                  item=f"{bid}:{n}")
         if isinstance(exc, errors.RateLimited):
             wait = exc.retry_after or self.settings.retry.rate_limit_wait_s
             due = now + wait
@@ -1128,6 +1128,14 @@ class Engine:
                 s.stage_stats,
                 self.pool_sizes,
             )
+            waiting = self.accounts.wait_reason(self._run_accounts(run), self.clock.now()) if (
+                run.ready[PACED] and not run.running) else None
+            if waiting is not None:
+                # Nothing runs because every account of the batch waits: say who, why and until when, and count
+                # the wait in the ETA (a cooled account once showed "ETA 10s" for a 30-minute wait).
+                secs, why = waiting
+                held = held or f"downloads wait {_fmt_wait(secs)}: {why}"
+                eta = (eta or 0.0) + secs
             self.store.set_runtime(run.batch_id, active=active, eta_s=eta, held=held)
         if self.accounts.version != self._accounts_saved and not self.simulate:
             self._accounts_saved = self.accounts.version
@@ -1147,6 +1155,26 @@ def _buffer_stages(stages: list[Stage], pool_for: Callable[[Stage], str]) -> tup
         if pool_for(stages[j]) in ("cpu", "gpu"):
             return tuple(range(first + 1, j + 1))
     return ()
+
+
+def _host_of(source: Any) -> str:
+    """The host a source URL points at (a local file: "local"), for telling a flaky host from a flagged account."""
+    import urllib.parse
+
+    text = str(source or "")
+    if "://" not in text:
+        return "local"
+    try:
+        return (urllib.parse.urlsplit(text).hostname or "?").lower()
+    except ValueError:
+        return "?"
+
+
+def _fmt_wait(secs: float) -> str:
+    secs = max(0, int(round(secs)))
+    if secs >= 3600:
+        return f"{secs // 3600}h{secs % 3600 // 60:02d}m"
+    return f"{secs // 60}m{secs % 60:02d}s" if secs >= 60 else f"{secs}s"
 
 
 def _item_key(src: str | dict[str, Any]) -> str:

@@ -188,7 +188,8 @@ def save_settings(home: Path, settings: Settings) -> Path:
             tables += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()]
         else:
             lines.append(f"{key} = {_toml_value(value)}")
-    path = Path(home) / SETTINGS_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from state.lock import ensure_home
+
+    path = ensure_home(home) / SETTINGS_NAME
     atomic_write_bytes(path, ("\n".join(lines + tables) + "\n").encode())
     return path

@@ -17,6 +17,22 @@ from pathlib import Path
 from typing import Any
 
 LOCK_NAME = "lock"
+HOME_MODE = 0o700
+
+
+def ensure_home(home: Path | str) -> Path:
+    """The home, created 0700 (it holds secrets, cookie copies and what was transcribed); an existing home of
+    ours that is readable by others is tightened. One function so that every first writer agrees."""
+    path = Path(home).expanduser()
+    if not path.is_dir():
+        path.mkdir(mode=HOME_MODE, parents=True, exist_ok=True)
+    try:
+        st = path.stat()
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            os.chmod(path, HOME_MODE)
+    except OSError:
+        pass
+    return path
 
 
 class HomeLocked(Exception):
@@ -53,7 +69,7 @@ class HomeLock:
         """Claim the home; retried briefly because a reader's liveness probe holds it for microseconds."""
         if self._fd is not None:
             return True
-        self.home.mkdir(parents=True, exist_ok=True)
+        ensure_home(self.home)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         for i in range(attempts):
             try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.screens._engine import batch_picker, get_engine
+from pages.screens._engine import batch_picker, engine_or_stop
 from pipeline import views
 from pipeline.errors import TubemillError
 from pipeline.progress import fmt_duration
@@ -12,7 +12,7 @@ from state.models import ItemStatus
 from state.store import UnknownBatch
 
 PAGE_SIZE = 50
-engine = get_engine()
+engine = engine_or_stop()
 st.title("Batches")
 if not engine.owner:
     owner = engine.owner_info() or {}
@@ -67,11 +67,11 @@ def batch_detail() -> None:
     except (UnknownBatch, KeyError):
         st.warning("This batch no longer exists.")
         return
-    st.subheader(s.name)
+    st.subheader(views.md_text(s.name))  # names and reasons may carry text from the internet: never Markdown
     st.caption(f"{' → '.join(s.recipe)} · output: `{s.output_dir}`")
     st.progress(s.finished / s.total if s.total else 1.0, text=progress_text(s))
     if s.held:
-        st.info(f"Held: {s.held}")
+        st.info(f"Held: {views.md_text(s.held)}")
     buttons(s, "detail")
     if s.active:
         st.markdown("**Now running**")
@@ -80,7 +80,7 @@ def batch_detail() -> None:
                      column_config={"progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0)})
     header = engine.batch_header(s.id)
     if header.get("llm_note"):
-        st.info(header["llm_note"])
+        st.info(views.md_text(header["llm_note"]))
     jobs = header.get("llm_jobs") or []
     if jobs:
         st.markdown("**Batch API jobs**")
@@ -108,5 +108,5 @@ batch_detail()
 
 with st.expander(f"All batches ({len(summaries)})"):
     for s in reversed(summaries):
-        st.markdown(f"**{s.name}** · {s.state} · {' → '.join(s.recipe)}")
+        st.markdown(f"**{views.md_text(s.name)}** · {s.state} · {' → '.join(s.recipe)}")
         st.progress(s.finished / s.total if s.total else 1.0, text=progress_text(s))

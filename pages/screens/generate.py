@@ -6,13 +6,13 @@ import time
 
 import streamlit as st
 
-from pages.screens._engine import get_engine
+from pages.screens._engine import engine_or_stop
 from pipeline import views
 from pipeline.errors import TubemillError
 from pipeline.progress import fmt_duration
 from pipeline.topics import parse_topics
 
-engine = get_engine()
+engine = engine_or_stop()
 st.title("Generate videos")
 text = st.text_area("Topics, one per line — or paste a CSV with a `topic` header and per-row options", height=160,
                     key="gen_topics", placeholder="How tides work\nWhy bread rises\n# or: topic,voice,length,aspect")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages.screens._engine import batch_picker, get_engine
+from pages.screens._engine import batch_picker, engine_or_stop
 from pipeline import views
 from pipeline.formats import fmt_timestamp
 
-engine = get_engine()
+engine = engine_or_stop()
 st.title("Results")
 summaries = [s for s in engine.summaries() if s.counts.get("done") or s.counts.get("failed")]
 if not summaries:
@@ -82,7 +82,7 @@ if rendered.exists():  # a generated video: show it, with its script below
     st.video(str(rendered), subtitles=str(srt) if srt.exists() else None)
     upload = views.load_json(rendered.with_name("upload.json"))
     if upload:
-        st.success(f"Uploaded: {upload.get('url')} ({upload.get('privacy')})")
+        st.success(f"Uploaded: {views.md_text(upload.get('url'))} ({upload.get('privacy')})")
 transcript = views.load_json(Path(item["workdir"]) / "transcript.json") or {"segments": []}
 segments = transcript.get("segments", [])
 table_key = f"segments_{bid}_{n}"
@@ -101,7 +101,7 @@ script = views.load_json(Path(item["workdir"]) / "script.json") if not segments 
 with left:
     if script:
         st.markdown("**Script**")
-        st.write(script.get("script", ""))
+        st.markdown(views.md_text(script.get("script", "")))  # model-written: shown as text
     else:
         st.markdown("**Transcript** — select a line to play from there")
         rows = [{"time": fmt_timestamp(s["start"]), "text": s["text"]} for s in segments]

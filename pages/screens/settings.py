@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages.screens._engine import get_engine
+from pages.screens._engine import engine_or_stop
 from pipeline import secrets
 from pipeline.errors import InvalidInput, TubemillError
 from pipeline.runner import MAX_POOL
@@ -261,7 +261,7 @@ def _ago(mtime: float) -> str:
 
 
 st.title("Settings")
-engine = get_engine()
+engine = engine_or_stop()
 show_flash()
 new = settings_form(engine.settings)
 if new is not None:

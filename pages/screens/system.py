@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pandas as pd
 import streamlit as st
 
-from pages.screens._engine import get_engine, get_monitor
+from pages.screens._engine import engine_or_stop, get_monitor
 from pipeline import doctor, secrets
 from pipeline.monitor import busy_rows, chart_rows
 from pipeline.progress import fmt_duration
@@ -140,7 +140,7 @@ def live() -> None:
 st.title("System")
 engine = None
 with shown_as_error("start the engine"):
-    engine = get_engine()
+    engine = engine_or_stop()
 if engine is not None:
     if not engine.owner:
         owner = engine.owner_info() or {}

@@ -86,16 +86,27 @@ def test_429_multiplies_the_delay_honours_retry_after_and_success_decays_it() ->
 
 
 def test_a_run_of_failures_cools_the_account_down() -> None:
+    """Transient failures in a row over several items and hosts are the account's trouble: it cools down, and
+    says why. The same number on one item (a bad URL retried) or on one host (a flaky server) is not."""
     p = pool(failure_run=3, cooldown_s=1800, queue_aware=False)
     t = 0.0
-    for _ in range(3):
+    for i, host in enumerate(("a.example", "b.example", "a.example")):
         a = p.get("bob")
         t = max(t, a.next_ready_at)  # type: ignore[union-attr]
         assert p.acquire(["bob"], t) is not None
-        p.failure("bob", t + 1)
+        p.failure("bob", t + 1, host=host, item=f"b:{i}")
     bob = p.get("bob")
     assert bob is not None and bob.cooldown_until == pytest.approx(t + 1 + 1800)
-    assert bob.state(t + 2)[0] == "cooling down"
+    assert bob.state(t + 2)[0] == "cooling down" and "3 items and 2 hosts" in (bob.cool_reason or "")
+    wait, why = p.wait_reason(["bob"], t + 2)  # type: ignore[misc]
+    assert wait == pytest.approx(1799) and "bob cooling down" in why and "2 hosts" in why
+    for spread in ([("x.example", "b:1")] * 6, [("x.example", f"b:{i}") for i in range(6)]):
+        r = pool(failure_run=3, cooldown_s=1800)
+        for host, item in spread:
+            r.acquire(["bob"], 1e6)
+            r.failure("bob", 1e6, host=host, item=item)
+            r.get("bob").next_ready_at = 0  # type: ignore[union-attr]
+        assert r.get("bob").cooldown_until == 0, spread  # type: ignore[union-attr]
     assert p.acquire(["bob"], t + 1000) is None and p.acquire(["bob"], t + 1802) is not None
     # permanent errors (404s) are the video's fault, not the account's: they do not count
     q = pool(failure_run=2)
