@@ -277,3 +277,17 @@ def urllib_path(url: str) -> str:
     from urllib.parse import urlparse
 
     return urlparse(url).path
+
+
+def test_an_idle_whisper_model_is_released(media_files: dict[str, Path]) -> None:
+    """A model no transcription has used for the idle time is dropped from memory, never one in use; the next
+    transcription loads it again."""
+    from pipeline.stages import transcribe as t
+
+    loaded = t.get_model("tiny.en", "cpu", 1)
+    with t._using(loaded):
+        assert t.release_idle_models(0) == 0  # in use: kept
+        t.transcribe_file(media_files["wav"], loaded)
+    assert t.release_idle_models(3600) == 0  # used a moment ago: kept
+    assert t.release_idle_models(0) == 1 and ("tiny.en", "cpu", 1) not in t._models
+    assert t.get_model("tiny.en", "cpu", 1) is not loaded

@@ -31,7 +31,7 @@ def test_group_commit_many_transitions_one_write(tmp_path: Path) -> None:
     """Hundreds of transitions reach disk in one TinyDB write, within the bounded delay."""
     store = open_store(tmp_path, delay=0.2)
     bid = store.create_batch("b", ["a"], [f"s{i}" for i in range(300)])
-    storage = store._batches[bid].db.storage
+    storage = store._batches[bid].storage
     writes_before = storage.writes
     for n in range(1, 301):
         store.transition(bid, n, "running", stage="a")
@@ -42,6 +42,27 @@ def test_group_commit_many_transitions_one_write(tmp_path: Path) -> None:
     assert storage.writes - writes_before == 1
     assert all(it["status"] == "running" for it in disk_items(tmp_path, bid).values())
     assert store.durable_seq(bid) == store.seq(bid)
+    store.close()
+
+
+def test_batch_file_is_a_tinydb_database_and_items_are_not_kept_twice(tmp_path: Path) -> None:
+    """TinyDB itself reads the batch file (tables "batch" and "items"); the store keeps one copy of each item
+    (copy-on-write records; the storage caches nothing), so a reader's copy never changes under it."""
+    from tinydb import TinyDB
+
+    from state.storage import AtomicJSONStorage
+
+    store = open_store(tmp_path, delay=0.01)
+    bid = store.create_batch("b", ["a"], ["x", "y"])
+    before = store.item(bid, 1)
+    store.transition(bid, 1, "running", stage="a")
+    assert before["status"] == "pending"  # a copy handed out earlier is not mutated
+    store.flush()
+    assert store._batches[bid].storage.read.__self__._data is None  # nothing cached beside the store
+    db = TinyDB(tmp_path / "batches" / f"{bid}.json", storage=AtomicJSONStorage)
+    assert db.table("batch").get(doc_id=1)["name"] == "b"
+    assert [d["status"] for d in db.table("items").all()] == ["running", "pending"]
+    db.close()
     store.close()
 
 
