@@ -564,6 +564,18 @@ def _tags(v: Any) -> list[str]:
     return out
 
 
+def _within(values: list[str], lo: int, hi: int, what: str, misses: list[str], adjusted: list[str]
+            ) -> tuple[list[str], bool]:
+    """``values`` cut to ``hi`` (said), and whether there are fewer than ``lo`` (the caller repairs that)."""
+    if lo <= len(values) <= hi:
+        return values, False
+    misses.append(f"{what} needs {lo} to {hi} entries, got {len(values)}")
+    if len(values) > hi:
+        adjusted.append(f"kept the first {hi} of {len(values)} {what.replace('_', ' ')}")
+        return values[:hi], False
+    return values, True
+
+
 def _as_summary(data: dict[str, Any], end: float, model: str, backup: _Backup | None = None) -> Summary:
     """The model's answer as a Summary; ``SoftMiss`` (with the repaired summary) when it misses a soft rule.
 
@@ -581,12 +593,8 @@ def _as_summary(data: dict[str, Any], end: float, model: str, backup: _Backup | 
         misses.append("tldr must not be empty")
         tldr = points[0]
         adjusted.append("tl;dr was empty: used the first key point")
-    if len(points) > 7:
-        misses.append(f"key_points needs 3 to 7 entries, got {len(points)}")
-        adjusted.append(f"kept the first 7 of {len(points)} key points")
-        points = points[:7]
-    elif len(points) < 3:
-        misses.append(f"key_points needs 3 to 7 entries, got {len(points)}")
+    points, few = _within(points, 3, 7, "key_points", misses, adjusted)
+    if few:
         adjusted.append(f"{len(points)} key point(s) where 3–7 were asked: kept as given")
     chapters = _chapters(data.get("chapters"))
     past = [c.start for c in chapters if c.start > end + 1.0]
@@ -606,13 +614,8 @@ def _as_summary(data: dict[str, Any], end: float, model: str, backup: _Backup | 
     if chapters and chapters[0].start > 1.0:
         adjusted.append(f"first chapter moved from {timestamp(chapters[0].start)} to 00:00")
         chapters[0] = Chapter(start=0.0, title=chapters[0].title)
-    tags = _tags(data.get("tags"))
-    if len(tags) > 10:
-        misses.append(f"tags needs 3 to 10 entries, got {len(tags)}")
-        adjusted.append(f"kept the first 10 of {len(tags)} tags")
-        tags = tags[:10]
-    elif len(tags) < 3:
-        misses.append(f"tags needs 3 to 10 entries, got {len(tags)}")
+    tags, few = _within(_tags(data.get("tags")), 3, 10, "tags", misses, adjusted)
+    if few:
         extra = [t for t in (backup.get().tags if backup else []) if t not in tags][: 3 - len(tags)]
         adjusted.append(f"{len(tags)} tag(s) where 3–10 were asked" +
                         (f": added {len(extra)} from the transcript's keywords" if extra else ""))

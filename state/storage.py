@@ -50,28 +50,12 @@ def fsync_dir(path: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> int:
     """Replace ``path`` with ``data`` so readers see the old or the new bytes, never a mix."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    if durable:
-        fsync_dir(path.parent)
-    return len(data)
+    return atomic_write_chunks(path, (data,), durable=durable)
 
 
 def atomic_write_chunks(path: Path, chunks: Iterable[bytes], *, durable: bool = True) -> int:
-    """:func:`atomic_write_bytes` for data produced in pieces: the whole file never sits in memory."""
+    """Replace ``path`` with the concatenated ``chunks``: readers see the old or the new file, never a mix
+    (temp file, fsync, ``os.replace``, fsync of the folder); data made in pieces never sits whole in memory."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
     size = 0

@@ -71,6 +71,26 @@ def make_engine(home: Path) -> Iterator[Callable[..., Engine]]:
         e.shutdown(interrupt=True, timeout=5)
 
 
+@pytest.fixture
+def page_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A home for AppTest pages: no LLM from the developer's environment, pacing off, and the process-wide
+    engine and monitor (``st.cache_resource``) made fresh for this test and shut down after it."""
+    import streamlit as st
+
+    from pipeline.settings import save_settings
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    save_settings(home, fast_settings())
+    st.cache_resource.clear()
+    yield home
+    from pages.screens._engine import get_engine, get_monitor
+
+    get_monitor().stop()
+    get_engine().shutdown(interrupt=True, timeout=5)
+    st.cache_resource.clear()
+
+
 def cli_env(home: Path) -> dict[str, str]:
     write_test_settings(Path(home))
     env = {**os.environ, "TUBEMILL_HOME": str(home), "PYTHONUNBUFFERED": "1"}

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from pipeline import secrets
 from pipeline.governor import read_gpus
-from pipeline.settings import load_settings, save_settings
-from tests.conftest import ROOT, fast_settings
+from pipeline.settings import load_settings
+from tests.conftest import ROOT
 
 KEY = "sk-test-91b2c3d4e5f60718293a4b5c6d7e8f90wxyz"
 COOKIES = (
@@ -23,20 +21,6 @@ COOKIES = (
 )
 TEXT_ELEMENTS = ("title", "header", "subheader", "markdown", "caption", "text", "code", "info", "success", "warning",
                  "error")
-
-
-@pytest.fixture
-def page_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    save_settings(home, fast_settings())
-    st.cache_resource.clear()
-    yield home
-    from pages.screens._engine import get_engine, get_monitor
-
-    get_monitor().stop()
-    get_engine().shutdown(interrupt=True, timeout=5)
-    st.cache_resource.clear()
 
 
 def page(name: str) -> AppTest:

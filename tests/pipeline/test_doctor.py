@@ -9,13 +9,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from pipeline import doctor, secrets, ytdlp
@@ -234,18 +232,6 @@ def test_bad_settings_and_a_crashing_check_are_rows(home: Path, no_llm_env: None
 
 
 # ---------------------------------------------------------------------- the System page
-@pytest.fixture
-def page_home(home: Path, no_llm_env: None) -> Iterator[Path]:
-    save_settings(home, fast_settings())
-    st.cache_resource.clear()
-    yield home
-    from pages.screens._engine import get_engine, get_monitor
-
-    get_monitor().stop()
-    get_engine().shutdown(interrupt=True, timeout=5)
-    st.cache_resource.clear()
-
-
 def test_system_page_shows_the_doctor_table(page_home: Path) -> None:
     """The System page runs the same checks on demand and shows them as a table with a summary line."""
     at = AppTest.from_file(str(ROOT / "pages" / "screens" / "system.py"), default_timeout=60).run()
