@@ -353,7 +353,7 @@ def _run_engine(engine: Engine, home: Path, name: str, sources: list[Any], recip
 
 def cookie_accounts(specs: list[str]) -> dict[str, str]:
     """``--cookies`` values → {account name: absolute path}; each file checked now, with a one-line error."""
-    from pipeline.secrets import validate_cookie_file
+    from pipeline.secrets import cookie_problems, validate_cookie_file
 
     files: list[Path] = []
     for spec in specs:
@@ -370,9 +370,12 @@ def cookie_accounts(specs: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for path in files:
         try:
-            validate_cookie_file(path.read_bytes())
+            data = path.read_bytes()
+            validate_cookie_file(data)
         except errors.InvalidInput as exc:
             raise CliError(f"--cookies {path}: {exc}") from None
+        for problem in cookie_problems(data):  # line numbers and what is wrong, never a value
+            print(f"tubemill: warning: --cookies {path}: {problem} (line left out)", file=sys.stderr)
         name, i = path.stem, 2
         while name in out:
             name, i = f"{path.stem}-{i}", i + 1

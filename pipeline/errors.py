@@ -127,6 +127,43 @@ class AuthFailed(TubemillError):
         self.account = account
 
 
+class TooManyRedirects(PermanentError):
+    """A redirect loop (or a chain longer than the HTTP client follows): the site is misconfigured, or it
+    bounces a visitor without the right cookies between two pages."""
+
+
+class NotMedia(Unsupported):
+    """The server answered with something that is not audio or video (an HTML page, a ZIP archive, a PDF),
+    found from its content type and first bytes before the rest is downloaded."""
+
+
+class TooLarge(PermanentError):
+    """The download passed the per-download byte cap (``max_download_mb``): an endless stream or a huge file.
+    Never accepted as done; raising the cap for the batch and retrying is the way on."""
+
+
+class OutboundRefused(PermanentError):
+    """A request Tubemill will not send: a redirect from a remote source to a loopback, link-local or
+    private-network address (``allow_private_redirects`` allows it), or to a ``file:`` URL."""
+
+
+class Stalled(NetworkError):
+    """The transfer stayed under the minimum rate for the stall window (or the page never arrived): the
+    attempt fails and is retried later, so one slow host does not hold a worker for hours."""
+
+
+class DiskFull(RetryableError):
+    """No space left on the output disk (ENOSPC/EDQUOT), or not enough free space above the governor's floor
+    for this download. Retrying at once cannot help and would hammer the disk: the retry waits
+    ``retry_after`` seconds (the runner never retries sooner than a server-given or error-given wait)."""
+
+    default_retry_after = 600.0
+
+    def __init__(self, message: str = "disk full", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = self.default_retry_after if retry_after is None else retry_after
+
+
 class Cancelled(TubemillError):
     """The user cancelled; raised by a stage that saw ``ctx.cancelled()``."""
 
@@ -140,3 +177,42 @@ def describe(exc: BaseException) -> tuple[str, str, bool]:
     if isinstance(exc, TubemillError):
         return type(exc).__name__, str(exc) or type(exc).__name__, exc.retryable
     return type(exc).__name__, str(exc) or repr(exc), True
+
+
+def error_from_record(record: dict[str, object]) -> TubemillError:
+    """Rebuild an error that another process described as ``{"type", "message", "retryable", "attrs"}``
+    (the yt-dlp child process classifies its own failures; the stage raises the same class here).
+
+    Only classes of this tree are rebuilt; an unknown name becomes a :class:`RetryableError` with the
+    message, so a newer child never crashes an older parent. Attributes (``account``, ``retry_after``,
+    ``starts_at``) are set directly: every class keeps its own constructor signature.
+    """
+    name = str(record.get("type") or "")
+    cls = globals().get(name)
+    if not (isinstance(cls, type) and issubclass(cls, TubemillError)):
+        cls = RetryableError
+    err = cls.__new__(cls)
+    Exception.__init__(err, str(record.get("message") or name or "yt-dlp failed"))
+    defaults: dict[str, object] = {}
+    if issubclass(cls, RateLimited):
+        defaults = {"account": None, "retry_after": None}
+    elif issubclass(cls, AuthFailed):
+        defaults = {"account": None}
+    elif issubclass(cls, NotYetLive):
+        defaults = {"starts_at": None}
+    elif issubclass(cls, DiskFull):
+        defaults = {"retry_after": DiskFull.default_retry_after}
+    attrs = record.get("attrs")
+    given = attrs if isinstance(attrs, dict) else {}
+    for key, default in defaults.items():
+        setattr(err, key, given.get(key, default))
+    retryable = record.get("retryable")
+    if isinstance(retryable, bool) and retryable != cls.retryable:
+        err.retryable = retryable
+    return err
+
+
+def error_record(err: TubemillError) -> dict[str, object]:
+    """The inverse of :func:`error_from_record`: what a child process sends for ``err``."""
+    attrs = {k: getattr(err, k) for k in ("account", "retry_after", "starts_at") if hasattr(err, k)}
+    return {"type": type(err).__name__, "message": str(err), "retryable": err.retryable, "attrs": attrs}

@@ -285,6 +285,17 @@ HINTS: dict[str, str] = {
                   "signed-in browser), then retry.",
     "Cancelled": "The item was cancelled; run `tubemill retry-failed {batch}` to do it again.",
     "SummaryFallback": SUMMARY_HINT,
+    "TooLarge": "The download passed the per-download cap: raise it with `--set max_download_mb=N` (or "
+                "`[downloads]` in settings.toml), then `tubemill retry-failed {batch}`.",
+    "NotMedia": "The server sent something that is not audio or video (a web page, an archive): check the URL "
+                "points at the media itself or at a page yt-dlp knows.",
+    "OutboundRefused": "A redirect pointed into this machine or the private network, which a remote source may "
+                       "not do; if you trust it, `--set allow_private_redirects=true`.",
+    "Stalled": "The server sent almost nothing for too long; it is retried. For slow links lower "
+               "`stall_rate_kbps` or raise `stall_seconds` (`--set` or `[downloads]`).",
+    "DiskFull": "The output disk is (nearly) full: free space or move the output folder; items wait and go on "
+                "by themselves, or run `tubemill retry-failed {batch}`.",
+    "TooManyRedirects": "The server redirects in a loop; check the URL in a browser.",
 }
 DEFAULT_HINT = "See log.txt in the item folder for the full error and traceback."
 

@@ -76,6 +76,9 @@ class _Run:
     gated: deque[tuple[int, int]] = field(default_factory=deque)
     running: dict[int, str] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
+    # Paused: nothing new starts, and a download stops at its next check (a stalled read would hold its account
+    # for minutes); it goes back to the queue, resuming from its .part. Other running stages finish.
+    pause: threading.Event = field(default_factory=threading.Event)
     progress: dict[int, float] = field(default_factory=dict)
     accounts: list[str] | None = None  # the batch's own cookie files; None: the home's accounts
     in_use: dict[int, str] = field(default_factory=dict)  # item -> account of its running download
@@ -120,6 +123,7 @@ class Engine:
         self.output_root = self.settings.output_root(self.home)
         self.governor = governor or Governor(self.output_root, self.settings.governor)
         self.pool_sizes = self._pool_sizes(self.settings.pools)
+        self._download_defaults = self.settings.downloads.as_options()  # under each batch's own options
         self._own_executors = executors is None
         # Threads start lazily up to max_workers, and pool_sizes bounds the concurrency, so a
         # pool can grow at run time (Settings page) without replacing its executor.
@@ -268,6 +272,7 @@ class Engine:
             if bool(sizes.get("gpu")) != bool(self.pool_sizes.get("gpu")):
                 sizes["gpu"] = self.pool_sizes.get("gpu", 0)  # where gpu stages queue is fixed at start
             self.settings = settings
+            self._download_defaults = settings.downloads.as_options()
             self.pool_sizes.update(sizes)
             self.governor.settings = settings.governor
             self.accounts.settings = settings.pacing
@@ -399,6 +404,8 @@ class Engine:
         state = self.store.header(bid)["state"]
         if op == "pause" and state == BatchState.ACTIVE:
             self.store.set_batch(bid, state=BatchState.PAUSED)
+            if bid in self._runs:
+                self._runs[bid].pause.set()
         elif op == "resume" and (state == BatchState.PAUSED or (explicit and state == BatchState.CANCELLED)):
             self._resume(bid)
         elif op == "cancel" and state in (BatchState.ACTIVE, BatchState.PAUSED):
@@ -476,8 +483,10 @@ class Engine:
         self.store.set_batch(bid, state=BatchState.ACTIVE, finished_at=None)
         if bid not in self._runs:
             self._activate(bid)
-        elif reopened:
-            self._enqueue_new(bid)
+        else:
+            self._runs[bid].pause.clear()
+            if reopened:
+                self._enqueue_new(bid)
 
     def _cancel(self, bid: str) -> None:
         assert self.store is not None
@@ -707,6 +716,8 @@ class Engine:
             output_dir=Path(h.get("output_dir") or self.output_root / safe_name(h["name"])),
         )
         run.ready = {p: [] for p in [*self.pool_sizes, PACED]}
+        if h["state"] == BatchState.PAUSED:
+            run.pause.set()
         cookie_files = opts.get("cookie_files") or {}
         browsers = opts.get("cookie_browsers") or {}
         if cookie_files or browsers:  # --cookies FILE / --cookies-from-browser: this batch's own accounts
@@ -880,12 +891,14 @@ class Engine:
         bid = run.batch_id
         ctx = StageContext(
             batch_id=bid, batch_name=run.name, item_n=n, stage=stage.name, workdir=workdir,
-            options=run.options, attempt=attempt, account=account.name if account else None,
+            options={**self._download_defaults, **run.options}, attempt=attempt,
+            account=account.name if account else None,
             _progress=lambda f, _bid=bid, _n=n: self._progress(_bid, _n, f),
-            _cancelled=lambda _run=run: _run.cancel.is_set() or self._interrupt.is_set(),
+            _cancelled=lambda _run=run, _net=stage.resource == "net": (
+                _run.cancel.is_set() or self._interrupt.is_set() or (_net and _run.pause.is_set())),
             home=self.home, pool_size=self.pool_sizes[pool], cookiefile=account.cookiefile if account else None,
             browser=account.browser if account else None, proxy=account.proxy if account else None,
-            ytdlp=self.settings.ytdlp,
+            ytdlp=self.settings.ytdlp, min_free_disk_mb=float(self.settings.governor.min_free_disk_mb),
         )
         run.running[n] = stage.name
         self._busy[pool] += 1
@@ -979,8 +992,13 @@ class Engine:
         if isinstance(exc, errors.Cancelled) or run.cancel.is_set() or self._interrupt.is_set():
             if account:
                 self.accounts.unused(account, now)
-            if self._interrupt.is_set() and not run.cancel.is_set():
+            if not run.cancel.is_set() and (self._interrupt.is_set() or run.pause.is_set()):
+                # Stopped, not failed: back in the queue with no attempt spent (paused: it runs on resume).
                 store.transition(bid, n, ItemStatus.PENDING, progress=0.0, stage=None)
+                why = "paused" if run.pause.is_set() else "shutdown"
+                _item_log(item.get("workdir"), f"{stage.name}: stopped ({why}); it runs again from here")
+                if not self._interrupt.is_set():
+                    self._ready(run, store.item(bid, n))
             else:
                 store.transition(bid, n, ItemStatus.CANCELLED, stage=None)
             self._check_finished(bid)
@@ -990,6 +1008,16 @@ class Engine:
             self._not_yet_live(run, item, stage, exc, error, account, now)
             return
         if account and self._account_refused(run, n, item, account, exc, error, now):
+            return
+        if isinstance(exc, errors.DiskFull):
+            # Our disk, not the item's nor the account's fault: hold it without spending an attempt.
+            if account:
+                self.accounts.unused(account, now)
+            due = now + float(exc.retry_after or 600.0)
+            store.transition(bid, n, ItemStatus.WAITING, next_attempt_at=due, error=error.to_dict(), stage=None)
+            heapq.heappush(self._timers, (due, bid, n))
+            _item_log(item.get("workdir"), f"{stage.name}: {message}; waiting {due - now:.0f}s for disk space "
+                                           "(no attempt spent)")
             return
         if account:
             self.accounts.failure(account, now, counts=retryable, host=_host_of(item.get("source")),
@@ -1009,6 +1037,7 @@ class Engine:
             _item_log(item.get("workdir"), f"{stage.name}: failed for good after {attempts} attempt(s)")
             if run.on_error == "stop":
                 store.set_batch(bid, state=BatchState.PAUSED, stopped_by={"item": n, "error": error.to_dict()})
+                run.pause.set()
                 log.warning("batch %s paused: item %d failed (%s: %s)", run.name, n, etype, message)
             self._check_finished(bid)
             return

@@ -79,6 +79,34 @@ class GovernorSettings:
 
 
 @dataclass(frozen=True)
+class DownloadLimits:
+    """What one download may take (``[downloads]`` in settings.toml; a batch's ``--set KEY=VALUE`` wins).
+
+    An endless stream, a 2 GB file that is not media, or a server trickling a byte every
+    ten seconds must not fill the disk or hold a worker: the cap is also never more than
+    the free disk above the governor's floor; below ``stall_rate_kbps`` for
+    ``stall_seconds`` an attempt fails as retryable; 0 turns a limit off.
+    """
+
+    max_download_mb: float = 4096.0
+    stall_rate_kbps: float = 1.0
+    stall_seconds: float = 60.0
+    extract_timeout_s: float = 300.0
+    max_page_mb: float = 64.0
+    allow_private_redirects: bool = False  # a remote source may not redirect to loopback or the private network
+    keep_refreshed_cookies: bool = False  # keep cookies a site refreshes, in Tubemill's own copy (never the user's)
+
+    def __post_init__(self) -> None:
+        if min(self.max_download_mb, self.stall_rate_kbps, self.stall_seconds, self.extract_timeout_s,
+               self.max_page_mb) < 0:
+            raise ValueError("download limits must be >= 0 (0 turns one off)")
+
+    def as_options(self) -> dict[str, Any]:
+        """As batch options, the form the download stage reads (a batch's own values are laid over these)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Settings:
     pools: dict[str, int] = field(default_factory=default_pools)
     output_dir: str = ""
@@ -93,6 +121,7 @@ class Settings:
     llm_batch_min_items: int = 100  # --llm-mode auto: the Batch API above this many summaries
     llm_batch_poll_s: float = 10.0  # first poll interval; backs off x1.5 to 60 s while nothing changes
     pacing: PacingSettings = field(default_factory=PacingSettings)
+    downloads: DownloadLimits = field(default_factory=DownloadLimits)
     executor: str = ""  # "" runs everything here; "dask://HOST:PORT" or "local-cluster:N" sends cpu/gpu stages to Dask
     # [accounts.NAME]: per-account `proxy` and/or `cookies_from_browser` (a table with either is an account).
     accounts: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -114,7 +143,7 @@ def _merge(cls: type, base: Any, raw: dict[str, Any], where: str) -> Any:
         if key not in known:
             raise ValueError(f"{where}: unknown setting {key!r}")
         current = getattr(base, key)
-        if isinstance(current, RetryPolicy | GovernorSettings | PacingSettings):
+        if isinstance(current, RetryPolicy | GovernorSettings | PacingSettings | DownloadLimits):
             updates[key] = _merge(type(current), current, value, f"{where}.{key}")
         elif key == "accounts" and cls is Settings:
             from pipeline.ytdlp import check_account_settings

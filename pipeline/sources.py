@@ -632,6 +632,28 @@ def _reread_feed(ydl: Any, url: str) -> dict[str, Any] | None:
     return feed_info(url, doc) if doc is not None else None
 
 
+LISTING_DEADLINE_S = 300.0
+
+
+def _list_with_deadline(line: str, kind: str, filters: Filters, ydl_opts: dict[str, Any] | None,
+                        notes: list[tuple[str, str]]) -> list[Entry]:
+    """:func:`list_url` bounded in time: a server that trickles its feed a byte every few seconds never times
+    a socket out, and must not hold the whole run (or the app's Preview) at the listing. Past the deadline
+    the line is reported failed and the run goes on; the stuck read ends with the process."""
+    import concurrent.futures
+
+    deadline = float((ydl_opts or {}).get("listing_timeout_s") or LISTING_DEADLINE_S)
+    opts = {k: v for k, v in (ydl_opts or {}).items() if k != "listing_timeout_s"}
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tubemill-listing")
+    fut = pool.submit(list_url, line, kind, filters, opts, notes)
+    pool.shutdown(wait=False)
+    try:
+        return fut.result(timeout=deadline)
+    except concurrent.futures.TimeoutError:
+        raise errors.NetworkError(f"listing took longer than {deadline:.0f} s (a server sending too slowly); "
+                                  "not listed") from None
+
+
 def list_url(line: str, kind: str, filters: Filters, ydl_opts: dict[str, Any] | None = None,
              refused: list[tuple[str, str]] | None = None) -> list[Entry]:
     """Entries behind a URL via yt-dlp ``extract_flat`` (one request per playlist page, not per video).
@@ -759,7 +781,7 @@ def expand(
             found = [media_entry(line)]
         else:
             try:
-                found = list_url(line, kind, filters, ydl_opts, notes)
+                found = _list_with_deadline(line, kind, filters, ydl_opts, notes)
             except errors.TubemillError as exc:
                 result.failed.append((line, str(exc)))
                 found = [Entry(source=line, url=line, id=f"unlisted-{_short_hash(line, 12)}",

@@ -9,8 +9,13 @@ here, so the things that make real YouTube work are decided in one place:
   package and pass its path explicitly (``js_runtimes``), so it is found with no
   activated venv: in the app, the CLI and Dask worker processes alike;
 - the account: a cookie file or a browser's cookie store, and its proxy — the only
-  place cookie and proxy options are built (issue 12 will hand yt-dlp a private copy
-  of each cookie file: that change belongs here and nowhere else);
+  place cookie and proxy options are built. yt-dlp writes its whole cookie jar back to
+  ``cookiefile`` when it closes, so it never gets the user's file: each call gets a fresh
+  0600 copy (``secrets.cookie_copy``), released by :func:`release_options`;
+- the limits of one call (byte cap, stall rule, page size, private redirects), which
+  :mod:`pipeline.ytdlp_run` enforces around a yt-dlp child process;
+- the redactor every yt-dlp log line passes through (cookie values, ``Authorization``,
+  ``key=``/``token=``/``sig=`` query values, proxy passwords);
 - pass-through options for power users (``[ytdlp]`` in settings.toml, ``--ytdlp-option``),
   minus the few the engine owns;
 - the classifier, which turns yt-dlp's messages (YouTube's own wording included) into
@@ -19,6 +24,8 @@ here, so the things that make real YouTube work are decided in one place:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -28,7 +35,8 @@ import sys
 import sysconfig
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,32 +140,111 @@ def ejs_version() -> str | None:
         return None
 
 
-# ---------------------------------------------------------------------- logger
+# ---------------------------------------------------------------------- logger and redactor
 def redact_url(text: str) -> str:
     """``socks5://user:pass@host:1080`` → ``socks5://***@host:1080``, anywhere in ``text``."""
     return _URL_CREDENTIALS.sub(r"\1***@", str(text))
 
 
+_HEADER_NAMES = r"(?:set-cookie|cookie|authorization|proxy-authorization|x-[\w-]*(?:key|token|auth|secret)[\w-]*)"
+_QUOTED_HEADER = re.compile(r"""(?i)(['"])(""" + _HEADER_NAMES + r""")\1(\s*:\s*)(['"])(?:\\.|(?!\4).)*\4""")
+_HEADER_LINE = re.compile(r"(?im)\b(" + _HEADER_NAMES + r")(\s*:\s*)(?!\s*['\"]?\*\*\*)[^\r\n]+")
+_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic|digest|token)\s+[A-Za-z0-9._~+/=-]{6,}")
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&;#](?:[\w.-]*(?:key|token|secret|passw(?:or)?d|auth|signature|credential)[\w.-]*|sig|lsig|pot|sid|"
+    r"pwd|pass|session(?:id)?)=)[^&\s'\"#<>]+")
+_COOKIE_REPR = re.compile(r"""(\bvalue=)(['"])(?:\\.|(?!\2).)*\2""")
+_ESCAPED_TAB_LINE = re.compile(r"""(['"])(?:(?!\1)[^\\]|\\.)*?\\t(?:(?!\1)[^\\]|\\.)*?\1""")
+_TAB_LINE = re.compile(r"(?m)^([^\t\n]*(?:\t[^\t\n]*){4}\t[^\t\n]*\t)[^\n]*")
+MIN_SECRET_LEN = 6  # shorter known values ("1", "en") would blank out ordinary words
+
+
+def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` as it may be logged or shown: every known secret value (``secrets``: cookie values, a proxy
+    password), ``Cookie``/``Set-Cookie``/``Authorization`` header values, secret query values
+    (``key=``, ``token=``, ``sig=``…), passwords in URLs, cookie-file lines (a tab-separated line, or
+    its ``repr`` as yt-dlp's cookie loader prints it) and cookie reprs are replaced by ``***``."""
+    out = redact_url(str(text))
+    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LEN}, key=len, reverse=True):
+        out = out.replace(secret, "***")
+    out = _QUOTED_HEADER.sub(lambda m: f"{m[1]}{m[2]}{m[1]}{m[3]}{m[4]}***{m[4]}", out)
+    out = _HEADER_LINE.sub(r"\1\2***", out)
+    out = _AUTH_SCHEME.sub(r"\1 ***", out)
+    out = _SECRET_QUERY.sub(r"\1***", out)
+    out = _COOKIE_REPR.sub(r"\1\2***\2", out)
+    out = _ESCAPED_TAB_LINE.sub(r"\1***\1", out)
+    return _TAB_LINE.sub(r"\1***", out)
+
+
+def known_secrets(opts: Mapping[str, Any]) -> frozenset[str]:
+    """The secret values a yt-dlp call carries, for :func:`redact_text`: its cookie file's values, the
+    proxy's user and password, secret headers, logins and secret extractor arguments (PO tokens)."""
+    out: set[str] = set()
+    cookiefile = opts.get("cookiefile")
+    if cookiefile:  # our private copy: a header, then clean 7-field lines (parsed here without pipeline.secrets)
+        try:
+            for line in Path(cookiefile).read_text(encoding="utf-8", errors="replace").splitlines():
+                fields = line.split("\t")
+                if len(fields) == 7 and (not line.startswith("#") or line.startswith("#HttpOnly_")):
+                    out.add(fields[6])
+        except OSError:
+            pass
+    proxy = opts.get("proxy")
+    if isinstance(proxy, str) and "@" in proxy:
+        try:
+            parts = urllib.parse.urlsplit(proxy)
+            for v in (parts.username, parts.password):
+                if v:
+                    out.update({v, urllib.parse.unquote(v)})
+        except ValueError:
+            pass
+    for key in ("username", "password", "videopassword", "ap_username", "ap_password", "twofactor"):
+        if isinstance(opts.get(key), str):
+            out.add(opts[key])
+    for name, value in (opts.get("http_headers") or {}).items():
+        if _SECRET_HEADER.search(str(name)) and value:
+            out.add(str(value))
+            out.update(p.split("=", 1)[1].strip() for p in str(value).split(";") if "=" in p)
+
+    def walk(key: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(str(k), v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(key, v)
+        elif isinstance(value, str) and SECRET_OPTION.search(key):
+            out.update({value, value.rsplit("+", 1)[-1]})
+
+    walk("extractor_args", opts.get("extractor_args") or {})
+    return frozenset(s for s in out if len(s) >= MIN_SECRET_LEN)
+
+
 class YtdlpLogger:
     """yt-dlp prints ERROR lines to stderr even when quiet; ours become typed errors, so log them at debug.
 
-    Lines pass through :func:`redact_url`: a proxy URL with a password must not reach a log.
+    Lines pass through :func:`redact_text`: a proxy password, a cookie value or a signed URL must not
+    reach a log (the CLI prints warnings, and with ``-v`` these lines too).
     """
 
-    def __init__(self, name: str = "tubemill.ytdlp") -> None:
+    def __init__(self, name: str = "tubemill.ytdlp", secrets: Iterable[str] = ()) -> None:
         self.log = logging.getLogger(name)
+        self.secrets = frozenset(secrets)
+
+    def redact(self, msg: str) -> str:
+        return redact_text(msg, self.secrets)
 
     def debug(self, msg: str) -> None:
-        self.log.debug("%s", redact_url(msg))
+        self.log.debug("%s", self.redact(msg))
 
     def info(self, msg: str) -> None:
-        self.log.debug("%s", redact_url(msg))
+        self.log.debug("%s", self.redact(msg))
 
     def warning(self, msg: str) -> None:
-        self.log.info("%s", redact_url(msg))
+        self.log.info("%s", self.redact(msg))
 
     def error(self, msg: str) -> None:
-        self.log.info("%s", redact_url(msg))
+        self.log.info("%s", self.redact(msg))
 
 
 # ---------------------------------------------------------------------- accounts: browsers and proxies
@@ -346,19 +433,184 @@ def ydl_base_options(ctx: StageContext) -> dict[str, Any]:
 
 
 def account_options(ctx: StageContext) -> dict[str, Any]:
-    """The account's identity for yt-dlp: its cookie file (a path; the content never enters the store,
-    logs or exports) or its browser's cookie store, and its proxy (else the batch's ``--proxy``)."""
+    """The account's identity for yt-dlp: a fresh private copy of its cookie file (the user's file, or the
+    one saved on the Settings page, is never handed to yt-dlp, which would rewrite it), or its browser's
+    cookie store, and its proxy (else the batch's ``--proxy``).
+
+    The copy is the caller's to release (:func:`release_options`, or use :func:`call_options`). A missing,
+    unreadable or unusable cookie file is :class:`~pipeline.errors.AuthFailed` for the account.
+    """
+    from pipeline import secrets
+
     opts: dict[str, Any] = {}
     cookies = ctx.cookiefile or ctx.options.get("cookies")
     browser = getattr(ctx, "browser", None)
     if cookies:
-        opts["cookiefile"] = cookies
+        try:
+            copy = secrets.cookie_copy(ctx.home, ctx.account, cookies, keep_refreshed=keep_refreshed_cookies(ctx))
+        except errors.InvalidInput as exc:
+            who = f"account {ctx.account}" if ctx.account else "--cookies"
+            raise errors.AuthFailed(f"{who}: {exc}", account=ctx.account) from None
+        opts["cookiefile"] = str(copy)
     elif browser:
         opts["cookiesfrombrowser"] = parse_browser_spec(browser)
     proxy = getattr(ctx, "proxy", None) or ctx.options.get("proxy")
     if proxy:
         opts["proxy"] = proxy
     return opts
+
+
+def keep_refreshed_cookies(ctx: StageContext) -> bool:
+    """``keep_refreshed_cookies`` (batch option): keep cookies yt-dlp refreshed in Tubemill's own copy,
+    for the domains the user's file already has. Off by default: the user's file stays the only truth."""
+    return _flag(ctx.options.get("keep_refreshed_cookies"))
+
+
+def release_options(ctx: StageContext, opts: Mapping[str, Any]) -> None:
+    """Undo what :func:`account_options` made for one call: keep refreshed cookies if asked, delete the copy."""
+    copy = opts.get("cookiefile")
+    if not copy:
+        return
+    from pipeline import secrets
+
+    secrets.release_cookie_copy(ctx.home, ctx.account, copy, ctx.cookiefile or ctx.options.get("cookies"),
+                                keep_refreshed=keep_refreshed_cookies(ctx))
+
+
+@contextlib.contextmanager
+def call_options(ctx: StageContext) -> Iterator[dict[str, Any]]:
+    """:func:`ydl_base_options` for one yt-dlp call, with the cookie copy released afterwards, whatever happens."""
+    opts = ydl_base_options(ctx)
+    try:
+        yield opts
+    finally:
+        release_options(ctx, opts)
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+# ---------------------------------------------------------------------- limits of one call
+DEFAULT_MAX_DOWNLOAD_MB = 4096.0  # one video's best audio is far smaller; an endless stream is not
+DEFAULT_STALL_RATE_KBPS = 1.0
+DEFAULT_STALL_SECONDS = 60.0
+DEFAULT_EXTRACT_TIMEOUT_S = 300.0  # page + JS challenges; YouTube takes seconds
+DEFAULT_MAX_PAGE_MB = 64.0  # a watch page is ~1.5 MB, a big feed tens of MB
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """What one yt-dlp call may take. The child enforces the byte-exact parts (cap, page size, media
+    check, redirects); the parent enforces what a blocked read hides (stalls, deadlines, cancel).
+
+    ``cap_is_disk``: the cap is the free disk above the governor's floor, not ``max_download_mb``, so
+    passing it means "disk nearly full" (retry later), not "too large" (fail).
+    """
+
+    cap_bytes: int
+    cap_reason: str
+    cap_is_disk: bool = False
+    stall_bytes_per_s: float = DEFAULT_STALL_RATE_KBPS * 1024
+    stall_s: float = DEFAULT_STALL_SECONDS
+    extract_timeout_s: float = DEFAULT_EXTRACT_TIMEOUT_S
+    max_page_bytes: int = int(DEFAULT_MAX_PAGE_MB * 2**20)
+    allow_private: bool = False
+
+    @property
+    def block_size(self) -> int:
+        """yt-dlp's first read size. A read blocks until it is full, and the parent sees bytes block by block,
+        so the first block must arrive well within the stall window at the minimum rate. yt-dlp then resizes
+        blocks to about one second of transfer each (a fixed small block costs 10× the CPU on a fast link):
+        a rate that drops more than ``stall_s``-fold at once can count as a stall before blocks shrink
+        again — the retry resumes from the ``.part``."""
+        return int(min(64 * 1024, max(1024, self.stall_bytes_per_s * self.stall_s / 8)))
+
+    def ydl_options(self) -> dict[str, Any]:
+        return {"buffersize": self.block_size}
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def cap_error(self, seen: int | None = None) -> errors.TubemillError:
+        """The error for passing the cap: disk nearly full (retried later) or too large (fails)."""
+        got = f" ({_mb(seen)} so far)" if seen else ""
+        if self.cap_is_disk and self.cap_bytes <= 0 and not seen:
+            return errors.DiskFull(f"disk nearly full: no room for a download in {self.cap_reason}; free some "
+                                   "space (the item is retried later)")
+        if self.cap_is_disk:
+            return errors.DiskFull(f"disk nearly full: the download passed {self.cap_reason}{got}")
+        return errors.TooLarge(f"too large: the download passed {self.cap_reason}{got}; an endless stream or a "
+                               "huge file (raise max_download_mb for this batch to allow it)")
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.0f} KB"
+
+
+def _number(options: Mapping[str, Any], key: str, default: float) -> float:
+    value = options.get(key)
+    if value is None or value == "":
+        return default
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise errors.ConfigError(f"{key} must be a number, not {value!r}") from None
+    if out < 0:
+        raise errors.ConfigError(f"{key} must not be negative")
+    return out
+
+
+def disk_floor_mb(ctx: StageContext) -> float:
+    """The governor's free-disk floor: the batch option ``min_free_disk_mb``, else the home's settings.
+
+    (The stage context does not carry the engine's settings; settings.toml is what the app and the CLI
+    load, so reading it here gives the floor they run with.)
+    """
+    if ctx.options.get("min_free_disk_mb") not in (None, ""):
+        return _number(ctx.options, "min_free_disk_mb", 0.0)
+    floor = getattr(ctx, "min_free_disk_mb", None)
+    if isinstance(floor, int | float):
+        return float(floor)
+    try:
+        from pipeline.settings import load_settings
+
+        return float(load_settings(ctx.home).governor.min_free_disk_mb)
+    except (OSError, ValueError):
+        from pipeline.settings import GovernorSettings
+
+        return float(GovernorSettings().min_free_disk_mb)
+
+
+def call_limits(ctx: StageContext, folder: Path | None = None) -> CallLimits:
+    """The limits of one yt-dlp call from the batch's options (``max_download_mb``, ``stall_rate_kbps``,
+    ``stall_seconds``, ``extract_timeout_s``, ``max_page_mb``, ``allow_private_redirects``; 0 turns a
+    limit off). With ``folder`` (where the download goes) the cap is also never more than the free disk
+    there minus the governor's floor: a download must not fill the disk the transcripts go to."""
+    o = ctx.options
+    max_mb = _number(o, "max_download_mb", DEFAULT_MAX_DOWNLOAD_MB)
+    cap = int(max_mb * 2**20) if max_mb else 2**62
+    reason = f"the {_mb(cap)} per-download cap (max_download_mb)"
+    is_disk = False
+    if folder is not None:
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            free = None
+        if free is not None:
+            floor = int(disk_floor_mb(ctx) * 2**20)
+            room = free - floor
+            if room < cap:
+                cap, is_disk = max(0, room), True
+                reason = f"the free disk ({_mb(free)} free, {_mb(floor)} kept free by the governor's floor)"
+    rate = _number(o, "stall_rate_kbps", DEFAULT_STALL_RATE_KBPS) * 1024
+    return CallLimits(
+        cap_bytes=cap, cap_reason=reason, cap_is_disk=is_disk, stall_bytes_per_s=rate,
+        stall_s=_number(o, "stall_seconds", DEFAULT_STALL_SECONDS),
+        extract_timeout_s=_number(o, "extract_timeout_s", DEFAULT_EXTRACT_TIMEOUT_S) or float("inf"),
+        max_page_bytes=int((_number(o, "max_page_mb", DEFAULT_MAX_PAGE_MB) or 2**42 / 2**20) * 2**20),
+        allow_private=_flag(o.get("allow_private_redirects")),
+    )
 
 
 # ---------------------------------------------------------------------- live streams and premieres
@@ -449,8 +701,15 @@ def classify_ytdlp_error(exc: BaseException, account: str | None = None, *,
     now = time.time() if now is None else now
     cause = getattr(exc, "exc_info", None)
     inner = cause[1] if cause and len(cause) > 1 and cause[1] is not None else exc
-    msg = redact_url(str(exc))
+    msg = redact_text(str(exc))
     low = msg.lower()
+    full = disk_full(exc)
+    if full is not None:
+        return full
+    loop = next((e for e in _chain(exc) if getattr(e, "redirect_loop", False)), None)
+    if loop is not None or "redirect loop detected" in low or "exceeded 30 redirects" in low:
+        where = _host(loop) if loop is not None else "the server"
+        return errors.TooManyRedirects(f"too many redirects: a redirect loop at {where}")
     if "[download] got error:" in low:
         # Timeouts and resets during the transfer itself come with no exception attached, only this text.
         return errors.NetworkError(f"download interrupted: {_clean(msg.split('Got error:', 1)[-1])}")
@@ -472,6 +731,41 @@ def classify_ytdlp_error(exc: BaseException, account: str | None = None, *,
     if isinstance(inner, yt_dlp.utils.ExtractorError) and getattr(inner, "expected", False):
         return errors.PermanentError(_clean(msg))
     return errors.RetryableError(_clean(msg))
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: yt-dlp's ``exc_info`` and ``cause``, Python's ``__cause__``/``__context__``."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen or not isinstance(e, BaseException):
+            continue
+        seen.add(id(e))
+        yield e
+        info = getattr(e, "exc_info", None)
+        if isinstance(info, tuple) and len(info) > 1:
+            todo.append(info[1])
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
+
+
+_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def disk_full(exc: BaseException) -> errors.DiskFull | None:
+    """A full disk (ENOSPC, or a quota), anywhere in ``exc``'s chain or in yt-dlp's text for it
+    ("unable to write data: [Errno 28] No space left on device"); None otherwise.
+
+    Not a network error: retrying at once cannot help, so :class:`~pipeline.errors.DiskFull` waits
+    before its retry.
+    """
+    hit = any(isinstance(e, OSError) and e.errno in _NO_SPACE for e in _chain(exc))
+    low = str(exc).lower()
+    if hit or "no space left on device" in low or "disk quota exceeded" in low:
+        return errors.DiskFull("disk full: no space left on the output disk while writing the download; free "
+                               f"some space (the item is retried in {errors.DiskFull.default_retry_after / 60:.0f} "
+                               "min, or run retry-failed)")
+    return None
 
 
 def _http_error(inner: Any, account: str | None) -> errors.TubemillError:

@@ -35,6 +35,22 @@ Default routes (``install_default_routes``):
 - ``/reset-early.mp3``: a TCP RST right after reading the request, before any byte of the response;
 - ``/redirect.mp3``: 302 to ``/media/talk-bravo.mp3``.
 
+Hostile routes (issue 12; also ``install_default_routes``), each breaking one promise a server makes:
+
+- ``/endless.mp3``: 200 ``audio/mpeg`` with NO Content-Length, the mp3's bytes repeated until the client
+  goes away (``add_endless``): a live stream that never ends;
+- ``/trickle.mp3``: 200 with a Content-Length of 10 MB, then one byte every 10 s (``add_trickle``; tests use
+  a small interval);
+- ``/set-cookie.mp3``: the mp3 with ``Set-Cookie: injected=EVIL-SET-COOKIE-777`` (``add_set_cookie``);
+- ``/loop.mp3``: 302 to itself, forever (``add_redirect_loop``);
+- ``/to-loopback2.mp3``: 302 to the same path on ``127.0.0.2`` (another loopback address, same port);
+- ``/to-file.mp3``: 302 to ``file:///etc/passwd``;
+- ``/big.zip`` (``application/zip``), ``/big.html`` (``text/html``), ``/big.bin`` (``application/octet-stream``,
+  ZIP bytes): 2 GB, generated as it is sent, never stored (``add_big``).
+
+``sent(path)`` counts the body bytes the hostile routes wrote, so a test can show a client stopped early.
+``MediaServer(host="127.0.0.2")`` listens on another loopback address.
+
 Counting: ``hits(path)`` counts GET requests only (what yt-dlp sends); ``hits(path, "HEAD")`` counts HEAD,
 ``hits(path, None)`` all methods. ``requests`` keeps every request as a ``Hit(method, path, headers)``.
 Flaky routes count every request (any method) towards their failures.
@@ -248,7 +264,7 @@ class _Server(ThreadingHTTPServer):
         self.owner = owner
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), MediaRequestHandler)
+        super().__init__((owner.host, 0), MediaRequestHandler)
 
     def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
         with self._conns_lock:
@@ -284,9 +300,11 @@ class MediaServer:
     ...     url = srv.url("/a.mp3")
     """
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self._routes: dict[str, Route] = {}
         self._hits: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._sent: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self.requests: list[Hit] = []
         self.media: dict[str, str] = {}  # media name -> URL path (filled by install_default_routes)
@@ -338,7 +356,7 @@ class MediaServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def url(self, path: str) -> str:
         return self.base_url + (path if path.startswith("/") else "/" + path)
@@ -365,6 +383,16 @@ class MediaServer:
         with self._lock:
             self._hits.clear()
             self.requests.clear()
+            self._sent.clear()
+
+    def sent(self, path: str) -> int:
+        """Body bytes the hostile routes (endless, trickle, big) wrote for ``path`` so far."""
+        with self._lock:
+            return self._sent[path]
+
+    def _wrote(self, path: str, n: int) -> None:
+        with self._lock:
+            self._sent[path] += n
 
     # -- routes ------------------------------------------------------------------------------------------------
     def add_route(self, path: str, handler: Route) -> None:
@@ -477,6 +505,115 @@ class MediaServer:
         self.add_route(path, route)
 
 
+    # -- hostile routes (issue 12) -----------------------------------------------------------------------------
+    def add_endless(self, path: str, file: str | os.PathLike[str], content_type: str = "audio/mpeg",
+                    chunk: int = 64 * 1024) -> None:
+        """200 with no Content-Length (the body ends when the connection does): ``file``'s bytes, repeated
+        until the client disconnects or the server stops. An endless live stream."""
+        data = Path(file).read_bytes()
+        block = (data * (chunk // max(1, len(data)) + 1))[:chunk]
+
+        def route(req: MediaRequestHandler) -> None:
+            req.close_connection = True
+            req.send_response(200)
+            req.send_header("Content-Type", content_type)
+            req.send_header("Connection", "close")
+            req.end_headers()
+            if req.command == "HEAD":
+                return
+            while not self._stopping.is_set():
+                req.wfile.write(block)
+                self._wrote(path, len(block))
+
+        self.add_route(path, route)
+
+    def add_trickle(self, path: str, file: str | os.PathLike[str], every_s: float = 10.0,
+                    length: int = 10_000_000, content_type: str = "audio/mpeg", max_s: float = HANG_MAX_S,
+                    chunk: int = 1) -> None:
+        """200 with Content-Length ``length``, then ``chunk`` byte(s) of ``file`` every ``every_s`` seconds (until
+        the client goes away, the server stops, or ``max_s``): with the default a read of any block size
+        never completes; with a bigger ``chunk`` it is a slow but steady transfer."""
+        data = Path(file).read_bytes()
+        data = (data * (length // max(1, len(data)) + 1))[:length] if length <= 50_000_000 else data
+
+        def route(req: MediaRequestHandler) -> None:
+            req.close_connection = True
+            req.send_response(200)
+            req.send_header("Content-Type", content_type)
+            req.send_header("Content-Length", str(length))
+            req.end_headers()
+            req.wfile.flush()
+            if req.command == "HEAD":
+                return
+            start = time.monotonic()
+            for i in range(0, length, chunk):
+                if self._stopping.wait(every_s) or time.monotonic() - start > max_s:
+                    return
+                piece = data[i % len(data): i % len(data) + min(chunk, length - i)]
+                req.wfile.write(piece)
+                req.wfile.flush()
+                self._wrote(path, len(piece))
+
+        self.add_route(path, route)
+
+    def add_set_cookie(self, path: str, file: str | os.PathLike[str],
+                       cookies: tuple[str, ...] = ("injected=EVIL-SET-COOKIE-777; Path=/",),
+                       content_type: str | None = None) -> None:
+        """Serve ``file`` with a ``Set-Cookie`` header per entry of ``cookies`` (the request's own Cookie
+        header is in ``requests``, as for every route)."""
+        data = Path(file).read_bytes()
+        ctype = content_type or content_type_for(file)
+
+        def route(req: MediaRequestHandler) -> None:
+            start, end, status, extra = 0, len(data) - 1, 200, {"Accept-Ranges": "bytes"}
+            rng = req.headers.get("Range")
+            if rng and (parsed := _parse_range(rng, len(data))) is not None:
+                (start, end), status = parsed, 206
+                extra["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+            body = data[start:end + 1]
+            req.send_response(status)
+            req.send_header("Content-Type", ctype)
+            req.send_header("Content-Length", str(len(body)))
+            for k, v in extra.items():
+                req.send_header(k, v)
+            for c in cookies:
+                req.send_header("Set-Cookie", c)
+            req.end_headers()
+            if req.command != "HEAD":
+                req.wfile.write(body)
+
+        self.add_route(path, route)
+
+    def add_redirect_loop(self, path: str, status: int = 302) -> None:
+        """``status`` redirect to ``path`` itself, every time: a loop no client can finish."""
+        self.add_redirect(path, path, status)
+
+    def add_big(self, path: str, size: int = 2 * 2**30, content_type: str = "application/zip",
+                head: bytes = b"PK\x03\x04\x14\x00\x00\x00\x08\x00", chunk: int = 64 * 1024) -> None:
+        """A ``size``-byte body (Content-Length set) of ``head`` then zeros, generated as it is sent and never
+        stored; ``sent(path)`` tells how much of it went out before the client stopped reading."""
+        zeros = bytes(chunk)
+
+        def route(req: MediaRequestHandler) -> None:
+            req.close_connection = True
+            req.send_response(200)
+            req.send_header("Content-Type", content_type)
+            req.send_header("Content-Length", str(size))
+            req.end_headers()
+            if req.command == "HEAD":
+                return
+            req.wfile.write(head)
+            self._wrote(path, len(head))
+            left = size - len(head)
+            while left > 0 and not self._stopping.is_set():
+                n = min(left, chunk)
+                req.wfile.write(zeros[:n])
+                self._wrote(path, n)
+                left -= n
+
+        self.add_route(path, route)
+
+
 # -- default content ------------------------------------------------------------------------------------------
 
 
@@ -569,6 +706,17 @@ def install_default_routes(server: MediaServer, media_files: Mapping[str, Path])
         server.add_redirect("/redirect.mp3", server.media["mp3"])
     server.add_hang("/hang.mp3", headers_first=True)
     server.add_hang("/stall.mp3", headers_first=False)
+    if "mp3" in media_files:  # hostile routes (issue 12)
+        mp3 = media_files["mp3"]
+        server.add_endless("/endless.mp3", mp3)
+        server.add_trickle("/trickle.mp3", mp3)
+        server.add_set_cookie("/set-cookie.mp3", mp3)
+    server.add_redirect_loop("/loop.mp3")
+    server.add_redirect("/to-loopback2.mp3", f"http://127.0.0.2:{server.port}/to-loopback2.mp3")
+    server.add_redirect("/to-file.mp3", "file:///etc/passwd")
+    server.add_big("/big.zip")
+    server.add_big("/big.html", content_type="text/html; charset=utf-8", head=b"<!DOCTYPE html><html><body>")
+    server.add_big("/big.bin", content_type="application/octet-stream")
 
 
 # -- pytest fixtures ------------------------------------------------------------------------------------------

@@ -360,3 +360,73 @@ def test_page_without_media_is_unsupported(media_server: MediaServer, tmp_path: 
     err = e.exc_info[1]
     assert type(err) is UnsupportedError and isinstance(err, ExtractorError) and err.expected is True
     assert e.msg == f"ERROR: Unsupported URL: {media_server.url('/notmedia.html')}"
+
+
+# -- hostile routes (issue 12) -----------------------------------------------------------------------------------
+
+
+def test_endless_route_has_no_length_and_never_ends(media_server: MediaServer) -> None:
+    """/endless.mp3: 200 audio/mpeg, no Content-Length, as many bytes as the client reads."""
+    with urllib.request.urlopen(media_server.url("/endless.mp3"), timeout=5) as r:
+        assert r.headers["Content-Type"] == "audio/mpeg" and r.headers["Content-Length"] is None
+        got = sum(len(r.read(64 * 1024)) for _ in range(40))
+    assert got == 40 * 64 * 1024 and media_server.sent("/endless.mp3") >= got
+
+
+def test_trickle_route_sends_one_byte_per_interval(media_server: MediaServer, media_files: dict[str, Path]) -> None:
+    """add_trickle: the full Content-Length up front, then a byte per interval (a read of 5 takes ~5 intervals)."""
+    media_server.add_trickle("/t.mp3", media_files["mp3"], every_s=0.05, length=1000)
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(media_server.url("/t.mp3"), timeout=5) as r:
+        assert r.headers["Content-Length"] == "1000"
+        assert r.read(5) == media_files["mp3"].read_bytes()[:5]
+    assert 0.2 <= time.perf_counter() - t0 < 2
+    assert media_server.hits("/trickle.mp3") == 0  # the default route (1 byte per 10 s) is untouched
+
+
+def test_set_cookie_route(media_server: MediaServer, media_files: dict[str, Path]) -> None:
+    """/set-cookie.mp3: the mp3 with Set-Cookie injected=EVIL-SET-COOKIE-777; the request's Cookie is recorded."""
+    req = urllib.request.Request(media_server.url("/set-cookie.mp3"), headers={"Cookie": "mine=1"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.headers["Set-Cookie"].startswith("injected=EVIL-SET-COOKIE-777")
+        assert r.read() == media_files["mp3"].read_bytes()
+    assert media_server.requests[-1].headers["Cookie"] == "mine=1"
+
+
+def test_redirect_routes(media_server: MediaServer) -> None:
+    """/loop.mp3 redirects to itself; /to-loopback2.mp3 to 127.0.0.2 (same port); /to-file.mp3 to file:."""
+    class NoFollow(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoFollow)
+    for path, target in (("/loop.mp3", "/loop.mp3"),
+                         ("/to-loopback2.mp3", f"http://127.0.0.2:{media_server.port}/to-loopback2.mp3"),
+                         ("/to-file.mp3", "file:///etc/passwd")):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            opener.open(media_server.url(path), timeout=5)
+        assert info.value.code == 302 and info.value.headers["Location"] == target
+
+
+@pytest.mark.parametrize(("path", "ctype", "head"), [
+    ("/big.zip", "application/zip", b"PK\x03\x04"), ("/big.html", "text/html; charset=utf-8", b"<!DOCTYPE html>"),
+    ("/big.bin", "application/octet-stream", b"PK\x03\x04"),
+])
+def test_big_routes_are_generated_not_stored(media_server: MediaServer, path: str, ctype: str, head: bytes) -> None:
+    """2 GB bodies with a Content-Length, made as they are sent: a client reading 64 KB gets about that much."""
+    with urllib.request.urlopen(media_server.url(path), timeout=5) as r:
+        assert r.headers["Content-Type"] == ctype and r.headers["Content-Length"] == str(2 * 2**30)
+        assert r.read(64 * 1024).startswith(head)
+    time.sleep(0.2)
+    assert media_server.sent(path) < 64 * 2**20  # what the socket buffers took, not 2 GB
+
+
+def test_server_on_another_loopback_address(media_files: dict[str, Path]) -> None:
+    """MediaServer(host="127.0.0.2") listens there, and only there."""
+    with MediaServer(host="127.0.0.2") as srv:
+        srv.add_file("/a.mp3", media_files["mp3"])
+        assert srv.base_url.startswith("http://127.0.0.2:")
+        with urllib.request.urlopen(srv.url("/a.mp3"), timeout=5) as r:
+            assert r.status == 200
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/a.mp3", timeout=5)

@@ -41,6 +41,7 @@ class StageContext:
     browser: str | None = field(default=None, repr=False)  # or the browser whose cookies it uses ("chrome:Profile 1")
     proxy: str | None = field(default=None, repr=False)  # the account's own proxy (a secret: never logged)
     ytdlp: dict[str, Any] = field(default_factory=dict, repr=False)  # [ytdlp] of settings.toml, for every yt-dlp call
+    min_free_disk_mb: float | None = None  # the engine's governor floor: a download never eats into it
 
     @property
     def tmpdir(self) -> Path:

@@ -19,7 +19,8 @@ from pipeline import errors, library
 from pipeline.sources import classify
 from pipeline.stages import register
 from pipeline.stages.base import Stage, StageContext, StageResult
-from pipeline.ytdlp import check_live, classify_ytdlp_error, ydl_base_options
+from pipeline.ytdlp import call_limits, call_options, check_live
+from pipeline.ytdlp_run import YtdlpCall
 from state.storage import atomic_write_bytes
 
 TRANSCRIPT = "transcript.json"
@@ -69,36 +70,32 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         if policy == "only":
             raise NoCaptions("no captions: this is a media file without subtitle tracks")
         return StageResult()
-    import yt_dlp
-
     lang = ctx.options.get("language") or "en"
-    opts = {**ydl_base_options(ctx), "skip_download": True}
     index = meta.get("playlist_index")
-    if index:
-        opts.update(noplaylist=False, playlist_items=str(index))
-    try:
-        with yt_dlp.YoutubeDL(opts) as ydl:
-            info = ydl.extract_info(url, download=False)
-            if info and info.get("entries"):
-                info = next((e for e in info["entries"] if e), {})
+    # In a child process like the download (pipeline.ytdlp_run): a page that trickles or never ends, or a
+    # 2 GB "page", cannot hold this worker or its memory, and cancel reaches it.
+    with call_options(ctx) as base:
+        opts = {**base, "skip_download": True}
+        if index:
+            opts.update(noplaylist=False, playlist_items=str(index))
+        with YtdlpCall(ctx, opts, call_limits(ctx)) as call:
+            try:
+                info = call.extract(url, download=False, lang=lang)
+            except errors.TubemillError as err:
+                if getattr(err, "needs_account", False):
+                    # Members-only, private, age-restricted: this look-up went out without an account; the
+                    # download stage asks again with one (cookies, a browser profile), and decides.
+                    return StageResult()
+                raise
             check_live(info)  # an upcoming stream has no captions and no audio yet: skipped or waited for
-            track = pick_track(info or {}, lang)
+            track = pick_track(info, lang)
             if track is None:
                 if policy == "only":
                     raise NoCaptions(f"no {lang!r} captions for this video")
-                facts = {k: info.get(k) for k in ("title", "duration") if info and info.get(k)}
+                facts = {k: info.get(k) for k in ("title", "duration") if info.get(k)}
                 return StageResult(meta={k: v for k, v in facts.items() if not item.get(k)})
             key, fmt, automatic = track
-            raw = fmt.get("data") or ydl.urlopen(fmt["url"]).read().decode("utf-8", errors="replace")
-    except yt_dlp.utils.DownloadError as exc:
-        err = classify_ytdlp_error(exc)
-        if getattr(err, "needs_account", False):
-            # Members-only, private, age-restricted: this look-up went out without an account; the download
-            # stage asks again with one (cookies, a browser profile), and decides.
-            return StageResult()
-        raise err from exc
-    except yt_dlp.networking.exceptions.RequestError as exc:
-        raise errors.NetworkError(f"could not fetch captions: {exc}") from exc
+            raw = fmt.get("data") or call.fetch(fmt["url"])
     segments = formats.parse_vtt(raw) if fmt["ext"] == "vtt" else formats.parse_srt(raw)
     if not segments:
         if policy == "only":

@@ -3,6 +3,12 @@
 yt-dlp writes ``*.part`` and renames only a complete file, so a partial download never
 counts as done; a retry resumes the ``.part`` (HTTP Range) or restarts cleanly.
 Captions or a reused earlier result make this stage a no-op: no request is sent.
+
+The call runs in a child process (:mod:`pipeline.ytdlp_run`): cancel and interrupt stop it within
+about a fifth of a second even while it is blocked in a read, and its limits hold — a byte cap
+(``max_download_mb``, never more than the free disk above the governor's floor), a stall rule
+(``stall_rate_kbps`` over ``stall_seconds``), the media check on the first bytes, the outbound
+rule for redirects. yt-dlp gets a private copy of the account's cookie file, never the file itself.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from typing import Any
 from pipeline import errors
 from pipeline.stages import register
 from pipeline.stages.base import Stage, StageContext, StageResult
-from pipeline.ytdlp import classify_ytdlp_error, ydl_base_options
+from pipeline.ytdlp import call_limits, call_options
+from pipeline.ytdlp_run import YtdlpCall
 
 log = logging.getLogger("tubemill.download")
 
@@ -40,47 +47,32 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     done = find_audio(tmp)
     if done:
         return StageResult(artifacts={"audio": str(done)})
-    import yt_dlp
-
-    def hook(d: dict[str, Any]) -> None:
-        if ctx.cancelled():
-            raise errors.Cancelled("download cancelled")
-        if d.get("status") == "downloading":
-            total = d.get("total_bytes") or d.get("total_bytes_estimate")
-            if total:
-                ctx.progress(min(0.99, (d.get("downloaded_bytes") or 0) / total))
-
-    opts = {
-        **ydl_base_options(ctx),
-        "format": ctx.options.get("format", "bestaudio/best"),
-        "outtmpl": {"default": str(tmp / "audio.%(ext)s")},
-        "progress_hooks": [hook],
-    }
-    index = (item.get("meta") or {}).get("playlist_index")
-    if index:
-        opts["noplaylist"] = False
-        opts["playlist_items"] = str(index)
-    try:
-        with yt_dlp.YoutubeDL(opts) as ydl:
-            info = ydl.extract_info(item["source"], download=True)
-    except errors.Cancelled:
-        raise
-    except yt_dlp.utils.DownloadError as exc:
-        if isinstance(getattr(exc, "exc_info", (None, None))[1], errors.Cancelled):
-            raise errors.Cancelled("download cancelled") from exc
-        # 401/403 means bad cookies only for a signed-in account (a cookie file or a browser profile)
-        signed_in = bool(ctx.cookiefile or ctx.browser or ctx.options.get("cookies"))
-        raise classify_ytdlp_error(exc, account=ctx.account if signed_in else None) from exc
+    limits = call_limits(ctx, tmp)
+    if limits.cap_bytes <= 0:
+        raise limits.cap_error()
+    # 401/403 means bad cookies only for a signed-in account (a cookie file or a browser profile)
+    signed_in = bool(ctx.cookiefile or ctx.browser or ctx.options.get("cookies"))
+    with call_options(ctx) as base:
+        opts = {
+            **base,
+            **limits.ydl_options(),
+            "format": ctx.options.get("format", "bestaudio/best"),
+            "outtmpl": {"default": str((tmp / "audio.%(ext)s").resolve())},
+        }
+        index = (item.get("meta") or {}).get("playlist_index")
+        if index:
+            opts["noplaylist"] = False
+            opts["playlist_items"] = str(index)
+        with YtdlpCall(ctx, opts, limits, account=ctx.account if signed_in else None, watch_dir=tmp) as call:
+            info = call.extract(item["source"], download=True)
     audio = find_audio(tmp)
     if audio is None:
         raise errors.RetryableError("yt-dlp finished but left no audio file")
     meta: dict[str, Any] = {}
-    if info:
-        entry = info["entries"][0] if info.get("entries") else info
-        if entry.get("duration") and not item.get("duration"):
-            meta["duration"] = float(entry["duration"])
-        if entry.get("title") and not item.get("title"):
-            meta["title"] = entry["title"]
+    if info.get("duration") and not item.get("duration"):
+        meta["duration"] = float(info["duration"])
+    if info.get("title") and not item.get("title"):
+        meta["title"] = info["title"]
     ctx.progress(1.0)
     return StageResult(artifacts={"audio": str(audio)}, meta=meta)
 

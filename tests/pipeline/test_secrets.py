@@ -180,3 +180,99 @@ def test_bad_account_names_refused(home: Path) -> None:
     for name in ("../x", "", ".hidden", "a/b", "x" * 65):
         with pytest.raises(InvalidInput):
             secrets.save_cookie_file(home, name, COOKIES)
+
+
+# -- cookie lines checked the way yt-dlp reads them, and the private copies yt-dlp gets (issue 12) ---------------
+
+MIXED = (
+    b"# Netscape HTTP Cookie File\r\n"
+    b"# a comment\r\n"
+    b".example.com\tTRUE\t/\tFALSE\t0\tgood\tVALUE-GOOD-111111\r\n"
+    b".example.com\tTRUE\t/\tFALSE\tnext-week\tbad\tVALUE-EXPIRY-222222\n"
+    b"example.com\tTRUE\t/\tFALSE\t0\tflag\tVALUE-FLAG-333333\n"
+    b"only\tthree\tVALUE-SHORT-444444\n"
+    b"\tFALSE\t/\tFALSE\t0\tnodomain\tVALUE-NODOMAIN-555555\n"
+    b".example.com\tMAYBE\t/\tFALSE\t0\tmaybe\tVALUE-MAYBE-666666\n"
+    b"#HttpOnly_.example.com\tTRUE\t/\tTRUE\t1.5\tHSID\tVALUE-HTTPONLY-777777\n"
+)
+
+
+def test_cookie_lines_checked_by_number_never_by_value() -> None:
+    """Each bad line is reported with its number and what is wrong; no value appears; good lines are kept."""
+    check = secrets.check_cookies(MIXED)
+    assert [ln.split("\t")[5] for ln in check.lines] == ["good", "HSID"]
+    assert check.problems == [
+        "line 4: the expiry (field 5) is not a number of seconds",
+        "line 5: field 2 (include subdomains) is TRUE but the domain does not start with a dot (yt-dlp refuses "
+        "the whole file)",
+        "line 6: 3 tab-separated fields; a cookie line has 7",
+        "line 7: the domain (field 1) is empty",
+        "line 8: field 2 (include subdomains) is not TRUE or FALSE",
+    ]
+    assert secrets.validate_cookie_file(MIXED) == 2
+    assert not any("VALUE-" in p for p in check.problems)
+
+
+def test_unusable_cookie_file_names_its_lines(home: Path) -> None:
+    """A file whose every cookie line is bad is refused, with the lines, without values."""
+    data = b"# Netscape HTTP Cookie File\n.x.com\tTRUE\t/\tFALSE\tsoon\ta\tSECRET-A-1234\nx\ty\tSECRET-B-5678\n"
+    with pytest.raises(InvalidInput) as info:
+        secrets.save_cookie_file(home, "main", data)
+    text = str(info.value)
+    assert "no usable cookies" in text and "line 2: the expiry" in text and "line 3: 3 tab-separated" in text
+    assert "SECRET" not in text
+
+
+def test_cookie_copy_is_private_clean_and_released(home: Path, tmp_path: Path) -> None:
+    """A copy per call: 0600 under <home>/secrets/cookie-copies, header + usable lines only, the user's file
+    untouched, and gone after release. A headerless file gets the header yt-dlp needs."""
+    user = tmp_path / "mine.txt"
+    user.write_bytes(MIXED)
+    copy = secrets.cookie_copy(home, "mine", user)
+    assert copy.parent == home / "secrets" / "cookie-copies" and mode(copy) == 0o600 and mode(copy.parent) == 0o700
+    assert copy.read_text().splitlines() == ["# Netscape HTTP Cookie File",
+                                             ".example.com\tTRUE\t/\tFALSE\t0\tgood\tVALUE-GOOD-111111",
+                                             "#HttpOnly_.example.com\tTRUE\t/\tTRUE\t1.5\tHSID\tVALUE-HTTPONLY-777777"]
+    again = secrets.cookie_copy(home, "mine", user)
+    assert again != copy  # concurrent calls never share a copy
+    secrets.release_cookie_copy(home, "mine", copy, user)
+    secrets.release_cookie_copy(home, "mine", again, user)
+    assert not list(copy.parent.iterdir()) and user.read_bytes() == MIXED
+    bare = tmp_path / "bare.txt"
+    bare.write_bytes(b".example.com\tTRUE\t/\tFALSE\t0\ta\tb\n")
+    c = secrets.cookie_copy(home, "bare", bare)
+    assert c.read_text().startswith("# Netscape HTTP Cookie File\n")
+
+
+def test_missing_cookie_file_and_stale_copies(home: Path, tmp_path: Path) -> None:
+    """A missing file is a clear error; copies left by a dead process are swept on the next copy."""
+    with pytest.raises(InvalidInput, match="cannot be read"):
+        secrets.cookie_copy(home, "gone", tmp_path / "nope.txt")
+    folder = secrets.copies_dir(home)
+    dead = folder / "x.999999999.abcdef012345.txt"  # no such pid
+    dead.write_text("# Netscape HTTP Cookie File\n")
+    user = tmp_path / "u.txt"
+    user.write_bytes(COOKIES)
+    copy = secrets.cookie_copy(home, "u", user)
+    assert not dead.exists() and copy.exists()
+
+
+def test_kept_refreshed_cookies_are_first_party_only(home: Path, tmp_path: Path) -> None:
+    """keep_refreshed: after a call, the copy's cookies for the user's domains (and their subdomains) are kept;
+    a third-party domain is dropped; the next copy starts from what was kept, until the user's file changes."""
+    user = tmp_path / "u.txt"
+    user.write_bytes(COOKIES)
+    copy = secrets.cookie_copy(home, "u", user, keep_refreshed=True)
+    copy.write_text("# Netscape HTTP Cookie File\n"  # what yt-dlp saves: refreshed values and a stranger's
+                    ".example.com\tTRUE\t/\tTRUE\t2147483647\tSID\tREFRESHED\n"
+                    "accounts.example.com\tFALSE\t/\tTRUE\t0\tLSID\tSUB\n"
+                    "127.0.0.1\tFALSE\t/\tFALSE\t0\tinjected\tEVIL-SET-COOKIE-777\n")
+    secrets.release_cookie_copy(home, "u", copy, user, keep_refreshed=True)
+    kept = (home / "secrets" / "cookie-copies" / "u.kept.txt").read_text()
+    assert "REFRESHED" in kept and "SUB" in kept and "EVIL" not in kept
+    nxt = secrets.cookie_copy(home, "u", user, keep_refreshed=True)
+    assert "REFRESHED" in nxt.read_text()
+    assert "REFRESHED" not in secrets.cookie_copy(home, "u", user).read_text()  # the option off: the user's file
+    user.write_bytes(COOKIES.replace(b"abc123", b"fresh-export"))
+    assert "fresh-export" in secrets.cookie_copy(home, "u", user, keep_refreshed=True).read_text()
+    assert secrets.discard_kept_cookies(home, "u") is True

@@ -57,3 +57,28 @@ def test_a_waiting_queue_says_who_why_and_until_when(make_engine: Callable[..., 
         s = e.summary("held")
     assert s.held and "anonymous cooling down" in s.held and "2 hosts" in s.held and "9m" in s.held, s.held
     assert s.eta_s is not None and s.eta_s >= 590 and s.counts["running"] == 0
+
+
+def test_a_full_disk_holds_the_item_without_spending_attempts_or_cooling(make_engine: Callable[..., Engine]
+                                                                         ) -> None:
+    """DiskFull is our disk's trouble: the item waits (the given time) and goes on, with no attempt spent and
+    nothing counted against the account."""
+    from pipeline import errors
+    from pipeline.stages import Stage, StageResult, register
+
+    calls: list[int] = []
+
+    def fill(item: dict, ctx: object) -> StageResult:
+        calls.append(1)
+        if len(calls) < 3:
+            raise errors.DiskFull("disk full while writing audio", retry_after=0.1)
+        return StageResult()
+
+    register(Stage("test_disk_full", fill, resource="net", account_bound=True))
+    e = make_engine(settings=fast_settings(retry=RetryPolicy(limit=0, base_s=0.05, cap_s=0.1, jitter=0.0),
+                                           pacing=REAL_COOLING))
+    e.submit("disk", ["one"], recipe=["test_disk_full"])
+    s = e.wait("disk", timeout=30)
+    assert s.counts["done"] == 1 and len(calls) == 3, s  # retry_limit 0, yet it went on: no attempt spent
+    acct = e.accounts.get(ANONYMOUS)
+    assert acct is not None and acct.failures == 0 and acct.cooldown_until == 0

@@ -284,6 +284,7 @@ def test_an_idle_whisper_model_is_released(media_files: dict[str, Path]) -> None
     transcription loads it again."""
     from pipeline.stages import transcribe as t
 
+    t.release_idle_models(0)  # models earlier tests left idle in this process
     loaded = t.get_model("tiny.en", "cpu", 1)
     with t._using(loaded):
         assert t.release_idle_models(0) == 0  # in use: kept

@@ -146,13 +146,19 @@ def test_passthrough_layers_and_account_identity(tmp_path: Path) -> None:
                 "socket_timeout": 45}
     batch = {"extractor_args": {"youtube": {"skip": ["dash"]}, "generic": {"impersonate": ["chrome"]}},
              "http_headers": {"X-B": "2"}, "socket_timeout": 50}
+    alice = tmp_path / "alice.txt"
+    alice.write_text("# Netscape HTTP Cookie File\n.example.com\tTRUE\t/\tFALSE\t0\tSID\tvalue-123456\n")
     ctx = ctx_for(tmp_path, {"ytdlp_options": batch, "proxy": "http://batch:8080"}, ytdlp=settings,
-                  cookiefile="/c/alice.txt", proxy="socks5://u:p@10.0.0.2:1080")
+                  cookiefile=str(alice), proxy="socks5://u:p@10.0.0.2:1080", account="alice")
     opts = ytdlp.ydl_base_options(ctx)
     assert opts["extractor_args"] == {"youtube": {"player_client": ["tv"], "skip": ["dash"]},
                                       "generic": {"impersonate": ["chrome"]}}
     assert opts["http_headers"] == {"X-A": "1", "X-B": "2"} and opts["socket_timeout"] == 50
-    assert opts["cookiefile"] == "/c/alice.txt" and "cookiesfrombrowser" not in opts
+    copy = Path(opts["cookiefile"])  # a private copy under the home, never the user's file
+    assert copy != alice and copy.parent == tmp_path / "secrets" / "cookie-copies" and "cookiesfrombrowser" not in opts
+    assert copy.read_bytes() == alice.read_bytes() and copy.stat().st_mode & 0o777 == 0o600
+    ytdlp.release_options(ctx, opts)
+    assert not copy.exists()
     assert opts["proxy"] == "socks5://u:p@10.0.0.2:1080"  # the account's own proxy wins over the batch's
 
     browser = ytdlp.ydl_base_options(ctx_for(tmp_path, {"proxy": "http://batch:8080"},
@@ -462,3 +468,139 @@ def test_every_youtube_outcome_has_a_hint() -> None:
         assert hint_for(cls.__name__, "b1") != DEFAULT_HINT, cls
     assert "PO-token" in hint_for("BotCheck") and "--cookies-from-browser" in hint_for("BotCheck")
     assert "--wait-for-live" in hint_for("NotYetLive") and "deno" in hint_for("MissingJsRuntime")
+
+
+# ---------------------------------------------------------------------- issue 12: redaction, limits, classes
+def test_redactor_hides_what_ytdlp_would_print() -> None:
+    """Cookie values (known or in headers, reprs and cookie-file lines), Authorization, secret query values and
+    proxy passwords become ***; ordinary text stays readable."""
+    lines = [
+        "[debug] Request headers: {'Cookie': 'SID=sidQ1; HSID=hsidQ2', 'Accept': '*/*'}",
+        "Set-Cookie: injected=EVIL-SET-COOKIE-777; Path=/",
+        "authorization: Bearer abcdefQ3token",
+        "GET https://rr1.googlevideo.com/videoplayback?expire=1&sig=AOqQ4sig&lsig=lsQ5&pot=potQ6&itag=140",
+        "https://api.example.com/v1?key=AIzaQ7key&part=snippet&access_token=tokQ8",
+        "proxy socks5://user:pwQ9@10.0.0.2:1080 failed",
+        "Cookie(version=0, name='SID', value='cookieQ10', port=None)",
+        "WARNING: skipping cookie file entry due to invalid length 5: '.x.com\\tTRUE\\t/\\tFALSE\\tcookieQ11\\n'",
+        ".example.com\tTRUE\t/\tFALSE\t0\tSID\tcookieQ12",
+        "the value knownQ13secret came back",
+    ]
+    text = "\n".join(ytdlp.redact_text(ln, {"knownQ13secret"}) for ln in lines)
+    for q in range(1, 14):
+        assert f"Q{q}" not in text.replace("Q13secret", "X") or q == 13, (q, text)
+    assert "knownQ13secret" not in text and "EVIL-SET-COOKIE-777" not in text
+    assert "itag=140" in text and "part=snippet" in text and "'Accept': '*/*'" in text and "10.0.0.2:1080" in text
+
+
+def test_real_cookie_loader_warning_is_redacted(tmp_path: Path) -> None:
+    """yt-dlp's own cookie loader prints a bad line, value included, straight to stderr (it bypasses the
+    logger): we never give it such a line, and if one came through the redactor hides it."""
+    bad = tmp_path / "raw.txt"
+    bad.write_text("# Netscape HTTP Cookie File\n.x.com\tTRUE\t/\tFALSE\tsoon\tSID\tLEAKED-VALUE-1234\n"
+                   ".x.com\tTRUE\t/\tFALSE\t0\tOK\tfine-value-5678\n")
+    code = ("import sys; from yt_dlp.cookies import YoutubeDLCookieJar; j = YoutubeDLCookieJar(sys.argv[1]); "
+            "j.load(); print(len(j))")
+    res = subprocess.run([sys.executable, "-c", code, str(bad)], capture_output=True, text=True, timeout=60)
+    assert "LEAKED-VALUE-1234" in res.stderr  # what yt-dlp does with the user's file as is
+    assert "LEAKED-VALUE-1234" not in ytdlp.redact_text(res.stderr)
+    from pipeline import secrets
+
+    ctx = ctx_for(tmp_path, cookiefile=str(bad), account="raw")
+    opts = ytdlp.ydl_base_options(ctx)  # what we give it instead: the good line only, nothing to complain about
+    res = subprocess.run([sys.executable, "-c", code, opts["cookiefile"]], capture_output=True, text=True,
+                         timeout=60)
+    assert res.stderr == "" and res.stdout.strip() == "1"
+    ytdlp.release_options(ctx, opts)
+    assert secrets.cookie_problems(bad.read_bytes()) == ["line 2: the expiry (field 5) is not a number of seconds"]
+    only_bad = tmp_path / "only-bad.txt"
+    only_bad.write_text("# Netscape HTTP Cookie File\n.x.com\tTRUE\t/\tFALSE\tsoon\tSID\tLEAKED-VALUE-1234\n")
+    with pytest.raises(errors.AuthFailed) as info:  # nothing usable: the account is refused, by line number
+        ytdlp.ydl_base_options(ctx_for(tmp_path, cookiefile=str(only_bad), account="raw"))
+    assert "line 2: the expiry" in str(info.value) and "LEAKED" not in str(info.value)
+
+
+def test_known_secrets_of_a_call(tmp_path: Path) -> None:
+    """The values the logger must never print: cookie values of the copy, proxy credentials, secret headers,
+    logins and PO tokens."""
+    jar = tmp_path / "c.txt"
+    jar.write_text("# Netscape HTTP Cookie File\n.x.com\tTRUE\t/\tFALSE\t0\tSID\tcookie-value-1\n")
+    found = ytdlp.known_secrets({"cookiefile": str(jar), "proxy": "http://alice:pa%24%24word@h:1",
+                                 "http_headers": {"Authorization": "Bearer tok-123456", "Accept": "*/*"},
+                                 "password": "hunter22", "extractor_args": {"youtube": {"po_token": ["web+POTOKEN1"]}}})
+    assert {"cookie-value-1", "pa$$word", "Bearer tok-123456", "hunter22", "POTOKEN1"} <= found
+    assert "*/*" not in found
+
+
+def test_call_limits_from_options(tmp_path: Path) -> None:
+    """Options set the caps (0 turns one off); the cap is never more than free disk minus the floor."""
+    lim = ytdlp.call_limits(ctx_for(tmp_path, {"max_download_mb": "2", "stall_rate_kbps": 4, "stall_seconds": 10,
+                                               "min_free_disk_mb": 0}), tmp_path)
+    assert lim.cap_bytes == 2 * 2**20 and not lim.cap_is_disk and "max_download_mb" in lim.cap_reason
+    assert lim.stall_bytes_per_s == 4096 and lim.stall_s == 10 and lim.block_size == 5120
+    assert ytdlp.call_limits(ctx_for(tmp_path)).cap_bytes == 4096 * 2**20  # the default, 4 GB
+    assert ytdlp.call_limits(ctx_for(tmp_path, {"max_download_mb": 0})).cap_bytes > 2**60  # off
+    import shutil
+
+    free = shutil.disk_usage(tmp_path).free
+    disk = ytdlp.call_limits(ctx_for(tmp_path, {"min_free_disk_mb": free / 2**20 - 3}), tmp_path)
+    assert disk.cap_is_disk and 0 < disk.cap_bytes < 4 * 2**20
+    assert isinstance(disk.cap_error(), errors.DiskFull) and isinstance(lim.cap_error(), errors.TooLarge)
+    with pytest.raises(errors.ConfigError, match="max_download_mb"):
+        ytdlp.call_limits(ctx_for(tmp_path, {"max_download_mb": "lots"}))
+
+
+def test_redirect_loop_and_full_disk_classes_in_process(media_server: MediaServer, tmp_path: Path) -> None:
+    """The classifier on yt-dlp's real failures: a redirect loop is TooManyRedirects, ENOSPC is DiskFull."""
+    with pytest.raises(yt_dlp.utils.DownloadError) as info, yt_dlp.YoutubeDL(
+            {"quiet": True, "logger": ytdlp.YtdlpLogger(), "retries": 0}) as ydl:
+        ydl.extract_info(media_server.url("/loop.mp3"), download=False)
+    loop = ytdlp.classify_ytdlp_error(info.value)
+    assert type(loop) is errors.TooManyRedirects and str(loop).startswith("too many redirects")
+    (tmp_path / "talk-bravo.mp3.part").symlink_to("/dev/full")
+    with pytest.raises(yt_dlp.utils.YoutubeDLError) as info, yt_dlp.YoutubeDL(
+            {"quiet": True, "logger": ytdlp.YtdlpLogger(), "retries": 0,
+             "outtmpl": str(tmp_path / "%(id)s.%(ext)s")}) as ydl:
+        ydl.extract_info(media_server.media_url("mp3"), download=True)
+    full = ytdlp.classify_ytdlp_error(info.value)
+    assert type(full) is errors.DiskFull and full.retryable and full.retry_after == errors.DiskFull.default_retry_after
+    assert ytdlp.disk_full(OSError(28, "No space left on device")) is not None
+    assert ytdlp.disk_full(OSError(2, "No such file")) is None
+
+
+@pytest.mark.parametrize(("err", "attrs"), [
+    (errors.RateLimited("slow", account="a", retry_after=3.0), {"account": "a", "retry_after": 3.0}),
+    (errors.NotYetLive("soon", starts_at=5.0), {"starts_at": 5.0}),
+    (errors.DiskFull("full"), {"retry_after": errors.DiskFull.default_retry_after}),
+    (errors.AuthFailed("no", account="b"), {"account": "b"}),
+    (errors.NotMedia("not media (text/html)"), {}),
+    (errors.TubemillError("odd", retryable=True), {}),
+])
+def test_errors_cross_the_process_boundary(err: errors.TubemillError, attrs: dict[str, Any]) -> None:
+    """A child's error record rebuilds the same class, message, retryable flag and attributes."""
+    back = errors.error_from_record(errors.error_record(err))
+    assert type(back) is type(err) and str(back) == str(err) and back.retryable == err.retryable
+    assert {k: getattr(back, k) for k in attrs} == attrs
+    assert type(errors.error_from_record({"type": "NoSuchError", "message": "m"})) is errors.RetryableError
+
+
+def test_media_sniffing_and_the_outbound_rule() -> None:
+    """First bytes tell media from pages and archives; private hosts are refused unless the source is that host."""
+    from pipeline.ytdlp_child import OutboundRule, sniff
+
+    assert sniff(b"ID3\x04\x00")[0] == sniff(b"\x00\x00\x00\x20ftypM4A ")[0] == sniff(b"\x1a\x45\xdf\xa3")[0] \
+        == sniff(b"\xff\xfb\x90\x64")[0] == sniff(b"OggS\x00")[0] == sniff(b"#EXTM3U\n")[0] == "media"
+    assert sniff(b"  <!DOCTYPE html><html>") == ("nonmedia", "an HTML page")
+    assert sniff(b"PK\x03\x04\x14\x00") == ("nonmedia", "a ZIP archive") and sniff(b"%PDF-1.7")[0] == "nonmedia"
+    assert sniff(b"\x13\x37\x00\x01")[0] == "unknown"
+    public = OutboundRule("http://media.tubemill.invalid/x")
+    assert public.refusal("http://127.0.0.1:80/x", redirect_from="http://media.tubemill.invalid/x")
+    assert public.refusal("http://[::ffff:10.0.0.1]/x") and public.refusal("http://localhost/x")
+    assert public.refusal("http://93.184.216.34/x") is None
+    local = OutboundRule("http://127.0.0.1:8000/a")
+    assert local.refusal("http://127.0.0.1:9000/b", redirect_from="http://127.0.0.1:8000/a") is None
+    assert "127.0.0.2, a loopback address" in (local.refusal("http://127.0.0.2/b", "http://127.0.0.1:8000/a") or "")
+    assert "file: URL" in (local.refusal("file:///etc/passwd", "http://127.0.0.1:8000/a") or "")
+    assert OutboundRule("http://1.2.3.4/", allow_private=True).refusal("http://10.0.0.1/") is None
+    assert "file: URL" in (OutboundRule("http://1.2.3.4/", allow_private=True).refusal("file:///x", "http://1.2.3.4/")
+                           or "")
