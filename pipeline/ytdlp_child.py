@@ -47,7 +47,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 # Before anything can print: fd 1 carries the protocol only (a duplicate), and fd 1 itself goes to stderr.
@@ -65,6 +65,7 @@ from pipeline import errors  # noqa: E402
 from pipeline.ytdlp import (  # noqa: E402
     CallLimits,
     YtdlpLogger,
+    _chain,
     check_live,
     classify_ytdlp_error,
     known_secrets,
@@ -507,21 +508,6 @@ def trim_info(info: dict[str, Any] | None, lang: str | None) -> dict[str, Any]:
                                 for f in fmts or []]
                           for key, fmts in tracks.items() if key == lang or key.split("-")[0] == lang}
     return out
-
-
-def _chain(exc: BaseException | None) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    todo = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen or not isinstance(e, BaseException):
-            continue
-        seen.add(id(e))
-        yield e
-        info = getattr(e, "exc_info", None)
-        if isinstance(info, tuple) and len(info) > 1:
-            todo.append(info[1])
-        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
 
 
 def describe_failure(exc: BaseException, guard: Guard, account: str | None, *, fetching: bool = False
