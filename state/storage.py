@@ -79,40 +79,30 @@ def atomic_write_chunks(path: Path, chunks: Iterable[bytes], *, durable: bool = 
     return size
 
 
-def json_chunks(data: dict[str, Any], chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
-    """The compact JSON of a TinyDB document (tables of documents), one document encoded at a time.
+def json_chunks(data: dict[str, Any], group: int = 512) -> Iterator[bytes]:
+    """The compact JSON of a TinyDB document (tables of documents), ``group`` documents at a time.
 
     Byte for byte what ``json.dumps(data, ensure_ascii=False, separators=(",", ":"))`` gives,
-    but the largest thing in memory is one chunk, not the file: a 7,000-item batch whose
-    finished items are bigger no longer needs a second copy of itself as one string (and a
-    third as bytes) at every flush — that was most of the memory a long batch seemed to "keep".
+    at the C encoder's speed (one call per group), but the largest thing in memory is one
+    group, not the file: a 7,000-item batch no longer needs a second copy of itself as one
+    string (and a third as bytes) at every flush.
     """
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    parts: list[str] = []
-    size = 0
-
-    def put(text: str) -> Iterator[bytes]:
-        nonlocal size
-        parts.append(text)
-        size += len(text)
-        if size >= chunk_bytes:
-            yield "".join(parts).encode("utf-8")
-            parts.clear()
-            size = 0
-
-    yield from put("{")
+    yield b"{"
     for i, (name, table) in enumerate(data.items()):
-        yield from put(("," if i else "") + dumps(str(name)) + ":")
+        head = ("," if i else "") + dumps(str(name)) + ":"
         if not isinstance(table, dict):
-            yield from put(dumps(table))
+            yield (head + dumps(table)).encode("utf-8")
             continue
-        yield from put("{")
-        for j, (key, doc) in enumerate(table.items()):
-            yield from put(("," if j else "") + dumps(str(key)) + ":" + dumps(doc))
-        yield from put("}")
-    yield from put("}")
-    if parts:
-        yield "".join(parts).encode("utf-8")
+        keys = list(table)
+        if not keys:
+            yield (head + "{}").encode("utf-8")
+            continue
+        for j in range(0, len(keys), group):
+            part = dumps({k: table[k] for k in keys[j:j + group]})[1:-1]  # the members, without the braces
+            yield ((head + "{" if j == 0 else ",") + part).encode("utf-8")
+        yield b"}"
+    yield b"}"
 
 
 def read_json_file(path: Path) -> dict[str, Any] | None:
