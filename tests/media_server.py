@@ -68,7 +68,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from html import escape
@@ -182,14 +182,18 @@ class MediaRequestHandler(BaseHTTPRequestHandler):
         data: bytes,
         content_type: str,
         status: int = 200,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         ranges: bool = True,
     ) -> None:
-        """Send ``data`` with Content-Type/Content-Length; with ``ranges`` a 200 honours a single Range."""
+        """Send ``data`` with Content-Type/Content-Length; with ``ranges`` a 200 honours a single Range.
+
+        ``headers`` may be pairs, for a header sent more than once (``Set-Cookie``).
+        """
         start, end = 0, len(data) - 1
-        extra = dict(headers or {})
+        extra = list(headers.items() if isinstance(headers, Mapping) else headers or ())
         if ranges and status == 200:
-            extra.setdefault("Accept-Ranges", "bytes")
+            if not any(k.lower() == "accept-ranges" for k, _ in extra):
+                extra.append(("Accept-Ranges", "bytes"))
             rng = self.headers.get("Range")
             if rng:
                 parsed = _parse_range(rng, len(data))
@@ -198,16 +202,27 @@ class MediaRequestHandler(BaseHTTPRequestHandler):
                     return
                 start, end = parsed
                 status = 206
-                extra["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+                extra.append(("Content-Range", f"bytes {start}-{end}/{len(data)}"))
         body = data[start : end + 1] if data else b""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for k, v in extra.items():
+        for k, v in extra:
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD" and body:
             self.wfile.write(body)
+
+    def open_stream(self, content_type: str, length: int | None = None) -> bool:
+        """Headers of a body the route writes itself, piece by piece (the connection closes after it);
+        False for a HEAD request, which gets the headers only."""
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header(*(("Content-Length", str(length)) if length is not None else ("Connection", "close")))
+        self.end_headers()
+        self.wfile.flush()
+        return self.command != "HEAD"
 
     def reset(self) -> None:
         """Abort the connection with a TCP RST (SO_LINGER on, 0 s, then close)."""
@@ -514,12 +529,7 @@ class MediaServer:
         block = (data * (chunk // max(1, len(data)) + 1))[:chunk]
 
         def route(req: MediaRequestHandler) -> None:
-            req.close_connection = True
-            req.send_response(200)
-            req.send_header("Content-Type", content_type)
-            req.send_header("Connection", "close")
-            req.end_headers()
-            if req.command == "HEAD":
+            if not req.open_stream(content_type):
                 return
             while not self._stopping.is_set():
                 req.wfile.write(block)
@@ -537,13 +547,7 @@ class MediaServer:
         data = (data * (length // max(1, len(data)) + 1))[:length] if length <= 50_000_000 else data
 
         def route(req: MediaRequestHandler) -> None:
-            req.close_connection = True
-            req.send_response(200)
-            req.send_header("Content-Type", content_type)
-            req.send_header("Content-Length", str(length))
-            req.end_headers()
-            req.wfile.flush()
-            if req.command == "HEAD":
+            if not req.open_stream(content_type, length):
                 return
             start = time.monotonic()
             for i in range(0, length, chunk):
@@ -565,22 +569,7 @@ class MediaServer:
         ctype = content_type or content_type_for(file)
 
         def route(req: MediaRequestHandler) -> None:
-            start, end, status, extra = 0, len(data) - 1, 200, {"Accept-Ranges": "bytes"}
-            rng = req.headers.get("Range")
-            if rng and (parsed := _parse_range(rng, len(data))) is not None:
-                (start, end), status = parsed, 206
-                extra["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            body = data[start:end + 1]
-            req.send_response(status)
-            req.send_header("Content-Type", ctype)
-            req.send_header("Content-Length", str(len(body)))
-            for k, v in extra.items():
-                req.send_header(k, v)
-            for c in cookies:
-                req.send_header("Set-Cookie", c)
-            req.end_headers()
-            if req.command != "HEAD":
-                req.wfile.write(body)
+            req.send_bytes(data, ctype, headers=[("Set-Cookie", c) for c in cookies])
 
         self.add_route(path, route)
 
@@ -595,12 +584,7 @@ class MediaServer:
         zeros = bytes(chunk)
 
         def route(req: MediaRequestHandler) -> None:
-            req.close_connection = True
-            req.send_response(200)
-            req.send_header("Content-Type", content_type)
-            req.send_header("Content-Length", str(size))
-            req.end_headers()
-            if req.command == "HEAD":
+            if not req.open_stream(content_type, size):
                 return
             req.wfile.write(head)
             self._wrote(path, len(head))
