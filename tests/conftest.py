@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -89,6 +90,15 @@ def page_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     get_monitor().stop()
     get_engine().shutdown(interrupt=True, timeout=5)
     st.cache_resource.clear()
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 20.0, poll: float = 0.02) -> None:
+    """Poll ``cond`` until it holds; fail the test after ``timeout`` seconds (never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(poll)
 
 
 def cli_env(home: Path) -> dict[str, str]:

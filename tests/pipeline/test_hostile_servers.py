@@ -22,7 +22,7 @@ from pipeline.sources import expand
 from pipeline.stages import download
 from pipeline.stages.base import StageContext
 from state.models import ItemStatus
-from tests.conftest import ROOT, cli_env
+from tests.conftest import ROOT, cli_env, wait_for
 from tests.media_server import MediaServer
 
 USER_VALUE = "USER-SECRET-VALUE-4242"
@@ -68,13 +68,6 @@ def ytdlp_children_talking_to(port: int) -> list[int]:
             continue
     return out
 
-
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 # ---------------------------------------------------------------------- cookies

@@ -3,6 +3,7 @@ pool limits, fair sharing, the governor, durability gating, followers."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pipeline.settings import GovernorSettings, RetryPolicy
 from pipeline.stages import Stage, StageContext, StageResult, register
 from state.reader import read_batch
 from tests.conftest import fast_settings
+from tests.conftest import wait_for as _wait_for
 
 # ---------------------------------------------------------------- test stages
 EVENTS: list[tuple[str, int, str]] = []
@@ -81,12 +83,8 @@ def _reset() -> None:
     _max_conc.clear()
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
+
+wait_for = functools.partial(_wait_for, timeout=10.0, poll=0.01)  # this module's stages are quick
 
 
 def status_of(engine: Engine, batch: str) -> list[str]:
