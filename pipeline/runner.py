@@ -33,10 +33,12 @@ from pipeline import errors, llm_batch, ratelimit
 from pipeline.clock import SystemClock
 from pipeline.export import export_batch
 from pipeline.governor import Governor
+from pipeline.progress import fmt_duration
 from pipeline.ratelimit import ANONYMOUS, AccountPool
 from pipeline.recipes import DEFAULT_RECIPE, recipe_stages
 from pipeline.settings import RetryPolicy, Settings, default_home, load_settings
 from pipeline.stages import Stage, StageContext, StageResult, safe_name
+from pipeline.stages.base import flag
 from state import control
 from state.lock import HomeLock, ensure_home, read_owner
 from state.models import BatchState, BatchSummary, ItemError, ItemStatus
@@ -1014,20 +1016,16 @@ class Engine:
             if account:
                 self.accounts.unused(account, now)
             due = now + float(exc.retry_after or 600.0)
-            store.transition(bid, n, ItemStatus.WAITING, next_attempt_at=due, error=error.to_dict(), stage=None)
-            heapq.heappush(self._timers, (due, bid, n))
-            _item_log(item.get("workdir"), f"{stage.name}: {message}; waiting {due - now:.0f}s for disk space "
-                                           "(no attempt spent)")
+            self._wait_until(bid, item, due, error, f"{stage.name}: {message}; waiting {due - now:.0f}s for disk "
+                                                    "space (no attempt spent)", stage=None)
             return
         if account:
             self.accounts.failure(account, now, counts=retryable, host=_host_of(item.get("source")),
                                   item=f"{bid}:{n}")
         if isinstance(exc, errors.RateLimited):
             wait = exc.retry_after or self.settings.retry.rate_limit_wait_s
-            due = now + wait
-            store.transition(bid, n, ItemStatus.WAITING, next_attempt_at=due, error=error.to_dict())
-            heapq.heappush(self._timers, (due, bid, n))
-            _item_log(item.get("workdir"), f"{stage.name}: {message}; waiting {wait:.0f}s (no attempt spent)")
+            self._wait_until(bid, item, now + wait, error, f"{stage.name}: {message}; waiting {wait:.0f}s "
+                                                           "(no attempt spent)")
             return
         attempts += 1
         permanent = not retryable and run.on_error != "retry"
@@ -1043,11 +1041,17 @@ class Engine:
             return
         # A server that said when to come back (Retry-After on an LLM 429) is not asked sooner.
         due = now + max(run.policy.delay(attempts, self.rng), float(getattr(exc, "retry_after", None) or 0.0))
-        store.transition(
-            bid, n, ItemStatus.WAITING, attempts=attempts, next_attempt_at=due, error=error.to_dict(), stage=None
-        )
-        heapq.heappush(self._timers, (due, bid, n))
-        _item_log(item.get("workdir"), f"{stage.name}: attempt {attempts} failed; retry in {due - now:.1f}s")
+        self._wait_until(bid, item, due, error, f"{stage.name}: attempt {attempts} failed; retry in {due - now:.1f}s",
+                         attempts=attempts, stage=None)
+
+    def _wait_until(self, bid: str, item: dict[str, Any], due: float, error: ItemError, line: str,
+                    **fields: Any) -> None:
+        """The item waits, without a worker, until ``due`` (a retry, a rate limit, a full disk, a stream's start)."""
+        assert self.store is not None
+        self.store.transition(bid, item["n"], ItemStatus.WAITING, next_attempt_at=due, error=error.to_dict(),
+                              **fields)
+        heapq.heappush(self._timers, (due, bid, item["n"]))
+        _item_log(item.get("workdir"), line)
 
     def _not_yet_live(self, run: _Run, item: dict[str, Any], stage: Stage, exc: errors.NotYetLive,
                       error: ItemError, account: str | None, now: float) -> None:
@@ -1057,12 +1061,9 @@ class Engine:
         bid, n = run.batch_id, item["n"]
         if account:
             self.accounts.unused(account, now)
-        if str(run.options.get("wait_for_live", "")).lower() in ("1", "true", "yes"):
-            due = exc.retry_at(now)
-            self.store.transition(bid, n, ItemStatus.WAITING, next_attempt_at=due, error=error.to_dict(), stage=None)
-            heapq.heappush(self._timers, (due, bid, n))
-            _item_log(item.get("workdir"), f"{stage.name}: {error.message}; waiting until it starts "
-                                           "(no attempt spent)")
+        if flag(run.options.get("wait_for_live")):
+            self._wait_until(bid, item, exc.retry_at(now), error, f"{stage.name}: {error.message}; waiting until "
+                                                                 "it starts (no attempt spent)", stage=None)
             return
         self.store.transition(bid, n, ItemStatus.SKIPPED, error=error.to_dict(), stage=None)
         _item_log(item.get("workdir"), f"{stage.name}: skipped: {error.message}")
@@ -1163,7 +1164,7 @@ class Engine:
                 # Nothing runs because every account of the batch waits: say who, why and until when, and count
                 # the wait in the ETA (a cooled account once showed "ETA 10s" for a 30-minute wait).
                 secs, why = waiting
-                held = held or f"downloads wait {_fmt_wait(secs)}: {why}"
+                held = held or f"downloads wait {fmt_duration(secs)}: {why}"
                 eta = (eta or 0.0) + secs
             self.store.set_runtime(run.batch_id, active=active, eta_s=eta, held=held)
         if self.accounts.version != self._accounts_saved and not self.simulate:
@@ -1197,13 +1198,6 @@ def _host_of(source: Any) -> str:
         return (urllib.parse.urlsplit(text).hostname or "?").lower()
     except ValueError:
         return "?"
-
-
-def _fmt_wait(secs: float) -> str:
-    secs = max(0, int(round(secs)))
-    if secs >= 3600:
-        return f"{secs // 3600}h{secs % 3600 // 60:02d}m"
-    return f"{secs // 60}m{secs % 60:02d}s" if secs >= 60 else f"{secs}s"
 
 
 def _item_key(src: str | dict[str, Any]) -> str:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import errors
+from pipeline.stages.base import flag
 
 if TYPE_CHECKING:
     from pipeline.stages.base import StageContext
@@ -463,7 +464,7 @@ def account_options(ctx: StageContext) -> dict[str, Any]:
 def keep_refreshed_cookies(ctx: StageContext) -> bool:
     """``keep_refreshed_cookies`` (batch option): keep cookies yt-dlp refreshed in Tubemill's own copy,
     for the domains the user's file already has. Off by default: the user's file stays the only truth."""
-    return _flag(ctx.options.get("keep_refreshed_cookies"))
+    return flag(ctx.options.get("keep_refreshed_cookies"))
 
 
 def release_options(ctx: StageContext, opts: Mapping[str, Any]) -> None:
@@ -485,10 +486,6 @@ def call_options(ctx: StageContext) -> Iterator[dict[str, Any]]:
         yield opts
     finally:
         release_options(ctx, opts)
-
-
-def _flag(value: Any) -> bool:
-    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 # ---------------------------------------------------------------------- limits of one call
@@ -609,7 +606,7 @@ def call_limits(ctx: StageContext, folder: Path | None = None) -> CallLimits:
         stall_s=_number(o, "stall_seconds", DEFAULT_STALL_SECONDS),
         extract_timeout_s=_number(o, "extract_timeout_s", DEFAULT_EXTRACT_TIMEOUT_S) or float("inf"),
         max_page_bytes=int((_number(o, "max_page_mb", DEFAULT_MAX_PAGE_MB) or 2**42 / 2**20) * 2**20),
-        allow_private=_flag(o.get("allow_private_redirects")),
+        allow_private=flag(o.get("allow_private_redirects")),
     )
 
 

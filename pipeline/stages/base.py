@@ -79,6 +79,11 @@ class Stage:
     needs_account: Callable[[dict[str, Any], Path], bool] | None = None
 
 
+def flag(value: Any) -> bool:
+    """A yes/no option as a CSV row, a form or ``--set KEY=VALUE`` gives it: true only for 1/true/yes/on."""
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
 _UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)
 
 

@@ -60,7 +60,7 @@ from typing import Any
 
 from pipeline import errors
 from pipeline.stages import register
-from pipeline.stages.base import Stage, StageContext, StageResult
+from pipeline.stages.base import Stage, StageContext, StageResult, flag
 from pipeline.video import (
     FPS,
     NARRATION,
@@ -91,10 +91,6 @@ class Segment:
     png: str  # workdir-relative
     start_frame: int
     frames: int
-
-
-def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 # ---------------------------------------------------------------- timing
@@ -296,7 +292,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     size = plan_size(plan)
     if int(plan.get("fps") or FPS) != FPS:
         log.warning("plan asks for %s fps; rendering %d fps", plan.get("fps"), FPS)
-    burn = _truthy(ctx.options.get("burn_subtitles", False))
+    burn = flag(ctx.options.get("burn_subtitles", False))
     if burn and not ctx.path(SUBTITLES_ASS).exists():
         raise errors.PermanentError("burn_subtitles is on but subtitles.ass is missing: run the subtitles stage")
     audio, audio_s, audio_codec = _audio(ctx, narration)
