@@ -94,27 +94,20 @@ def build_body(transcript: Mapping[str, Any], title: str, config: LLMConfig, max
     The request format is the server's learned rung of the capability ladder (json_schema
     unless the server is known to refuse it), like a realtime call.
     """
-    from pipeline.llmcall import capability
+    from pipeline.llmcall import capability, response_format, system_prompt
 
     chunks = chunk_transcript(transcript, max_tokens, config.model)
     if len(chunks) != 1:
         return None
     cap = capability(home, config.base_url, config.model)
-    system = SYSTEM_PROMPT
-    if cap.rung != "json_schema":
-        system += "\nThe JSON object must match this JSON Schema:\n" + json.dumps(WIRE_SCHEMA)
     body: dict[str, Any] = {
         "model": config.model,
-        "messages": [{"role": "system", "content": system},
+        "messages": [{"role": "system", "content": system_prompt(cap.rung, SYSTEM_PROMPT, WIRE_SCHEMA)},
                      {"role": "user", "content": _single_prompt(title, transcript_end(transcript), chunks[0])}],
     }
-    if cap.rung == "json_schema":
-        body["response_format"] = {"type": "json_schema",
-                                   "json_schema": {"name": "summary", "strict": True, "schema": WIRE_SCHEMA}}
-    elif cap.rung == "json_object_schema":
-        body["response_format"] = {"type": "json_object", "schema": WIRE_SCHEMA}
-    elif cap.rung == "json_object":
-        body["response_format"] = {"type": "json_object"}
+    fmt = response_format(cap.rung, "summary", WIRE_SCHEMA)
+    if fmt is not None:
+        body["response_format"] = fmt
     if config.temperature is not None and "temperature" not in cap.drop_params:
         body["temperature"] = config.temperature
     return body
@@ -539,7 +532,7 @@ class LLMBatchManager:
             self._save_jobs(bid, jobs)
 
     def _ingest(self, bid: str, job: dict[str, Any], b: Any) -> None:
-        from pipeline.stages.summarize import write_summary
+        from pipeline.stages.summarize import source_url, write_summary
 
         api = self.api(bid)
         config = api.config
@@ -561,7 +554,7 @@ class LLMBatchManager:
                                        [f"Batch API {b.id}"], outcome="repaired" if r.adjustments else "llm",
                                        adjustments=list(r.adjustments or []))
                 write_summary(Path(item["workdir"]), item.get("title") or item["source"], result, mode="batch",
-                              source_url=_url(item))
+                              source_url=source_url(item))
                 self.engine.release_awaiting(bid, n)
                 continue
             why = r.error if r is not None else f"no result: the Batch API job ended {b.status}" + (
@@ -588,7 +581,7 @@ class LLMBatchManager:
     def _offline(self, bid: str, n: int, reason: str) -> None:
         """The item's summary becomes the offline fallback (with the reason) and the item goes on: never parked
         forever, never failed for want of a summary."""
-        from pipeline.stages.summarize import write_fallback
+        from pipeline.stages.summarize import source_url, write_fallback
 
         item = self.engine.store.item(bid, n)  # type: ignore[union-attr]
         wd = Path(item.get("workdir") or "")
@@ -598,7 +591,7 @@ class LLMBatchManager:
             self.engine.release_awaiting(bid, n)  # the stage runs again and finds what is missing
             return
         write_fallback(wd, item.get("title") or item["source"], transcript, reason, mode="batch",
-                       source_url=_url(item))
+                       source_url=source_url(item))
         self.engine.release_awaiting(bid, n)
 
     def cancel_jobs(self, bid: str) -> None:
@@ -612,11 +605,6 @@ class LLMBatchManager:
                     self.api(bid).cancel(job["batch_id"])
                 except errors.TubemillError as exc:
                     log.warning("could not cancel %s: %s", job["batch_id"], exc)
-
-
-def _url(item: Mapping[str, Any]) -> str | None:
-    src = str(item.get("source") or "")
-    return src if "://" in src else None
 
 
 # ---------------------------------------------------------------------- the four-step flow, by hand

@@ -340,6 +340,25 @@ def refused_param(exc: Any, params: tuple[str, ...]) -> str | None:
     return None
 
 
+def system_prompt(rung: str, system: str, schema: dict[str, Any]) -> str:
+    """The system message for ``rung``: below strict json_schema the schema is only in the prompt."""
+    if rung == "json_schema":
+        return system
+    return (system + "\nThe JSON object must match this JSON Schema:\n" + json.dumps(schema)
+            + "\nReply with the JSON object only: no prose, no Markdown.")
+
+
+def response_format(rung: str, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``response_format`` a request on ``rung`` sends (None on the text rung)."""
+    if rung == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
+    if rung == "json_object_schema":
+        return {"type": "json_object", "schema": schema}
+    if rung == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
 class JSONCaller:
     """One conversation with one server for one JSON answer; usage totals across calls.
 
@@ -369,10 +388,7 @@ class JSONCaller:
         return self.cap.rung
 
     def _system(self) -> str:
-        if self.cap.rung == "json_schema":
-            return self.system
-        return (self.system + "\nThe JSON object must match this JSON Schema:\n" + json.dumps(self.schema)
-                + "\nReply with the JSON object only: no prose, no Markdown.")
+        return system_prompt(self.cap.rung, self.system, self.schema)
 
     def ask(self, prompt: str, validate: Callable[[dict[str, Any]], T]) -> Answer[T]:
         """Ask, parse, validate; re-ask with the error on an unusable answer; repair soft misses."""
@@ -423,13 +439,9 @@ class JSONCaller:
             kw["temperature"] = self.config.temperature
         if self.max_tokens and "max_tokens" not in self.cap.drop_params:
             kw[self.cap.tokens_param] = self.max_tokens
-        if self.cap.rung == "json_schema":
-            kw["response_format"] = {"type": "json_schema",
-                                     "json_schema": {"name": self.name, "strict": True, "schema": self.schema}}
-        elif self.cap.rung == "json_object_schema":
-            kw["response_format"] = {"type": "json_object", "schema": self.schema}
-        elif self.cap.rung == "json_object":
-            kw["response_format"] = {"type": "json_object"}
+        fmt = response_format(self.cap.rung, self.name, self.schema)
+        if fmt is not None:
+            kw["response_format"] = fmt
         return kw
 
     def _complete(self, messages: list[dict[str, str]]) -> tuple[str | None, str | None]:

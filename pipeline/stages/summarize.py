@@ -91,6 +91,12 @@ def _meta_of(out_json: Path, item: dict[str, Any]) -> dict[str, Any]:
     return outcome_meta(doc, list(item.get("flags") or []))
 
 
+def source_url(item: dict[str, Any]) -> str | None:
+    """The item's own URL (the one place model-written links may point), or None for a local file."""
+    src = str(item.get("source") or "")
+    return src if "://" in src else None
+
+
 def fallback_reason(exc: BaseException) -> str:
     """What a user should read about why the LLM gave no summary (no key, no URL with credentials)."""
     from pipeline.llmcall import InvalidAnswer
@@ -126,7 +132,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     transcript = json.loads(tr_path.read_text(encoding="utf-8"))
     ensure_transcript_files(item, ctx, transcript)  # batches started before this guarantee get them here
     title = item.get("title") or item["source"]
-    source_url = item.get("source") if "://" in str(item.get("source")) else None
+    url = source_url(item)
     mode = ctx.options.get("summarizer", "auto")
     # The key: the environment, else the Settings page's 0600 file; it only ever lives in memory here.
     config = secrets.llm_config_for(ctx.home, options=ctx.options)
@@ -135,12 +141,12 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         return StageResult(artifacts=artifacts, meta=_meta_of(out_json, item))
 
     def fallback(reason: str, **kw: Any) -> StageResult:
-        write_fallback(ctx.workdir, title, transcript, reason, source_url=source_url, **kw)
+        write_fallback(ctx.workdir, title, transcript, reason, source_url=url, **kw)
         return done()
 
     if mode == "offline" or (mode == "auto" and not config.configured()):
         write_summary(ctx.workdir, title, llm.summarize_offline(transcript, title), mode="offline",
-                      source_url=source_url)
+                      source_url=url)
         return done()
     if not config.configured():
         return fallback("no LLM configured: --summarizer llm needs OPENAI_API_KEY or OPENAI_BASE_URL "
@@ -180,7 +186,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         log.debug("summary failed", exc_info=True)
         return fallback(fallback_reason(exc))
     llmcall.note_answer(config.base_url, config.model, usable=True)
-    write_summary(ctx.workdir, title, result, mode="realtime", source_url=source_url)
+    write_summary(ctx.workdir, title, result, mode="realtime", source_url=url)
     return done()
 
 
