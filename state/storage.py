@@ -17,8 +17,9 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tinydb.storages import Storage
 
@@ -53,29 +54,45 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> int:
     return atomic_write_chunks(path, (data,), durable=durable)
 
 
-def atomic_write_chunks(path: Path, chunks: Iterable[bytes], *, durable: bool = True) -> int:
-    """Replace ``path`` with the concatenated ``chunks``: readers see the old or the new file, never a mix
-    (temp file, fsync, ``os.replace``, fsync of the folder); data made in pieces never sits whole in memory."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
-    size = 0
+@contextmanager
+def atomic_files(*paths: Path, durable: bool = True) -> Iterator[list[BinaryIO]]:
+    """Write several files in one pass: each is a temp file until the block ends, then replaced atomically
+    (fsync, ``os.replace``, fsync of its folder), so readers see the old or the new file, never a mix. On an
+    error no file is replaced."""
+    opened: list[tuple[Path, str, BinaryIO]] = []
     try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-                size += len(chunk)
+        for path in map(Path, paths):
+            fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
+            opened.append((path, tmp, os.fdopen(fd, "wb")))
+        yield [f for _, _, f in opened]
+        for _, _, f in opened:
             f.flush()
             if durable:
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+            f.close()
+        for path, tmp, _ in opened:
+            os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        for _, tmp, f in opened:
+            f.close()
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         raise
     if durable:
-        fsync_dir(path.parent)
+        for folder in dict.fromkeys(path.parent for path, _, _ in opened):
+            fsync_dir(folder)
+
+
+def atomic_write_chunks(path: Path, chunks: Iterable[bytes], *, durable: bool = True) -> int:
+    """Replace ``path`` with the concatenated ``chunks`` (see :func:`atomic_files`); data made in pieces never
+    sits whole in memory."""
+    size = 0
+    with atomic_files(path, durable=durable) as (f,):
+        for chunk in chunks:
+            f.write(chunk)
+            size += len(chunk)
     return size
 
 
