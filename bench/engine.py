@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.runner import Engine  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
+from pipeline.config.settings import Settings  # noqa: E402
+from pipeline.engine.core import Engine  # noqa: E402
 
 
 def rss_peak_mb() -> float:

@@ -33,9 +33,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline import video  # noqa: E402
-from pipeline.stages import frames, render, subtitles  # noqa: E402
-from pipeline.stages.base import StageContext  # noqa: E402
+from pipeline.engine.stage import StageContext  # noqa: E402
+from pipeline.recipes.generate import video  # noqa: E402
+from pipeline.recipes.generate.stages import frames, render, subtitles  # noqa: E402
 
 W, H, FPS = 1080, 1920, 30
 LINES = [

@@ -27,13 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.ratelimit import PacingSettings  # noqa: E402
-from pipeline.runner import Engine  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
-from pipeline.sources import expand  # noqa: E402
-from pipeline.stages.base import StageContext  # noqa: E402
-from pipeline.stages.transcribe import get_model  # noqa: E402
-from pipeline.stages.transcribe import run as transcribe_stage
+from pipeline.config.settings import Settings  # noqa: E402
+from pipeline.engine.core import Engine  # noqa: E402
+from pipeline.engine.ratelimit import PacingSettings  # noqa: E402
+from pipeline.engine.stage import StageContext  # noqa: E402
+from pipeline.recipes.transcribe.sources import expand  # noqa: E402
+from pipeline.recipes.transcribe.stages.transcribe import get_model  # noqa: E402
+from pipeline.recipes.transcribe.stages.transcribe import run as transcribe_stage
 from tests.media import SPEECH, make_speech, make_vtt, media_duration  # noqa: E402
 from tests.media_server import MediaServer, html_page  # noqa: E402
 

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import errors
-from pipeline.progress import ProgressView, fmt_duration
-from pipeline.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
-from pipeline.runner import ON_ERROR, Engine
-from pipeline.settings import default_home, load_settings
-from pipeline.sources import (
+from pipeline.app.progress import ProgressView, fmt_duration
+from pipeline.app.views import batch_options
+from pipeline.config.settings import default_home, load_settings
+from pipeline.engine.core import ON_ERROR, Engine
+from pipeline.engine.recipe import default_recipe, get_recipe, offered_recipes
+from pipeline.errors import BatchExists, CorruptStateFile, UnknownBatch
+from pipeline.recipes.transcribe.sources import (
     MAX_INPUT_BYTES,
     Filters,
     InvalidLine,
@@ -32,12 +34,10 @@ from pipeline.sources import (
     read_input,
     summarize_expansion,
 )
-from pipeline.views import batch_options
 from state.lock import describe_owner, read_owner
 from state.models import BatchState
 from state.reader import find_summary, read_batch, read_summaries
-from state.storage import CorruptStateFile
-from state.store import BATCHES_DIR, BatchExists, UnknownBatch
+from state.store import BATCHES_DIR
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 STATUS_ITEM_FIELDS = ("n", "source", "id", "title", "status", "stage", "attempts", "error", "flags")
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input")
     r.add_argument("--output", help="output folder (default: <home>/output)")
     r.add_argument("--batch-name", help="name of the batch (default: the input file's name)")
-    r.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"one of: {', '.join(sorted(RECIPES))}")
+    r.add_argument("--recipe", default=default_recipe(), help=f"one of: {', '.join(sorted(offered_recipes()))}")
     r.add_argument("--max-workers", type=int, help="no pool runs more than N stages at once")
     r.add_argument("--retry-limit", type=int, help="retries of a failed stage before the item fails")
     r.add_argument("--resume", action="store_true", help="continue the batch of the same name")
@@ -260,7 +260,7 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
     youtube = youtube_options(args)  # checked before any listing: the listing goes out the same way
     refused: list[InvalidLine] = []
     if recipe.topics:
-        from pipeline.topics import parse_topics
+        from pipeline.recipes.generate.topics import parse_topics
 
         text, refused = drop_undecodable(text)
         parsed = parse_topics(text)
@@ -271,7 +271,7 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
     elif recipe.expands_sources:
         filters = Filters(min_duration=args.min_duration, max_duration=args.max_duration, date_after=args.date_after,
                           date_before=args.date_before, newest=args.newest, match_title=args.match_title)
-        from pipeline.ytdlp import listing_options
+        from pipeline.recipes.transcribe.ytdlp import listing_options
 
         expansion = expand(text, filters, on_source=_listing_progress,
                            ydl_opts=listing_options(settings.ytdlp, youtube.get("ytdlp_options"),
@@ -300,7 +300,7 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
         settings = settings.with_max_workers(args.max_workers)
     if args.output:
         settings = replace(settings, output_dir=str(Path(args.output).expanduser().resolve()))
-    from pipeline.distributed import engine_executors
+    from pipeline.engine.distributed import engine_executors
 
     settings, dx = engine_executors(args.executor or settings.executor, settings, settings.output_root(home))
     _say_dask(dx)
@@ -353,7 +353,7 @@ def _run_engine(engine: Engine, home: Path, name: str, sources: list[Any], recip
 
 def cookie_accounts(specs: list[str]) -> dict[str, str]:
     """``--cookies`` values → {account name: absolute path}; each file checked now, with a one-line error."""
-    from pipeline.secrets import cookie_problems, validate_cookie_file
+    from pipeline.config.secrets import cookie_problems, validate_cookie_file
 
     files: list[Path] = []
     for spec in specs:
@@ -387,7 +387,7 @@ def browser_accounts(specs: list[str], taken: set[str] | None = None) -> dict[st
     """``--cookies-from-browser`` values → {account name: spec}; each spec checked now, with a one-line error.
 
     The browser's cookie store is read by yt-dlp at each download (never copied by us)."""
-    from pipeline.ytdlp import browser_account_name
+    from pipeline.recipes.transcribe.ytdlp import browser_account_name
 
     out: dict[str, str] = {}
     taken = set(taken or ())
@@ -406,7 +406,7 @@ def browser_accounts(specs: list[str], taken: set[str] | None = None) -> dict[st
 def youtube_options(args: argparse.Namespace) -> dict[str, Any]:
     """``--proxy``, ``--ytdlp-option`` and ``--wait-for-live`` as batch options (stored with the batch so a
     resumed batch keeps them; secret-bearing values are redacted wherever options are shown)."""
-    from pipeline.ytdlp import check_proxy, parse_ytdlp_option
+    from pipeline.recipes.transcribe.ytdlp import check_proxy, parse_ytdlp_option
 
     out: dict[str, Any] = {}
     try:
@@ -465,7 +465,7 @@ def _end_listing_progress() -> None:
 
 def _preview(home: Path, name: str, recipe: str, sources: list[Any]) -> int:
     """--dry-run: what would run, what is already done here, and nothing started."""
-    from pipeline import library
+    from pipeline.recipes.transcribe import library
 
     ids = [s["id"] for s in sources if isinstance(s, dict) and s.get("id")]
     known = library.status_of(home, ids)
@@ -474,8 +474,8 @@ def _preview(home: Path, name: str, recipe: str, sources: list[Any]) -> int:
           f"{fmt_duration(total) if total else 'unknown'} of media")
     from types import SimpleNamespace
 
-    from pipeline.secrets import llm_config_for
-    from pipeline.views import estimate_llm
+    from pipeline.app.views import estimate_llm
+    from pipeline.config.secrets import llm_config_for
 
     cfg = llm_config_for(home, load_settings(home))
     est = estimate_llm([SimpleNamespace(duration=s.get("duration") if isinstance(s, dict) else None)
@@ -618,7 +618,7 @@ def summary_lines(name: str, items: list[dict[str, Any]]) -> list[str]:
 
 
 def cmd_status(args: argparse.Namespace, home: Path) -> int:
-    from pipeline.ratelimit import read_account_rows
+    from pipeline.engine.ratelimit import read_account_rows
 
     rows, held = read_account_rows(home, time.time())
     if not args.batch:
@@ -638,7 +638,7 @@ def cmd_status(args: argparse.Namespace, home: Path) -> int:
         return EXIT_OK
     s = find_summary(home, args.batch)
     header, items = read_batch(home, s.id)
-    from pipeline.export import _redact, summary_outcome
+    from pipeline.engine.outputs import _redact, summary_outcome
 
     if args.json:
         batch = _redact({**header, **{k: v for k, v in s.to_dict().items() if k not in ("counts",)},
@@ -650,7 +650,7 @@ def cmd_status(args: argparse.Namespace, home: Path) -> int:
             "items": [{**{k: it.get(k) for k in STATUS_ITEM_FIELDS}, "summary": summary_outcome(it)} for it in items],
         }))
         return EXIT_OK
-    from pipeline.progress import active_lines, summary_line
+    from pipeline.app.progress import active_lines, summary_line
 
     print(summary_line(s))
     print(f"  recipe: {' → '.join(s.recipe)}   output: {s.output_dir}")
@@ -677,7 +677,7 @@ def cmd_control(args: argparse.Namespace, home: Path) -> int:
     settings, dx = load_settings(home), None
     if op in ("resume", "retry_failed", "retry_summaries") and settings.executor and not read_owner(home):
         # This process may end up running the batch: on the cluster the settings name, like `run`.
-        from pipeline.distributed import engine_executors
+        from pipeline.engine.distributed import engine_executors
 
         settings, dx = engine_executors(settings.executor, settings, settings.output_root(home))
         _say_dask(dx)
@@ -723,7 +723,7 @@ def _control(engine: Engine, args: argparse.Namespace, op: str, ref: str | None)
 
 
 def cmd_youtube_auth(args: argparse.Namespace, home: Path) -> int:
-    from pipeline import youtube
+    from pipeline.recipes.generate import youtube
 
     youtube.authorize(home, Path(args.client_secrets).expanduser(), open_browser=not args.no_browser)
     print(f"authorized; token stored in {youtube.token_path(home)} (mode 0600)")
@@ -732,8 +732,8 @@ def cmd_youtube_auth(args: argparse.Namespace, home: Path) -> int:
 
 # ---------------------------------------------------------------------- llm-batch
 def cmd_llm_batch(args: argparse.Namespace, home: Path) -> int:
-    from pipeline import llm_batch
-    from pipeline.secrets import llm_config_for
+    from pipeline.config.secrets import llm_config_for
+    from pipeline.recipes.transcribe import llm_batch
 
     config = llm_config_for(home, load_settings(home))
     if not config.configured():
@@ -786,8 +786,8 @@ def cmd_app(args: argparse.Namespace, home: Path) -> int:
 def cmd_plan(args: argparse.Namespace, home: Path) -> int:
     from datetime import UTC, datetime
 
-    from pipeline import plan
-    from pipeline.secrets import list_cookie_files
+    from pipeline.config.secrets import list_cookie_files
+    from pipeline.engine import plan
 
     settings = load_settings(home)
     pacing = settings.pacing
@@ -844,7 +844,7 @@ def cmd_plan(args: argparse.Namespace, home: Path) -> int:
 # ---------------------------------------------------------------------- doctor
 def cmd_doctor(args: argparse.Namespace, home: Path) -> int:
     """Check the setup; exit 0 when all is well, 1 with warnings, 2 with errors."""
-    from pipeline import doctor
+    from pipeline.app import doctor
 
     checks = doctor.run_checks(home, extra_cookies=[Path(p).expanduser() for p in args.cookies],
                                timeout=args.timeout)

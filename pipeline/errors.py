@@ -8,6 +8,9 @@ only the runner catches broad exceptions.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class TubemillError(Exception):
     retryable: bool = False
@@ -170,6 +173,29 @@ class Cancelled(TubemillError):
 
 class ConfigError(TubemillError):
     """A setting, recipe or stage name that does not exist."""
+
+
+# ---- the state files' own errors (raised by ``state``; here so there is one tree to catch from)
+class CorruptStateFile(Exception):
+    """A state file exists but is not a JSON object we can read."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+class UnknownBatch(KeyError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(ref)
+        self.ref = ref
+
+    def __str__(self) -> str:
+        return f"no batch named {self.ref!r}"
+
+
+class BatchExists(ValueError):
+    pass
 
 
 def describe(exc: BaseException) -> tuple[str, str, bool]:

@@ -1,8 +1,9 @@
 """Batch state: the only package that imports TinyDB."""
 
+from pipeline.errors import BatchExists, UnknownBatch
 from state.lock import HomeLock, HomeLocked, read_owner
 from state.models import TERMINAL, BatchState, BatchSummary, IllegalTransition, ItemStatus
-from state.store import BatchExists, Store, UnknownBatch
+from state.store import Store
 
 __all__ = [
     "TERMINAL",

@@ -23,16 +23,9 @@ from typing import Any, BinaryIO
 
 from tinydb.storages import Storage
 
+from pipeline.errors import CorruptStateFile
+
 TEMP_PREFIX = ".tmp-"
-
-
-class CorruptStateFile(Exception):
-    """A state file exists but is not a JSON object we can read."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = Path(path)
-        self.reason = reason
 
 
 def fsync_dir(path: Path) -> None:

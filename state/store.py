@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import BatchExists, UnknownBatch
 from state.models import (
     SCHEMA_VERSION,
     TERMINAL,
@@ -79,19 +80,6 @@ ITEM_FIELDS = frozenset(
         "finished_at",
     }
 )
-
-
-class UnknownBatch(KeyError):
-    def __init__(self, ref: str) -> None:
-        super().__init__(ref)
-        self.ref = ref
-
-    def __str__(self) -> str:
-        return f"no batch named {self.ref!r}"
-
-
-class BatchExists(ValueError):
-    pass
 
 
 def new_item(n: int, source: str, **fields: Any) -> dict[str, Any]:

@@ -13,11 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.runner import Engine  # noqa: E402
+from pipeline.engine.core import Engine  # noqa: E402
 
 pytest_plugins = ["tests.media_server", "tests.llm_server"]
-from pipeline.ratelimit import PacingSettings  # noqa: E402
-from pipeline.settings import GovernorSettings, RetryPolicy, Settings  # noqa: E402
+from pipeline.config.settings import GovernorSettings, RetryPolicy, Settings  # noqa: E402
+from pipeline.engine.ratelimit import PacingSettings  # noqa: E402
 
 # Download pacing off (no delay, no cooldown) unless a test is about pacing: the defaults space an
 # anonymous account's downloads 10-20 s apart, which real-time tests must not wait for.
@@ -78,7 +78,7 @@ def page_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     engine and monitor (``st.cache_resource``) made fresh for this test and shut down after it."""
     import streamlit as st
 
-    from pipeline.settings import save_settings
+    from pipeline.config.settings import save_settings
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)

@@ -16,7 +16,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from pipeline.runner import Engine
+from pipeline.engine.core import Engine
 from tests.conftest import ROOT, cli_env, fast_settings
 from tests.media_server import MediaServer
 
@@ -104,7 +104,7 @@ def test_new_batch_preview_and_start(app_home: Path, media_server: MediaServer) 
 
 def test_results_page_shows_transcript_summary_and_downloads(app_home: Path, media_server: MediaServer) -> None:
     """A finished video shows its transcript lines, summary and file downloads; the batch ZIP/PDF are offered."""
-    from pipeline.sources import expand
+    from pipeline.recipes.transcribe.sources import expand
 
     e = Engine(app_home, settings=fast_settings())
     e.start()

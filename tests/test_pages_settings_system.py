@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pipeline import secrets
-from pipeline.governor import read_gpus
-from pipeline.settings import load_settings
+from pipeline.config import secrets
+from pipeline.config.settings import load_settings
+from pipeline.engine.governor import read_gpus
 from tests.conftest import ROOT
 
 KEY = "sk-test-91b2c3d4e5f60718293a4b5c6d7e8f90wxyz"
@@ -201,7 +201,7 @@ def test_system_page_lists_accounts(page_home: Path) -> None:
 
 def test_system_page_shows_errors_as_text(page_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failing reading becomes one readable st.error line, not a traceback; the rest still renders."""
-    from pipeline.monitor import Monitor
+    from pipeline.app.monitor import Monitor
 
     def broken(self: Monitor) -> None:
         raise RuntimeError("sensor unplugged")

@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from pipeline.runner import Engine
-from pipeline.settings import default_home
+from pipeline.config.settings import default_home
+from pipeline.engine.core import Engine
 
 if TYPE_CHECKING:
-    from pipeline.monitor import Monitor
+    from pipeline.app.monitor import Monitor
     from state.models import BatchSummary
 
 
 @st.cache_resource
 def get_engine() -> Engine:
-    from pipeline.distributed import engine_executors
-    from pipeline.settings import load_settings
+    from pipeline.config.settings import load_settings
+    from pipeline.engine.distributed import engine_executors
 
     home = default_home()
     settings = load_settings(home)
@@ -51,7 +51,7 @@ def engine_or_stop() -> Engine:
 
 @st.cache_resource
 def get_monitor() -> Monitor:
-    from pipeline.monitor import Monitor
+    from pipeline.app.monitor import Monitor
 
     monitor = Monitor(get_engine())
     monitor.start()

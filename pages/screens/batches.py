@@ -5,11 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from pages.screens._engine import batch_picker, engine_or_stop
-from pipeline import views
-from pipeline.errors import TubemillError
-from pipeline.progress import fmt_duration
+from pipeline.app import views
+from pipeline.app.progress import fmt_duration
+from pipeline.errors import TubemillError, UnknownBatch
 from state.models import ItemStatus
-from state.store import UnknownBatch
 
 PAGE_SIZE = 50
 engine = engine_or_stop()

@@ -7,10 +7,10 @@ import time
 import streamlit as st
 
 from pages.screens._engine import engine_or_stop
-from pipeline import views
+from pipeline.app import views
+from pipeline.app.progress import fmt_duration
 from pipeline.errors import TubemillError
-from pipeline.progress import fmt_duration
-from pipeline.topics import parse_topics
+from pipeline.recipes.generate.topics import parse_topics
 
 engine = engine_or_stop()
 st.title("Generate videos")

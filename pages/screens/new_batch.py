@@ -9,11 +9,11 @@ from datetime import date
 import streamlit as st
 
 from pages.screens._engine import get_engine
-from pipeline import views
+from pipeline.app import views
+from pipeline.app.progress import fmt_duration
+from pipeline.engine.recipe import default_recipe, offered_recipes
 from pipeline.errors import TubemillError
-from pipeline.progress import fmt_duration
-from pipeline.recipes import DEFAULT_RECIPE, RECIPES
-from pipeline.sources import Filters, printable
+from pipeline.recipes.transcribe.sources import Filters, printable
 
 # Everything Markdown, Streamlit directives (:red[…]) or LaTeX ($…$) would act on.
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&])")
@@ -41,8 +41,9 @@ with st.expander("Options", expanded=False):
     c1, c2, c3 = st.columns(3)
     name = c1.text_input("Batch name", value=st.session_state.get("nb_default_name") or
                          time.strftime("batch-%Y%m%d-%H%M"), key="nb_name")
-    recipe = c2.selectbox("Recipe", [r for r in RECIPES if r != "noop"], index=0, key="nb_recipe",
-                          help=RECIPES[DEFAULT_RECIPE].doc)
+    recipes = offered_recipes()
+    recipe = c2.selectbox("Recipe", list(recipes), index=list(recipes).index(default_recipe()), key="nb_recipe",
+                          help=recipes[default_recipe()].doc)
     captions = c3.selectbox("Captions", ["prefer", "never", "only"], key="nb_captions",
                             help="prefer: use existing subtitles when present; only: skip videos without them")
     c1, c2, c3 = st.columns(3)

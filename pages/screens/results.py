@@ -8,8 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from pages.screens._engine import batch_picker, engine_or_stop
-from pipeline import views
-from pipeline.formats import fmt_timestamp
+from pipeline.app import views
+from pipeline.common.formats import fmt_timestamp
 
 engine = engine_or_stop()
 st.title("Results")

@@ -10,10 +10,10 @@ from pathlib import Path
 import streamlit as st
 
 from pages.screens._engine import engine_or_stop
-from pipeline import secrets
+from pipeline.config import secrets
+from pipeline.config.settings import SETTINGS_NAME, Settings, save_settings
+from pipeline.engine.core import MAX_POOL
 from pipeline.errors import InvalidInput, TubemillError
-from pipeline.runner import MAX_POOL
-from pipeline.settings import SETTINGS_NAME, Settings, save_settings
 
 log = logging.getLogger("tubemill.app")
 
@@ -41,7 +41,7 @@ def check_output_dir(text: str) -> str:
 
 
 def check_executor(text: str) -> str:
-    from pipeline.distributed import parse_executor
+    from pipeline.engine.distributed import parse_executor
 
     text = text.strip()
     parse_executor(text)  # ConfigError (a TubemillError) says which forms are accepted
@@ -255,7 +255,7 @@ def cookies_section() -> None:
 def _ago(mtime: float) -> str:
     import time
 
-    from pipeline.progress import fmt_duration
+    from pipeline.app.progress import fmt_duration
 
     return f"{fmt_duration(max(0.0, time.time() - mtime))} ago"
 

@@ -11,9 +11,10 @@ import pandas as pd
 import streamlit as st
 
 from pages.screens._engine import engine_or_stop, get_monitor
-from pipeline import doctor, secrets
-from pipeline.monitor import busy_rows, chart_rows
-from pipeline.progress import fmt_duration
+from pipeline.app import doctor
+from pipeline.app.monitor import busy_rows, chart_rows
+from pipeline.app.progress import fmt_duration
+from pipeline.config import secrets
 
 log = logging.getLogger("tubemill.app")
 

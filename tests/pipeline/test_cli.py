@@ -292,7 +292,7 @@ def test_run_through_a_proxy_with_ytdlp_options(home: Path, tmp_path: Path, medi
     opts = header["options"]
     assert opts["proxy"] == "***" and opts["ytdlp_options"] == {"http_headers": {"X-Tubemill": "cli"}}
     assert opts["wait_for_live"] is True
-    from pipeline.secrets import with_private_options
+    from pipeline.config.secrets import with_private_options
 
     bid = find_summary(home, "one").id
     assert with_private_options(home, bid, opts)["proxy"] == proxy  # kept for a resume, in a 0600 file

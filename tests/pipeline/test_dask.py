@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from distributed import get_task_stream
 
-from pipeline import stages
-from pipeline.distributed import DaskExecutors, DaskPoolExecutor, connect, parse_executor
+from pipeline.config.settings import RetryPolicy
+from pipeline.engine import stage as stages
+from pipeline.engine.core import Engine
+from pipeline.engine.distributed import DaskExecutors, DaskPoolExecutor, connect, parse_executor
 from pipeline.errors import ConfigError, PermanentError
-from pipeline.runner import Engine
-from pipeline.settings import RetryPolicy
-from pipeline.sources import expand
+from pipeline.recipes.transcribe.sources import expand
 from tests.conftest import fast_settings
 
 # Every LocalCluster's scheduler serves HTTP routes on 8787 even with dashboard_address=None; later ones move.
@@ -97,7 +97,8 @@ def test_transcribe_batch_runs_on_workers(make_engine: Callable[..., Engine], dx
     transcribed = {w: n for (stage, w), n in ran.items() if stage == "transcribe"}
     assert sum(transcribed.values()) == 4 and set(transcribed) <= workers
     assert sum(n for (stage, _), n in ran.items() if stage == "export") == 4
-    loaded = dx.client.run(lambda: len(__import__("pipeline.stages.transcribe", fromlist=["_models"])._models))
+    mod = "pipeline.recipes.transcribe.stages.transcribe"
+    loaded = dx.client.run(lambda: len(__import__(mod, fromlist=["_models"])._models))
     assert all(loaded[w] >= 1 for w in transcribed)  # the Whisper model lives in those worker processes
 
 

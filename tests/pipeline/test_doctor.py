@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pipeline import doctor, secrets, ytdlp
-from pipeline.settings import Settings, save_settings
+from pipeline.app import doctor
+from pipeline.config import secrets
+from pipeline.config.settings import Settings, save_settings
+from pipeline.recipes.transcribe import ytdlp
 from tests.conftest import ROOT, fast_settings
 from tests.llm_server import FakeLLMServer
 

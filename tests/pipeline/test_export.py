@@ -12,8 +12,8 @@ from typing import Any
 import pypdf
 import pytest
 
-from pipeline.export import export_batch, hint_for, is_secret_file, write_manifest
-from pipeline.formats import summary_markdown, to_json, to_srt, to_txt, to_vtt
+from pipeline.common.formats import summary_markdown, to_json, to_srt, to_txt, to_vtt
+from pipeline.engine.outputs import export_batch, hint_for, is_secret_file, write_manifest
 
 SECRET_KEY = "sk-proj-" + "A1b2C3d4E5" * 4
 COOKIES = "# Netscape HTTP Cookie File\n.youtube.com\tTRUE\t/\tTRUE\t0\tSID\tsecretvalue\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pipeline import extractive
-from pipeline.llm import Summary
+from pipeline.common.llm import Summary
+from pipeline.recipes.transcribe import extractive
 
 TOPICS = [
     [

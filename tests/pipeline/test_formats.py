@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.formats import (
+from pipeline.common.formats import (
     build_cues,
     fmt_timestamp,
     parse_srt,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.stages.base import StageContext
-from pipeline.stages.script import (
+from pipeline.engine.stage import StageContext
+from pipeline.recipes.generate.stages.script import (
     clean_for_speech,
     offline_script,
     plan_scenes,
@@ -18,7 +18,7 @@ from pipeline.stages.script import (
     run_plan,
     run_script,
 )
-from pipeline.topics import parse_topics
+from pipeline.recipes.generate.topics import parse_topics
 from tests.llm_server import FakeLLMServer
 
 
@@ -105,7 +105,7 @@ def test_plan_and_metadata_limits(tmp_path: Path) -> None:
     assert len(meta["title"]) == 100 and len(meta["description"].encode()) <= 5000
     assert sum(len(t) + 2 for t in meta["tags"]) + len(meta["tags"]) - 1 <= 500 and meta["tags"]
     assert meta["privacy"] == "private" and meta["publish_at"]
-    from pipeline.youtube import fit_tags
+    from pipeline.recipes.generate.youtube import fit_tags
 
     assert fit_tags(["a b", "A B", "#c"]) == ["a b", "c"]
 
@@ -114,7 +114,7 @@ def test_llm_script_climbs_the_same_ladder_and_falls_back_to_the_template(tmp_pa
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The script stage shares the summary's caller: llama.cpp's 500 on json_schema steps down to json_object;
     a model that only writes prose ends in the template, flagged with the reason (the video is still made)."""
-    from pipeline import llmcall
+    from pipeline.common import llmcall
     from tests.llm_server import field_responder
 
     llmcall.forget()

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.runner import Engine
-from pipeline.sources import expand, read_input
+from pipeline.engine.core import Engine
+from pipeline.recipes.transcribe.sources import expand, read_input
 from state.reader import find_summary, read_summaries
 from tests.conftest import ROOT, cli_env, fast_settings
 from tests.media_server import MediaServer, rss_feed

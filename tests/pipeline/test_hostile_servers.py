@@ -16,11 +16,12 @@ from typing import Any
 import psutil
 import pytest
 
-from pipeline import errors, secrets
-from pipeline.runner import Engine
-from pipeline.sources import expand
-from pipeline.stages import download
-from pipeline.stages.base import StageContext
+from pipeline import errors
+from pipeline.config import secrets
+from pipeline.engine.core import Engine
+from pipeline.engine.stage import StageContext
+from pipeline.recipes.transcribe.sources import expand
+from pipeline.recipes.transcribe.stages import download
 from state.models import ItemStatus
 from tests.conftest import ROOT, cli_env, wait_for
 from tests.media_server import MediaServer
@@ -61,7 +62,7 @@ def ytdlp_children_talking_to(port: int) -> list[int]:
     out = []
     for p in psutil.Process().children(recursive=True):
         try:
-            if "pipeline.ytdlp_child" in " ".join(p.cmdline()) and any(
+            if "pipeline.recipes.transcribe.ytdlp_child" in " ".join(p.cmdline()) and any(
                     c.raddr and c.raddr.port == port for c in p.net_connections(kind="tcp")):
                 out.append(p.pid)
         except psutil.Error:
@@ -249,7 +250,7 @@ def test_captions_lookup_is_fenced_too(media_server: MediaServer, media_files: d
                                        tmp_path: Path) -> None:
     """The captions stage's yt-dlp call runs in the same fence: a 2 GB page is refused at its headers, a page
     that trickles hits the extraction deadline, and a normal captioned page still gives its transcript."""
-    from pipeline.stages import captions
+    from pipeline.recipes.transcribe.stages import captions
 
     def look(url: str, **options: Any) -> Any:
         ctx = ctx_for(tmp_path / str(len(list(tmp_path.iterdir()))), options)
@@ -334,7 +335,7 @@ def test_a_trickling_feed_does_not_hold_the_listing(media_server: MediaServer, m
                                                      ) -> None:
     """A feed sent a byte every few seconds is reported failed after the listing deadline; the other lines
     are listed and the run goes on."""
-    from pipeline.sources import expand
+    from pipeline.recipes.transcribe.sources import expand
 
     media_server.add_trickle("/slow/feed.xml", media_files["mp3"], every_s=3.0, content_type="application/rss+xml")
     t0 = time.monotonic()
@@ -368,7 +369,8 @@ def test_ctrl_c_in_the_cli_stops_a_stalled_download(media_server: MediaServer, m
     assert took < 4.0, took
     assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
     time.sleep(0.2)
-    left = [p for p in psutil.process_iter(["cmdline"]) if "pipeline.ytdlp_child" in " ".join(p.info["cmdline"] or [])
+    child = "pipeline.recipes.transcribe.ytdlp_child"
+    left = [p for p in psutil.process_iter(["cmdline"]) if child in " ".join(p.info["cmdline"] or [])
             and any(c.raddr and c.raddr.port == media_server.port for c in _conns(p))]
     assert not left
 

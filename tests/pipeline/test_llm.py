@@ -10,7 +10,7 @@ from typing import Any
 import openai
 import pytest
 
-from pipeline import llm, llmcall
+from pipeline.common import llm, llmcall
 from pipeline.errors import AuthFailed, NetworkError, PermanentError, RateLimited
 from tests.llm_server import FakeLLMServer, error, valid_summary
 from tests.pipeline.test_extractive import multi_topic_transcript

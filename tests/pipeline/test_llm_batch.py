@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.llm import LLMConfig, cost_usd
-from pipeline.llm_batch import (
+from pipeline.common.llm import LLMConfig, cost_usd
+from pipeline.engine.core import Engine
+from pipeline.recipes.transcribe.llm_batch import (
     BatchLimits,
     build_body,
     custom_id,
@@ -24,8 +25,7 @@ from pipeline.llm_batch import (
     split_lines,
     validate_line,
 )
-from pipeline.runner import Engine
-from pipeline.sources import expand
+from pipeline.recipes.transcribe.sources import expand
 from tests.conftest import fast_settings
 from tests.llm_server import FakeClock, FakeLLMServer, error, valid_summary
 

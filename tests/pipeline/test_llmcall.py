@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipeline import llm, llmcall
-from pipeline.llmcall import JSONCaller, close_truncated, extract_json
+from pipeline.common import llm, llmcall
+from pipeline.common.llmcall import JSONCaller, close_truncated, extract_json
 from tests.llm_server import Cut, FakeLLMServer, error, field_responder, valid_summary
 
 SCHEMA = {"type": "object", "additionalProperties": False, "required": ["answer"],

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from pipeline.governor import Governor, GpuReading, Readings, read_gpus
-from pipeline.monitor import Monitor, busy_rows, chart_rows
-from pipeline.runner import Engine
+from pipeline.app.monitor import Monitor, busy_rows, chart_rows
+from pipeline.engine.core import Engine
+from pipeline.engine.governor import Governor, GpuReading, Readings, read_gpus
 
 
 class Ticks:

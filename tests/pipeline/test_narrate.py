@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from pipeline import errors
-from pipeline.stages import narrate
-from pipeline.stages.base import StageContext
+from pipeline.engine.stage import StageContext
+from pipeline.recipes.generate.stages import narrate
 
 pytestmark = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("ffmpeg") and shutil.which("ffprobe")),
                                 reason="needs espeak-ng, ffmpeg and ffprobe")

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.plan import PlanSpec, StageModel, model_from_stats, parse_delay, simulate
-from pipeline.ratelimit import PacingSettings
-from pipeline.runner import Engine
-from pipeline.sources import expand
+from pipeline.engine.core import Engine
+from pipeline.engine.plan import PlanSpec, StageModel, model_from_stats, parse_delay, simulate
+from pipeline.engine.ratelimit import PacingSettings
+from pipeline.recipes.transcribe.sources import expand
 from tests.conftest import ROOT, cli_env, fast_settings
 from tests.media_server import MediaServer
 

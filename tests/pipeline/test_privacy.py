@@ -13,9 +13,9 @@ from tests.conftest import ROOT, cli_env
 
 def test_home_is_created_0700_and_an_open_one_is_tightened(tmp_path: Path) -> None:
     """A fresh home is 0700 whichever command makes it first; an existing 0755 home of ours becomes 0700."""
-    from pipeline.runner import Engine
-    from pipeline.secrets import secrets_dir
-    from pipeline.settings import Settings, save_settings
+    from pipeline.config.secrets import secrets_dir
+    from pipeline.config.settings import Settings, save_settings
+    from pipeline.engine.core import Engine
 
     for make in (lambda h: Engine(h).shutdown(), secrets_dir, lambda h: save_settings(h, Settings())):
         home = tmp_path / f"h{id(make)}" / "home"

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.clock import FakeClock
-from pipeline.ratelimit import ANONYMOUS, AccountPool, PacingSettings, read_account_rows
-from pipeline.runner import Engine
+from pipeline.engine.clock import FakeClock
+from pipeline.engine.core import Engine
+from pipeline.engine.ratelimit import ANONYMOUS, AccountPool, PacingSettings, read_account_rows
 from tests.conftest import NO_PACING, fast_settings
 
 COOKIE = "# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t2000000000\tacct\t{name}\n"
@@ -157,7 +157,7 @@ def test_fast_first_phase_is_an_option() -> None:
 
 
 def test_state_round_trips_without_cookie_paths(tmp_path: Path) -> None:
-    from pipeline.ratelimit import save_accounts
+    from pipeline.engine.ratelimit import save_accounts
 
     p = pool()
     p.acquire(["alice"], 0.0)
@@ -357,7 +357,7 @@ def test_status_shows_accounts_from_another_process(make_engine: Callable[..., E
 def test_loopback_429_slows_one_account_while_the_other_downloads(
         make_engine: Callable[..., Engine], media_server: Any, media_files: dict[str, Path], tmp_path: Path) -> None:
     """Real yt-dlp, real cookies: the server throttles alice's cookie with 429s; bob downloads everything."""
-    from pipeline.sources import expand
+    from pipeline.recipes.transcribe.sources import expand
 
     mp3 = media_files["mp3"].read_bytes()
     seen: list[str] = []
@@ -427,8 +427,8 @@ def test_cli_cookies_files_and_folders(home: Path, tmp_path: Path) -> None:
 
 def test_downloads_hold_while_another_would_fill_the_disk(make_engine: Callable[..., Engine], home: Path) -> None:
     """Free disk barely above the floor: downloads wait (with the reason shown), then go when space returns."""
-    from pipeline.governor import Governor, Readings
-    from pipeline.settings import GovernorSettings
+    from pipeline.config.settings import GovernorSettings
+    from pipeline.engine.governor import Governor, Readings
 
     disk = {"free": 2100.0}
 
@@ -456,7 +456,7 @@ def test_downloads_hold_while_another_would_fill_the_disk(make_engine: Callable[
 def test_browser_and_proxy_accounts_in_the_pool(home: Path) -> None:
     """A browser account is signed in (cookie pacing); rows show its kind and proxy host, never the password,
     and another process reads the same from accounts.json."""
-    from pipeline.ratelimit import save_accounts
+    from pipeline.engine.ratelimit import save_accounts
 
     p = AccountPool(PacingSettings(), rng=random.Random(1))
     ff = p.ensure("ff", browser="firefox:default-release", proxy="socks5://bob:pw-Q9Q9@10.0.0.2:1080")
@@ -500,7 +500,7 @@ def test_settings_accounts_and_batch_browsers_reach_the_stage(make_engine: Calla
     own; each download's StageContext carries that account's cookies or browser, its proxy, and [ytdlp]."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from pipeline import secrets
+    from pipeline.config import secrets
 
     secrets.save_cookie_file(home, "alice", COOKIE.format(name="alice").encode())
     conf = {"alice": {"proxy": "http://10.0.0.3:3128"}, "ff": {"cookies_from_browser": "firefox:work"},

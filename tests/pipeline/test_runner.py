@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from pipeline.clock import FakeClock
-from pipeline.governor import Governor, Readings
-from pipeline.runner import Engine, estimate_eta
-from pipeline.settings import GovernorSettings, RetryPolicy
-from pipeline.stages import Stage, StageContext, StageResult, register
+from pipeline.config.settings import GovernorSettings, RetryPolicy
+from pipeline.engine.clock import FakeClock
+from pipeline.engine.core import Engine, estimate_eta
+from pipeline.engine.governor import Governor, Readings
+from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from state.reader import read_batch
 from tests.conftest import fast_settings
 from tests.conftest import wait_for as _wait_for

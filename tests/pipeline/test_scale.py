@@ -18,7 +18,7 @@ SCRIPT = r"""
 import json, sys, threading, time
 import psutil
 sys.path.insert(0, sys.argv[2])
-from pipeline.runner import Engine
+from pipeline.engine.core import Engine
 from tests.conftest import fast_settings
 
 n = int(sys.argv[3])

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import secrets
+from pipeline.config import secrets
+from pipeline.config.settings import Settings
 from pipeline.errors import InvalidInput
-from pipeline.settings import Settings
 
 KEY = "sk-test-4f9a1c2b7e8d0a6c5b3e1f0d9c8b7a6wxyz"
 COOKIES = (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.settings import RetryPolicy, Settings, default_pools, load_settings, save_settings
+from pipeline.config.settings import RetryPolicy, Settings, default_pools, load_settings, save_settings
 
 
 def test_defaults_come_from_this_machine() -> None:

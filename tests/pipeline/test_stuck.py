@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from pipeline.ratelimit import ANONYMOUS
-from pipeline.runner import Engine
-from pipeline.settings import RetryPolicy
-from pipeline.sources import expand
+from pipeline.config.settings import RetryPolicy
+from pipeline.engine.core import Engine
+from pipeline.engine.ratelimit import ANONYMOUS
+from pipeline.recipes.transcribe.sources import expand
 from tests.conftest import NO_PACING, fast_settings
 from tests.media_server import MediaServer
 
@@ -64,7 +64,7 @@ def test_a_full_disk_holds_the_item_without_spending_attempts_or_cooling(make_en
     """DiskFull is our disk's trouble: the item waits (the given time) and goes on, with no attempt spent and
     nothing counted against the account."""
     from pipeline import errors
-    from pipeline.stages import Stage, StageResult, register
+    from pipeline.engine.stage import Stage, StageResult, register
 
     calls: list[int] = []
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from pipeline import llmcall
-from pipeline.export import errors_markdown
-from pipeline.runner import Engine
-from pipeline.settings import RetryPolicy
-from pipeline.sources import expand
+from pipeline.common import llmcall
+from pipeline.config.settings import RetryPolicy
+from pipeline.engine.core import Engine
+from pipeline.engine.outputs import errors_markdown
+from pipeline.recipes.transcribe.sources import expand
 from tests.conftest import fast_settings
 from tests.llm_server import FakeLLMServer, field_responder, valid_summary
 from tests.media_server import MediaServer

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from pipeline.clock import FakeClock
-from pipeline.formats import parse_srt, parse_vtt
-from pipeline.runner import Engine
-from pipeline.settings import RetryPolicy
-from pipeline.sources import expand
+from pipeline.common.formats import parse_srt, parse_vtt
+from pipeline.config.settings import RetryPolicy
+from pipeline.engine.clock import FakeClock
+from pipeline.engine.core import Engine
+from pipeline.recipes.transcribe.sources import expand
 from tests.conftest import fast_settings
 from tests.llm_server import valid_summary
 from tests.media import MEDIA_TEXT
@@ -282,7 +282,7 @@ def urllib_path(url: str) -> str:
 def test_an_idle_whisper_model_is_released(media_files: dict[str, Path]) -> None:
     """A model no transcription has used for the idle time is dropped from memory, never one in use; the next
     transcription loads it again."""
-    from pipeline.stages import transcribe as t
+    from pipeline.recipes.transcribe.stages import transcribe as t
 
     t.release_idle_models(0)  # models earlier tests left idle in this process
     loaded = t.get_model("tiny.en", "cpu", 1)

@@ -1,4 +1,4 @@
-"""upload and pipeline.youtube: the real API client over googleapiclient's HttpMockSequence and the bundled
+"""upload and recipes.generate.youtube: the real API client over googleapiclient's HttpMockSequence and the bundled
 discovery document; the token endpoint and the OAuth consent are served on loopback. No network."""
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from googleapiclient.http import HttpMockSequence
 
-from pipeline import errors, youtube
-from pipeline.stages import upload
-from pipeline.stages.base import StageContext
+from pipeline import errors
+from pipeline.engine.stage import StageContext
+from pipeline.recipes.generate import youtube
+from pipeline.recipes.generate.stages import upload
 
 LA = youtube.PACIFIC
 NOW = datetime(2025, 6, 1, 15, 0, tzinfo=LA).timestamp()  # 3 pm PDT: 9 h to the next quota day
@@ -48,7 +49,7 @@ METADATA = {"title": "Rivers <3 deltas", "description": "How rivers build land."
 
 
 class Hooks:
-    """The pipeline.youtube hooks for one test: a fixed clock, recorded sleeps, the service to hand out."""
+    """The youtube module's hooks for one test: a fixed clock, recorded sleeps, the service to hand out."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = NOW

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from pipeline import errors, video
-from pipeline.stages import frames, render, subtitles
-from pipeline.stages.base import StageContext
+from pipeline import errors
+from pipeline.engine.stage import StageContext
+from pipeline.recipes.generate import video
+from pipeline.recipes.generate.stages import frames, render, subtitles
 
 W, H = 360, 640
 AUDIO_S = 4.0

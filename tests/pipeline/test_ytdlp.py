@@ -26,10 +26,11 @@ from yt_dlp.networking import Response
 from yt_dlp.networking.exceptions import HTTPError
 from yt_dlp.utils import remove_end
 
-from pipeline import errors, ytdlp
-from pipeline.sources import Filters, expand
-from pipeline.stages import download
-from pipeline.stages.base import StageContext
+from pipeline import errors
+from pipeline.engine.stage import StageContext
+from pipeline.recipes.transcribe import ytdlp
+from pipeline.recipes.transcribe.sources import Filters, expand
+from pipeline.recipes.transcribe.stages import download
 from tests.conftest import ROOT
 from tests.media_server import MediaServer
 
@@ -51,7 +52,8 @@ def ctx_for(tmp_path: Path, options: dict[str, Any] | None = None, **kw: Any) ->
 # ---------------------------------------------------------------------- the JS runtime
 def test_js_runtime_found_with_a_bare_path() -> None:
     """With PATH=/usr/bin:/bin and no activated venv, our lookup still finds the venv's deno."""
-    out = subprocess.run([sys.executable, "-c", "from pipeline.ytdlp import js_runtime; print(js_runtime())"],
+    code = "from pipeline.recipes.transcribe.ytdlp import js_runtime; print(js_runtime())"
+    out = subprocess.run([sys.executable, "-c", code],
                          cwd=ROOT, env=bare_env(), capture_output=True, text=True, timeout=60, check=True)
     path = out.stdout.strip()
     assert path.endswith("/deno") and os.access(path, os.X_OK)
@@ -89,7 +91,7 @@ def test_dask_worker_process_finds_deno() -> None:
     """A Dask worker process (started by a LocalCluster from a bare-PATH parent) finds the same deno."""
     code = (
         "from distributed import Client, LocalCluster\n"
-        "from pipeline.ytdlp import js_runtime\n"
+        "from pipeline.recipes.transcribe.ytdlp import js_runtime\n"
         "with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host='127.0.0.1',\n"
         "                  dashboard_address=None) as c, Client(c) as cl:\n"
         "    import os\n"
@@ -423,7 +425,7 @@ def test_loopback_errors_keep_their_classes(media_server: MediaServer) -> None:
 # ---------------------------------------------------------------------- settings and hints
 def test_settings_ytdlp_and_accounts_tables_round_trip(tmp_path: Path) -> None:
     """[ytdlp] (nested values as inline tables) and [accounts.NAME] load, validate and save back unchanged."""
-    from pipeline.settings import load_settings, save_settings
+    from pipeline.config.settings import load_settings, save_settings
 
     (tmp_path / "settings.toml").write_text(
         '[ytdlp]\nextractor_args = { youtube = { player_client = "default,web_safari" } }\nsocket_timeout = 45\n'
@@ -451,7 +453,7 @@ def test_settings_ytdlp_and_accounts_tables_round_trip(tmp_path: Path) -> None:
 ])
 def test_bad_ytdlp_or_accounts_settings_name_the_file(tmp_path: Path, toml: str, needle: str) -> None:
     """A bad [ytdlp] or [accounts.NAME] entry is one error naming settings.toml."""
-    from pipeline.settings import load_settings
+    from pipeline.config.settings import load_settings
 
     (tmp_path / "settings.toml").write_text(toml)
     with pytest.raises(ValueError, match="settings.toml") as info:
@@ -461,7 +463,7 @@ def test_bad_ytdlp_or_accounts_settings_name_the_file(tmp_path: Path, toml: str,
 
 def test_every_youtube_outcome_has_a_hint() -> None:
     """errors.md tells the user what to do for each new outcome (and the bot check names cookies and PO tokens)."""
-    from pipeline.export import DEFAULT_HINT, hint_for
+    from pipeline.engine.outputs import DEFAULT_HINT, hint_for
 
     for cls in (errors.PrivateVideo, errors.MembersOnly, errors.AgeRestricted, errors.GeoBlocked, errors.NotYetLive,
                 errors.MissingJsRuntime):
@@ -504,7 +506,7 @@ def test_real_cookie_loader_warning_is_redacted(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-c", code, str(bad)], capture_output=True, text=True, timeout=60)
     assert "LEAKED-VALUE-1234" in res.stderr  # what yt-dlp does with the user's file as is
     assert "LEAKED-VALUE-1234" not in ytdlp.redact_text(res.stderr)
-    from pipeline import secrets
+    from pipeline.config import secrets
 
     ctx = ctx_for(tmp_path, cookiefile=str(bad), account="raw")
     opts = ytdlp.ydl_base_options(ctx)  # what we give it instead: the good line only, nothing to complain about
@@ -586,7 +588,7 @@ def test_errors_cross_the_process_boundary(err: errors.TubemillError, attrs: dic
 
 def test_media_sniffing_and_the_outbound_rule() -> None:
     """First bytes tell media from pages and archives; private hosts are refused unless the source is that host."""
-    from pipeline.ytdlp_child import OutboundRule, sniff
+    from pipeline.recipes.transcribe.ytdlp_child import OutboundRule, sniff
 
     assert sniff(b"ID3\x04\x00")[0] == sniff(b"\x00\x00\x00\x20ftypM4A ")[0] == sniff(b"\x1a\x45\xdf\xa3")[0] \
         == sniff(b"\xff\xfb\x90\x64")[0] == sniff(b"OggS\x00")[0] == sniff(b"#EXTM3U\n")[0] == "media"

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.errors import BatchExists
 from state.lock import HomeLock, HomeLocked, owner_alive, read_owner
 from state.models import IllegalTransition
 from state.reader import find_summary, read_batch, read_summaries
-from state.store import BatchExists, Store
+from state.store import Store
 
 
 def open_store(home: Path, delay: float = 0.05) -> Store:

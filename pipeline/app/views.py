@@ -1,0 +1,294 @@
+"""What the pages show, computed without Streamlit: previews, estimates, item pages, results.
+
+Pages call one function here and render its result, so every number on screen is
+testable without a browser, and nothing here scans 7,000 items to draw a counter.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.engine.recipe import get_recipe
+from pipeline.recipes.transcribe import library
+from pipeline.recipes.transcribe.sources import Entry, Expansion, Filters, InvalidLine, expand, parse_lines
+from state.models import BatchSummary
+
+# Stage times assumed before this machine has measured any (seconds; transcribe as a real-time factor).
+DEFAULT_STAGE_S = {"captions": 1.0, "download": 5.0, "summarize": 2.0, "export": 0.3}
+DEFAULT_TRANSCRIBE_RTF = 0.1  # tiny.en, int8, one CPU thread (bench/transcribe.py)
+DEFAULT_UNKNOWN_DURATION_S = 600.0
+SPEECH_TOKENS_PER_S = 3.3  # ~150 words a minute, ~1.3 tokens a word
+PROMPT_TOKENS = 350
+OUTPUT_TOKENS = 450
+STAGE_POOL = {"captions": "net", "download": "net", "transcribe": "cpu", "summarize": "llm", "export": "cpu"}
+
+
+@dataclass
+class Preview:
+    recipe: str
+    entries: list[Entry] = field(default_factory=list)
+    invalid: list[InvalidLine] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    duplicates: int = 0
+    filtered: int = 0
+    already_done: set[str] = field(default_factory=set)
+    media_seconds: float = 0.0
+    unknown_durations: int = 0
+    est_seconds: float | None = None
+    llm: dict[str, Any] = field(default_factory=dict)
+    raw_sources: list[str] = field(default_factory=list)  # recipes that do not expand (probe)
+
+    @property
+    def count(self) -> int:
+        return len(self.entries) if self.entries else len(self.raw_sources)
+
+    def rows(self) -> list[dict[str, Any]]:
+        out = []
+        for e in self.entries:
+            out.append({
+                "title": e.title or e.url or e.source,
+                "duration_s": e.duration,
+                "status": "already done" if e.id in self.already_done else "new",
+                "captions": ", ".join(e.subtitles) if e.subtitles else "",
+                "from": e.parent or "",
+                "source": e.url or e.local_path or e.source,
+            })  # fmt: skip
+        return out
+
+    def items(self) -> list[Any]:
+        """What ``Engine.submit`` takes."""
+        return [e.to_item() for e in self.entries] if self.entries else list(self.raw_sources)
+
+
+def measured_rates(summaries: list[BatchSummary]) -> dict[str, float]:
+    """Mean seconds per stage run over every batch this home has run (the store keeps the sums)."""
+    totals: dict[str, list[float]] = {}
+    for s in summaries:
+        for stage, st in s.stage_stats.items():
+            t = totals.setdefault(stage, [0.0, 0.0])
+            t[0] += st.get("total_s", 0.0)
+            t[1] += st.get("n", 0)
+    return {k: v[0] / v[1] for k, v in totals.items() if v[1]}
+
+
+def estimate_seconds(entries: list[Entry], stages: tuple[str, ...], rates: dict[str, float],
+                     pools: dict[str, int], captioned: int = 0) -> float:
+    """Wall-time estimate: work per pool ÷ its size, slowest pool wins (stages overlap across pools)."""
+    work: dict[str, float] = {}
+    for e in entries:
+        dur = e.duration or DEFAULT_UNKNOWN_DURATION_S
+        for st in stages:
+            if st == "transcribe":
+                secs = rates.get(st, DEFAULT_TRANSCRIBE_RTF * dur)
+            else:
+                secs = rates.get(st, DEFAULT_STAGE_S.get(st, 1.0))
+            pool = STAGE_POOL.get(st, "cpu")
+            work[pool] = work.get(pool, 0.0) + secs
+    if captioned and entries:  # captioned items skip transcription, the cpu pool's main work
+        work["cpu"] = work.get("cpu", 0.0) * (1 - captioned / len(entries))
+    if not work:
+        return 0.0
+    sizes = {p: max(1, pools.get(p) or pools.get("cpu", 1)) for p in work}
+    return max(w / sizes[p] for p, w in work.items())
+
+
+def estimate_llm(entries: list[Entry], llm_configured: bool, model: str, prices: tuple[float, float] | None
+                 ) -> dict[str, Any]:
+    """Token and cost estimate for the summaries, before anything is sent."""
+    if not llm_configured:
+        return {"engine": "offline", "model": None, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+    tokens_in = sum(int((e.duration or DEFAULT_UNKNOWN_DURATION_S) * SPEECH_TOKENS_PER_S) + PROMPT_TOKENS
+                    for e in entries)
+    tokens_out = OUTPUT_TOKENS * len(entries)
+    cost = None if prices is None else tokens_in * prices[0] / 1e6 + tokens_out * prices[1] / 1e6
+    return {"engine": "llm", "model": model, "input_tokens": tokens_in, "output_tokens": tokens_out,
+            "cost_usd": cost, "batch_cost_usd": None if cost is None else cost / 2}
+
+
+def build_preview(home: Path, text: str, recipe: str, filters: Filters, *, pools: dict[str, int],
+                  summaries: list[BatchSummary], llm_configured: bool = False, llm_model: str = "",
+                  llm_prices: tuple[float, float] | None = None, force: bool = False,
+                  ytdlp_options: dict[str, Any] | None = None) -> Preview:
+    """Expand the sources (network for URLs) and estimate time and cost; starts nothing.
+
+    ``ytdlp_options`` is the ``[ytdlp]`` table of the settings: the preview lists the way the batch will.
+    """
+    from pipeline.recipes.transcribe.ytdlp import listing_options
+
+    r = get_recipe(recipe)
+    if not r.expands_sources:
+        sources, invalid = parse_lines(text)
+        return Preview(recipe=recipe, invalid=invalid, raw_sources=sources)
+    x: Expansion = expand(text, filters, ydl_opts=listing_options(ytdlp_options))
+    done = set() if force else set(library.status_of(home, [e.id for e in x.entries])["ids"])
+    todo = [e for e in x.entries if e.id not in done]
+    known = [e.duration for e in x.entries if e.duration]
+    captioned = sum(1 for e in todo if e.subtitles)
+    p = Preview(recipe=recipe, entries=x.entries, invalid=x.invalid, failed=x.failed, duplicates=x.duplicates,
+                filtered=x.filtered, already_done=done, media_seconds=float(sum(known)),
+                unknown_durations=len(x.entries) - len(known))
+    p.est_seconds = estimate_seconds(todo, r.stages, measured_rates(summaries), pools, captioned)
+    p.llm = estimate_llm(todo, llm_configured, llm_model, llm_prices)
+    return p
+
+
+# ---------------------------------------------------------------------- batches page
+ITEM_COLUMNS = ("n", "title", "status", "stage", "progress", "attempts", "error", "flags")
+
+
+def item_progress(item: dict[str, Any], n_stages: int) -> float:
+    """Whole-item progress: finished stages plus the running stage's fraction (a stage's own 100% between
+    stages would read as done)."""
+    if item["status"] == "done" or n_stages <= 0:
+        return 1.0 if item["status"] == "done" else 0.0
+    k = int(item.get("stage_index") or 0)
+    frac = float(item.get("progress") or 0.0) if item["status"] == "running" else 0.0
+    return min(1.0, (k + frac) / n_stages)
+
+
+def item_rows(items: list[dict[str, Any]], n_stages: int = 0) -> list[dict[str, Any]]:
+    rows = []
+    for it in items:
+        err = it.get("error") or {}
+        rows.append({
+            "n": it["n"],
+            "title": it.get("title") or it["source"],
+            "status": it["status"],
+            "stage": it.get("stage") or "",
+            "progress": item_progress(it, n_stages),
+            "attempts": int(it.get("attempts") or 0),
+            "error": f"{err.get('type', '')}: {err.get('message', '')}" if err else "",
+            "flags": ", ".join(it.get("flags") or []),
+            "next_try": (time.strftime("%Y-%m-%d %H:%M", time.localtime(it["next_attempt_at"]))
+                         if it["status"] == "waiting" and it.get("next_attempt_at") else ""),
+        })  # fmt: skip
+    return rows
+
+
+def throughput(summary: BatchSummary) -> list[dict[str, Any]]:
+    """Per stage: runs, mean seconds, and items per hour of busy time (from the store's running sums)."""
+    out = []
+    for stage in summary.recipe:
+        st = summary.stage_stats.get(stage)
+        if not st or not st.get("n"):
+            continue
+        mean = st["total_s"] / st["n"]
+        out.append({"stage": stage, "runs": int(st["n"]), "mean_s": round(mean, 3),
+                    "items_per_hour": round(3600 / mean, 1) if mean > 0 else None})
+    return out
+
+
+# ---------------------------------------------------------------------- results page
+BATCH_FILES = {"zip": "*.zip", "pdf": "*.pdf", "manifest": "manifest.json", "csv": "manifest.csv",
+               "errors": "errors.md", "stats": "stats.json"}
+
+
+def batch_files(summary: BatchSummary) -> dict[str, Path]:
+    folder = Path(summary.output_dir)
+    out = {}
+    for key, pattern in BATCH_FILES.items():
+        found = sorted(folder.glob(pattern)) if folder.is_dir() else []
+        if found:
+            out[key] = found[0]
+    return out
+
+
+ITEM_FILES = (("txt", "transcript.txt", "text/plain"), ("srt", "transcript.srt", "application/x-subrip"),
+              ("vtt", "transcript.vtt", "text/vtt"), ("json", "transcript.json", "application/json"),
+              ("summary", "summary.md", "text/markdown"), ("video", "video.mp4", "video/mp4"),
+              ("subtitles", "subtitles.srt", "application/x-subrip"), ("metadata", "metadata.json", "application/json"))
+
+
+def item_files(item: dict[str, Any]) -> list[tuple[str, Path, str]]:
+    wd = Path(item.get("workdir") or "")
+    return [(k, wd / name, mime) for k, name, mime in ITEM_FILES if (wd / name).is_file()]
+
+
+def md_text(text: Any) -> str:
+    """Source metadata (a title, a feed field) for a Streamlit Markdown call: rendered as exactly that text."""
+    from pipeline.common.formats import _md_inline
+
+    return _md_inline(text)
+
+
+def summary_flagged(items: list[dict[str, Any]]) -> int:
+    """Done items whose summary fell back to the offline summarizer (what retry-summaries would re-ask)."""
+    return sum(1 for it in items if "summary-fallback" in (it.get("flags") or []))
+
+
+def summary_note(item: dict[str, Any]) -> str | None:
+    """One line on how the item's summary came to be, when that is not "the LLM's, as asked"."""
+    meta = item.get("meta") or {}
+    outcome = meta.get("summary_outcome")
+    if outcome == "fallback":
+        return (f"Summary: the offline summarizer stood in for the LLM — {md_text(meta.get('summary_reason'))}. "
+                "Retry summaries to ask again.")
+    if outcome == "repaired":
+        return "Summary repaired to fit the rules: " + md_text("; ".join(meta.get("summary_adjustments") or []))
+    return None
+
+
+def load_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def player_source(item: dict[str, Any]) -> str | None:
+    """What the results page can play: kept audio, the local file, or the original URL."""
+    audio = (item.get("artifacts") or {}).get("audio")
+    if audio and Path(audio).is_file():
+        return audio
+    local = (item.get("meta") or {}).get("local_path")
+    if local and Path(local).is_file():
+        return local
+    src = item.get("source") or ""
+    return src if src.startswith(("http://", "https://")) else None
+
+
+# ---------------------------------------------------------------------- new batch
+def batch_options(*, captions: str = "prefer", model: str | None = None, device: str | None = None,
+                  summarizer: str = "auto", language: str | None = None, retry_limit: int | None = None,
+                  on_error: str | None = None, force: bool = False, keep_audio: bool = False,
+                  llm_mode: str = "realtime", n_items: int = 0, llm_batch_min_items: int = 100,
+                  deadline: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Options stored with a batch (CLI and app build them the same way); never secrets."""
+    from pipeline.recipes.transcribe.llm_batch import resolve_mode
+
+    opts: dict[str, Any] = {"captions": captions, "summarizer": summarizer, "force": force,
+                            "keep_audio": keep_audio, "llm_mode": llm_mode,
+                            "llm_mode_effective": resolve_mode(llm_mode, n_items, llm_batch_min_items, deadline)}
+    if deadline:
+        opts["deadline"] = deadline
+    for key, value in (("model", model), ("device", device), ("language", language), ("retry_limit", retry_limit),
+                       ("on_error", on_error)):
+        if value not in (None, ""):
+            opts[key] = value
+    opts.update(extra or {})
+    return opts
+
+
+def save_upload(home: Path, name: str, data: bytes) -> Path:
+    """An uploaded media file, kept under the home (the batch reads it from there)."""
+    from pipeline.engine.stage import safe_name
+    from state.storage import atomic_write_bytes
+
+    stem, dot, ext = name.rpartition(".")
+    safe = safe_name(stem or name, 80) + (("." + safe_name(ext, 8)) if dot else "")
+    folder = Path(home) / "uploads" / time.strftime("%Y%m%d")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / safe
+    atomic_write_bytes(path, data, durable=False)
+    return path
+
+
+def llm_config(engine: Any) -> Any:
+    """The LLM configuration the summarize stage will use (key from the environment or the secrets file)."""
+    from pipeline.config.secrets import llm_config_for
+
+    return llm_config_for(engine.home, engine.settings)

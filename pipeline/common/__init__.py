@@ -1,0 +1,2 @@
+"""Parts every recipe may use and that know nothing of batches: the LLM client and its JSON caller
+(capability ladder), ffmpeg (one locator, one runner), transcript formats, hardware readings."""

@@ -1,0 +1,224 @@
+"""Settings: a TOML file under the home, defaults derived from this machine.
+
+Secrets never live here (API keys, cookies and tokens are files of mode 0600 or
+environment variables); this file may be shown, copied and committed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from pipeline.engine.ratelimit import PacingSettings
+
+SETTINGS_NAME = "settings.toml"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("TUBEMILL_HOME") or Path.home() / ".tubemill").expanduser()
+
+
+def default_pools() -> dict[str, int]:
+    """Pool sizes from cores, RAM and GPUs.
+
+    cpu: one worker per core but at most one per 2 GB of RAM (a Whisper model per
+    worker); net: downloads wait on the network, not the CPU; llm: requests wait on a
+    remote server; gpu: one per device, 0 means gpu stages run in the cpu pool.
+    """
+    from pipeline.engine.governor import read_gpus  # governor imports settings; import here, not at the top
+
+    cores = os.cpu_count() or 1
+    ram_gb = psutil.virtual_memory().total / 2**30
+    return {
+        "net": 4,
+        "cpu": max(1, min(cores, int(ram_gb // 2))),
+        "gpu": len(read_gpus()[0]),
+        "llm": 4,
+    }
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff as a value: the delay before retry ``n`` (1-based) is ``base·2^(n-1)``, capped, ± jitter.
+
+    ``limit`` counts retries after the first attempt; ``rate_limit_wait_s`` is the cooldown
+    when a 429 gives no Retry-After.
+    """
+
+    limit: int = 3
+    base_s: float = 5.0
+    cap_s: float = 600.0
+    jitter: float = 0.2
+    rate_limit_wait_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.limit < 0 or self.base_s < 0 or self.cap_s < 0 or not 0 <= self.jitter < 1:
+            raise ValueError(f"invalid retry policy {self}")
+
+    def delay(self, n: int, rng: random.Random | None = None) -> float:
+        raw = min(self.cap_s, self.base_s * 2 ** max(0, n - 1))
+        if self.jitter:
+            raw *= 1 + (rng or random).uniform(-self.jitter, self.jitter)
+        return min(self.cap_s, max(0.0, raw))
+
+
+@dataclass(frozen=True)
+class GovernorSettings:
+    """Heavy stages (cpu, gpu) wait while any reading is under its floor."""
+
+    min_free_ram_mb: int = 1024
+    min_free_disk_mb: int = 2048
+    min_free_gpu_mb: int = 1024
+    cache_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class DownloadLimits:
+    """What one download may take (``[downloads]`` in settings.toml; a batch's ``--set KEY=VALUE`` wins).
+
+    An endless stream, a 2 GB file that is not media, or a server trickling a byte every
+    ten seconds must not fill the disk or hold a worker: the cap is also never more than
+    the free disk above the governor's floor; below ``stall_rate_kbps`` for
+    ``stall_seconds`` an attempt fails as retryable; 0 turns a limit off.
+    """
+
+    max_download_mb: float = 4096.0
+    stall_rate_kbps: float = 1.0
+    stall_seconds: float = 60.0
+    extract_timeout_s: float = 300.0
+    max_page_mb: float = 64.0
+    allow_private_redirects: bool = False  # a remote source may not redirect to loopback or the private network
+    keep_refreshed_cookies: bool = False  # keep cookies a site refreshes, in Tubemill's own copy (never the user's)
+
+    def __post_init__(self) -> None:
+        if min(self.max_download_mb, self.stall_rate_kbps, self.stall_seconds, self.extract_timeout_s,
+               self.max_page_mb) < 0:
+            raise ValueError("download limits must be >= 0 (0 turns one off)")
+
+    def as_options(self) -> dict[str, Any]:
+        """As batch options, the form the download stage reads (a batch's own values are laid over these)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Settings:
+    pools: dict[str, int] = field(default_factory=default_pools)
+    output_dir: str = ""
+    flush_delay_s: float = 0.25
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    governor: GovernorSettings = field(default_factory=GovernorSettings)
+    on_error: str = "continue"
+    whisper_model: str = "tiny.en"  # the bundled model; larger ones download once when online
+    whisper_device: str = "auto"
+    llm_model: str = "gpt-4o-mini"
+    llm_base_url: str = ""  # empty: OPENAI_BASE_URL or the OpenAI default; the key is never stored here
+    llm_batch_min_items: int = 100  # --llm-mode auto: the Batch API above this many summaries
+    llm_batch_poll_s: float = 10.0  # first poll interval; backs off x1.5 to 60 s while nothing changes
+    pacing: PacingSettings = field(default_factory=PacingSettings)
+    downloads: DownloadLimits = field(default_factory=DownloadLimits)
+    executor: str = ""  # "" runs everything here; "dask://HOST:PORT" or "local-cluster:N" sends cpu/gpu stages to Dask
+    # [accounts.NAME]: per-account `proxy` and/or `cookies_from_browser` (a table with either is an account).
+    accounts: dict[str, dict[str, str]] = field(default_factory=dict)
+    # [ytdlp]: yt-dlp options applied to every call (e.g. extractor_args), under the batch's --ytdlp-option.
+    ytdlp: dict[str, Any] = field(default_factory=dict)
+
+    def output_root(self, home: Path) -> Path:
+        return Path(self.output_dir).expanduser() if self.output_dir else Path(home) / "output"
+
+    def with_max_workers(self, n: int) -> Settings:
+        """``--max-workers N``: no pool runs more than N stages at once."""
+        return replace(self, pools={k: min(v, n) if v else v for k, v in self.pools.items()})
+
+
+def _merge(cls: type, base: Any, raw: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    updates: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ValueError(f"{where}: unknown setting {key!r}")
+        current = getattr(base, key)
+        if isinstance(current, RetryPolicy | GovernorSettings | PacingSettings | DownloadLimits):
+            updates[key] = _merge(type(current), current, value, f"{where}.{key}")
+        elif key == "accounts" and cls is Settings:
+            from pipeline.recipes.transcribe.ytdlp import check_account_settings
+
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}: [accounts] must hold one table per account")
+            updates[key] = {**current, **{str(n): check_account_settings(str(n), conf) for n, conf in value.items()}}
+        elif key == "ytdlp" and cls is Settings:
+            from pipeline.errors import InvalidInput
+            from pipeline.recipes.transcribe.ytdlp import check_ytdlp_options
+
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}: [ytdlp] must be a table of yt-dlp options")
+            try:
+                updates[key] = {**current, **check_ytdlp_options(value)}
+            except InvalidInput as exc:
+                raise ValueError(f"{where}: [ytdlp] {exc}") from None
+        elif isinstance(current, dict):
+            updates[key] = {**current, **{k: int(v) for k, v in value.items()}}
+        else:
+            updates[key] = type(current)(value) if current is not None else value
+    return replace(base, **updates)
+
+
+def load_settings(home: Path) -> Settings:
+    """Defaults overlaid with ``<home>/settings.toml``; a bad file is an error naming it."""
+    path = Path(home) / SETTINGS_NAME
+    base = Settings()
+    if not path.exists():
+        return base
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return _merge(Settings, base, raw, str(path))
+    except (tomllib.TOMLDecodeError, ValueError, TypeError) as exc:
+        raise ValueError(f"cannot read settings {path}: {exc}") from exc
+
+
+def _toml_key(k: Any) -> str:
+    k = str(k)
+    return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else _toml_value(k)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # nested values of [ytdlp], e.g. extractor_args = { youtube = { ... } }
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    text = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    for ch, esc in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+        text = text.replace(ch, esc)
+    return '"' + text + '"'
+
+
+def save_settings(home: Path, settings: Settings) -> Path:
+    """Write the settings as TOML (flat values first, then one table per group; ``[accounts.NAME]`` per account)."""
+    from state.storage import atomic_write_bytes
+
+    data = asdict(settings)
+    lines, tables = [], []
+    for key, value in data.items():
+        if key == "accounts":
+            for name, conf in value.items():
+                tables.append(f"\n[accounts.{_toml_key(name)}]")
+                tables += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in conf.items()]
+        elif isinstance(value, dict):
+            tables.append(f"\n[{key}]")
+            tables += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()]
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    from state.lock import ensure_home
+
+    path = ensure_home(home) / SETTINGS_NAME
+    atomic_write_bytes(path, ("\n".join(lines + tables) + "\n").encode())
+    return path

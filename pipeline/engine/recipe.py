@@ -1,0 +1,123 @@
+"""What the engine knows of a recipe: a named list of stages plus hooks, found without importing recipes.
+
+A batch stores its recipe's stage names, so a recipe changed later never rewrites the
+plan of a batch already running. The engine never imports a recipe module: recipes are
+found through the ``tubemill.recipes`` entry-point group (``pyproject.toml``), the way
+pytest finds plugins, and everything recipe-specific reaches the engine through the
+:class:`Recipe` object — its batch outputs, its long-lived services, its options parser.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.engine.stage import Stage, get_stage
+from pipeline.errors import ConfigError
+
+log = logging.getLogger("tubemill.engine")
+
+ENTRY_POINTS = "tubemill.recipes"
+
+# outputs(batch header, items, batch folder) -> files written (name -> path)
+Outputs = Callable[[dict[str, Any], list[dict[str, Any]], Path], dict[str, Path]]
+
+
+class Service(Protocol):
+    """A long-lived helper a recipe runs next to the scheduler (the Batch API poller).
+
+    It parks items through ``Engine.park`` and brings them back with ``Engine.release``
+    or ``Engine.fail_parked``; the engine starts it with the scheduler and stops it on
+    shutdown, and tells it when a batch is cancelled.
+    """
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def kick(self) -> None: ...
+    def cancel_batch(self, batch_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    stages: tuple[str, ...]
+    expands_sources: bool  # URLs/playlists/folders are listed into one item per video before the batch starts
+    doc: str = ""
+    topics: bool = False  # input is topics (lines or CSV with per-row options), not sources
+    offered: bool = True  # shown in the app and the CLI's choices (test stand-ins are not)
+    default: bool = False  # the recipe a batch gets when none is named
+    # Batch outputs beyond the manifest, error report and stats every batch gets (a PDF, a ZIP).
+    outputs: Outputs | None = None
+    # Long-lived helpers started with the scheduler: factory(engine) -> Service.
+    services: tuple[Callable[[Any], Service], ...] = ()
+    # Parses a batch's stored options into the recipe's frozen options object (``ctx.opts``).
+    parse_options: Callable[[Mapping[str, Any]], Any] | None = None
+
+    def stage_objects(self) -> list[Stage]:
+        return [get_stage(n) for n in self.stages]
+
+
+_RECIPES: dict[str, Recipe] = {}
+_loaded = False
+_load_lock = threading.Lock()
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    """Add a recipe (the entry points do this for the built-in ones; a test may add its own)."""
+    _RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def load_recipes() -> dict[str, Recipe]:
+    """Every recipe installed, by name (entry points loaded once; a broken one is logged, not fatal)."""
+    global _loaded
+    if not _loaded:
+        with _load_lock:
+            if not _loaded:
+                for ep in sorted(metadata.entry_points(group=ENTRY_POINTS), key=lambda e: e.name):
+                    try:
+                        recipe = ep.load()
+                    except Exception:  # one broken plugin must not take the others down
+                        log.exception("cannot load recipe %s (%s)", ep.name, ep.value)
+                        continue
+                    _RECIPES.setdefault(recipe.name, recipe)
+                _loaded = True
+    return dict(_RECIPES)
+
+
+def get_recipe(name: str) -> Recipe:
+    recipes = load_recipes()
+    if name not in recipes:
+        raise ConfigError(f"unknown recipe {name!r} (known: {', '.join(sorted(recipes))})")
+    return recipes[name]
+
+
+def offered_recipes() -> dict[str, Recipe]:
+    return {n: r for n, r in load_recipes().items() if r.offered}
+
+
+def default_recipe() -> str:
+    recipes = load_recipes()
+    return next((n for n, r in recipes.items() if r.default), next(iter(recipes), ""))
+
+
+def recipe_stages(name_or_stages: str | list[str]) -> list[Stage]:
+    """Stage objects for a recipe name or an explicit list of stage names."""
+    names = get_recipe(name_or_stages).stages if isinstance(name_or_stages, str) else name_or_stages
+    return [get_stage(n) for n in names]
+
+
+def recipe_of(options: Mapping[str, Any]) -> Recipe | None:
+    """The recipe a batch was made from (stored as ``recipe_name``); None for an explicit stage list."""
+    name = options.get("recipe_name")
+    if not name:
+        return None
+    try:
+        return get_recipe(str(name))
+    except ConfigError:
+        return None

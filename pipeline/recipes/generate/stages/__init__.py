@@ -1,0 +1,1 @@
+"""The generate recipe's stages: script, plan, narrate, frames, subtitles, render, metadata, upload."""

@@ -1,0 +1,303 @@
+"""script, plan and metadata: the words of a generated video, how they split into scenes, and how
+it is described on YouTube.
+
+script: an LLM (the same OpenAI-compatible client as summarize) returns JSON checked against a
+pydantic schema and is asked again with the validation errors; offline (no endpoint) a template
+built from the topic, so the recipe always runs. Markdown and emoji are stripped before narration.
+plan: scene count from the speaking pace (about one scene per 3 s fast, 4 s normal, 5 s slow) and
+scene lengths from narration length; the narrate stage later scales them to the real audio.
+metadata: YouTube's limits — title ≤ 100 characters, description ≤ 5,000 bytes, tags ≤ 500 characters.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from pipeline import errors
+from pipeline.engine.stage import Stage, StageContext, StageResult, register
+from state.storage import atomic_write_bytes
+
+SCRIPT = "script.json"
+PLAN = "plan.json"
+METADATA = "metadata.json"
+WORDS_PER_S = 2.6  # ~155 wpm: edge-tts and espeak-ng at their default rates
+SECONDS_PER_SCENE = {"fast": 3.0, "normal": 4.0, "slow": 5.0}
+SIZES = {"9:16": (1080, 1920), "16:9": (1920, 1080)}
+
+
+class Scene(BaseModel):
+    narration: str = Field(min_length=1)
+    visual: str = ""
+
+
+class VideoScript(BaseModel):
+    title: str = Field(min_length=1)
+    hook: str = ""
+    script: str = Field(min_length=1)
+    scenes: list[Scene] = Field(min_length=1)
+    hashtags: list[str] = []
+    description: str = ""
+
+    @field_validator("hashtags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        return [re.sub(r"[^\w]", "", t.lstrip("#")) for t in v if re.sub(r"[^\w]", "", t.lstrip("#"))]
+
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["title", "hook", "script", "scenes", "hashtags", "description"],
+    "properties": {
+        "title": {"type": "string"},
+        "hook": {"type": "string"},
+        "script": {"type": "string"},
+        "scenes": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["narration", "visual"],
+            "properties": {"narration": {"type": "string"}, "visual": {"type": "string"}}}},
+        "hashtags": {"type": "array", "items": {"type": "string"}},
+        "description": {"type": "string"},
+    },
+}
+
+_MD = re.compile(r"(\*\*|__|\*|_|`|~~|^#+\s*|^>\s*|^\s*[-*+]\s+|\[([^\]]*)\]\([^)]*\))", re.MULTILINE)
+
+
+def clean_for_speech(text: str) -> str:
+    """No Markdown marks or emoji reach the voice (a TTS reads "asterisk" or skips oddly)."""
+    text = _MD.sub(lambda m: m.group(2) or "", text)
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("So", "Sk", "Cs", "Co")
+                   and ch not in "\u200d\ufe0f")
+    text = re.sub(r"\s+", " ", text).strip()
+    return re.sub(r"\s+([.,!?;:])", r"\1", text)
+
+
+def offline_script(topic: str, style: str = "", target_s: float = 60.0) -> VideoScript:
+    """A plain, honest template: always runs, says what it is about, never invents facts."""
+    t = topic.strip().rstrip(".")
+    first = t.split()[0] if t.split() else ""
+    m = t[:1].lower() + t[1:] if first[:1].isupper() and not first.isupper() else t  # mid-sentence form
+    lines = [
+        f"Let's talk about {m}.",
+        f"{t[:1].upper() + t[1:]} comes up more often than you might think, so it is worth a closer look.",
+        f"First, what is {m}? Put simply, it is the idea at the center of this video.",
+        f"Second, why does {m} matter? Because understanding it helps you make better decisions.",
+        f"Third, how can you start? Pick one small step related to {m} and try it this week.",
+        f"A common mistake is to treat {m} as all or nothing. Small, steady progress works better.",
+        f"To recap: {m} is worth understanding, it matters in everyday life, and you can start small.",
+        "Thanks for watching. Follow for more short explainers like this one.",
+    ]
+    words_needed = target_s * WORDS_PER_S
+    chosen, words = [], 0
+    for ln in lines:
+        if words >= words_needed and len(chosen) >= 3:
+            break
+        chosen.append(ln)
+        words += len(ln.split())
+    tags = [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z0-9]{2,}", t)][:5] or ["explainer"]
+    return VideoScript(
+        title=t[:1].upper() + t[1:] if t else "Untitled",
+        hook=chosen[0],
+        script=" ".join(chosen),
+        scenes=[Scene(narration=ln, visual=t) for ln in chosen],
+        hashtags=[*tags, "explainer"],
+        description=f"A short explainer about {t}." + (f" Style: {style}." if style else ""),
+    )
+
+
+SCRIPT_SYSTEM = ("You write scripts for short narrated explainer videos. Plain spoken language, no Markdown, no emoji, "
+                 "no stage directions in the narration. Reply with one JSON object only.")
+
+
+def _as_script(data: dict[str, Any], topic: str) -> VideoScript:
+    """The model's script, with what it left out filled in (a script without scenes is split into sentences)."""
+    from pipeline.common.llmcall import SoftMiss
+
+    def text(v: Any) -> str:
+        return " ".join(str(v).split()) if isinstance(v, str | int | float) and not isinstance(v, bool) else ""
+
+    script = text(data.get("script"))
+    scenes = []
+    for sc in data.get("scenes") if isinstance(data.get("scenes"), list) else []:
+        narration = text(sc.get("narration") or sc.get("text")) if isinstance(sc, dict) else text(sc)
+        if narration:
+            scenes.append(Scene(narration=narration, visual=text(sc.get("visual")) if isinstance(sc, dict) else ""))
+    if not script and not scenes:
+        raise ValueError("script and scenes are empty: write the narration of the video")
+    adjusted: list[str] = []
+    if not scenes:
+        scenes = [Scene(narration=s, visual=topic) for s in _sentences(script)] or [Scene(narration=script)]
+        adjusted.append("no scenes: split the script into sentences")
+    if not script:
+        script = " ".join(sc.narration for sc in scenes)
+        adjusted.append("no script: joined the scenes' narration")
+    title = text(data.get("title"))
+    if not title:
+        title = topic[:90]
+        adjusted.append("no title: used the topic")
+    tags = data.get("hashtags") if isinstance(data.get("hashtags"), list) else []
+    value = VideoScript(title=title, hook=text(data.get("hook")) or scenes[0].narration, script=script,
+                        scenes=scenes, hashtags=[text(t) for t in tags if text(t)],
+                        description=text(data.get("description")))
+    if adjusted:
+        raise SoftMiss("; ".join(adjusted), value, adjusted)
+    return value
+
+
+def llm_script(topic: str, style: str, target_s: float, config: Any, home: Any = None
+               ) -> tuple[VideoScript, dict[str, int], list[str]]:
+    """Ask the model for a script in the schema through the shared JSON caller (the capability ladder,
+    re-asks with the errors, repairs). Returns the script, the usage and what was adjusted."""
+    from pipeline.common import llm
+    from pipeline.common.llmcall import JSONCaller
+
+    words = int(target_s * WORDS_PER_S)
+    prompt = (f"Topic: {topic}\nStyle: {style or 'clear and friendly'}\n"
+              f"Length: about {target_s:.0f} seconds ({words} words).\n"
+              "Give a title (under 90 characters), a one-sentence hook, the full script, "
+              "the script split into scenes (narration + a short visual description), "
+              "3 to 8 hashtags and a description of 2 or 3 sentences.")
+    call = JSONCaller(config, llm.make_client(config), schema=SCHEMA, name="video_script", system=SCRIPT_SYSTEM,
+                      home=home, max_tokens=max(1500, words * 4))
+    answer = call.ask(prompt, lambda d: _as_script(d, topic))
+    return answer.value, {"input_tokens": call.input_tokens, "output_tokens": call.output_tokens}, answer.adjustments
+
+
+def _opt(item: dict[str, Any], ctx: StageContext, key: str, default: Any = None) -> Any:
+    """Per-row option (CSV), else the batch option, else the default."""
+    return (item.get("meta") or {}).get(key) or ctx.options.get(key) or default
+
+
+def run_script(item: dict[str, Any], ctx: StageContext) -> StageResult:
+    from pipeline.config.secrets import llm_config_for
+
+    out = ctx.path(SCRIPT)
+    if out.exists():
+        return StageResult(artifacts={"script": str(out)})
+    topic, style = item["source"], _opt(item, ctx, "style", "")
+    target = float(_opt(item, ctx, "length_s", 60))
+    config = llm_config_for(ctx.home, options=ctx.options)
+    usage = {"input_tokens": 0, "output_tokens": 0}
+    adjusted: list[str] = []
+    reason = None
+    flags = [f for f in item.get("flags") or [] if f not in ("script-repaired", "script-fallback")]
+    if ctx.options.get("script_engine", "auto") != "offline" and config.configured():
+        try:
+            script, usage, adjusted = llm_script(topic, style, target, config, home=ctx.home)
+            engine = "llm"
+        except errors.Cancelled:
+            raise
+        except (errors.NetworkError, errors.RateLimited) as exc:
+            if ctx.attempt <= 2:
+                raise
+            script, engine, reason = offline_script(topic, style, target), "template", f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - the template keeps the video; the reason is recorded
+            script, engine, reason = offline_script(topic, style, target), "template", f"{type(exc).__name__}: {exc}"
+        if reason:
+            flags.append("script-fallback")
+        elif adjusted:
+            flags.append("script-repaired")
+    else:
+        script, engine = offline_script(topic, style, target), "template"
+    doc = script.model_dump()
+    for sc in doc["scenes"]:
+        sc["narration"] = clean_for_speech(sc["narration"])
+    doc["scenes"] = [sc for sc in doc["scenes"] if sc["narration"]]
+    if not doc["scenes"]:
+        raise errors.PermanentError("the script has no speakable narration")
+    doc.update(script_engine=engine, usage=usage, adjustments=adjusted, fallback_reason=reason)
+    atomic_write_bytes(out, json.dumps(doc, ensure_ascii=False, indent=1).encode())
+    meta: dict[str, Any] = {"title": doc["title"][:100], "script_engine": engine, "flags": sorted(set(flags))}
+    if reason:
+        meta["script_fallback"] = reason[:300]
+    if adjusted:
+        meta["script_adjustments"] = adjusted
+    return StageResult(artifacts={"script": str(out)}, meta=meta)
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
+
+
+def plan_scenes(scenes: list[dict[str, str]], target_s: float, pace: str) -> list[dict[str, Any]]:
+    """Regroup the narration into about target/seconds-per-scene scenes, never splitting a sentence."""
+    per = SECONDS_PER_SCENE.get(pace, 4.0)
+    sentences = [(s, sc.get("visual", "")) for sc in scenes for s in _sentences(sc["narration"])]
+    total_words = sum(len(s.split()) for s, _ in sentences) or 1
+    speech_s = total_words / WORDS_PER_S
+    want = max(1, min(len(sentences), round(speech_s / per)))
+    words_per_scene = total_words / want
+    out: list[dict[str, Any]] = []
+    cur: list[str] = []
+    visual = ""
+    acc = 0
+    for s, vis in sentences:
+        cur.append(s)
+        visual = visual or vis
+        acc += len(s.split())
+        if acc >= words_per_scene * (len(out) + 1) and len(out) < want - 1:
+            out.append({"narration": " ".join(cur), "visual": visual})
+            cur, visual = [], ""
+    if cur:
+        out.append({"narration": " ".join(cur), "visual": visual})
+    for i, sc in enumerate(out, start=1):
+        sc["index"] = i
+        sc["est_s"] = round(len(sc["narration"].split()) / WORDS_PER_S, 2)
+    return out
+
+
+def run_plan(item: dict[str, Any], ctx: StageContext) -> StageResult:
+    out = ctx.path(PLAN)
+    if out.exists():
+        return StageResult(artifacts={"plan": str(out)})
+    script = json.loads(ctx.path(SCRIPT).read_text(encoding="utf-8"))
+    aspect = _opt(item, ctx, "aspect", "9:16")
+    if aspect not in SIZES:
+        raise errors.InvalidInput(f"aspect must be 9:16 or 16:9, not {aspect!r}")
+    w, h = SIZES[aspect]
+    size = ctx.options.get("size")  # "WxH": quick drafts and tests; the aspect's full size otherwise
+    if size:
+        try:
+            w, h = (int(x) for x in str(size).lower().split("x"))
+        except ValueError:
+            raise errors.InvalidInput(f"size must look like 540x960, not {size!r}") from None
+    pace = _opt(item, ctx, "pace", "normal")
+    scenes = plan_scenes(script["scenes"], float(_opt(item, ctx, "length_s", 60)), pace)
+    plan = {"title": script["title"], "aspect": aspect, "width": w, "height": h, "fps": 30,
+            "theme": _opt(item, ctx, "theme", "dark"), "background_dir": _opt(item, ctx, "background_dir"),
+            "voice": _opt(item, ctx, "voice", "en-US-AriaNeural"), "rate": _opt(item, ctx, "rate", "+0%"),
+            "pace": pace, "scenes": scenes}
+    atomic_write_bytes(out, json.dumps(plan, ensure_ascii=False, indent=1).encode())
+    return StageResult(artifacts={"plan": str(out)}, meta={"scenes": len(scenes)})
+
+
+def run_metadata(item: dict[str, Any], ctx: StageContext) -> StageResult:
+    from pipeline.recipes.generate.youtube import fit_tags, truncate_bytes
+
+    out = ctx.path(METADATA)
+    if out.exists():
+        return StageResult(artifacts={"metadata": str(out)})
+    script = json.loads(ctx.path(SCRIPT).read_text(encoding="utf-8"))
+    title = clean_for_speech(script["title"])[:100].rstrip() or item["source"][:100]
+    hashtags = ["#" + h for h in script.get("hashtags", [])][:15]
+    body = (script.get("description") or script.get("hook") or "").strip()
+    description = truncate_bytes(body + ("\n\n" + " ".join(hashtags) if hashtags else ""), 5000)
+    privacy = _opt(item, ctx, "privacy", "private")
+    publish_at = _opt(item, ctx, "publish_at")
+    if publish_at:
+        privacy = "private"  # YouTube publishes scheduled videos from private
+    meta = {"title": title, "description": description, "tags": fit_tags(script.get("hashtags", [])),
+            "hashtags": hashtags, "category_id": str(_opt(item, ctx, "category_id", "27")), "privacy": privacy,
+            "publish_at": publish_at}
+    atomic_write_bytes(out, json.dumps(meta, ensure_ascii=False, indent=1).encode())
+    return StageResult(artifacts={"metadata": str(out)}, meta={"title": title})
+
+
+register(Stage("script", run_script, resource="llm", doc="LLM script (schema-checked) or offline template"))
+register(Stage("plan", run_plan, resource="cpu", doc="scenes from speaking pace"))
+register(Stage("metadata", run_metadata, resource="cpu", doc="YouTube title/description/tags within limits"))

@@ -1,0 +1,101 @@
+"""Input of the generate recipe: topics one per line, or a CSV with per-row options.
+
+CSV columns (header required, any order, all but ``topic`` optional): topic, voice, style,
+length (seconds), aspect (9:16 or 16:9), privacy (public, unlisted, private), publish_at
+(ISO 8601; implies private until then), pace (fast, normal, slow). A bad row is reported
+with its line number and skipped; the rest of the batch runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pipeline.recipes.transcribe.sources import InvalidLine
+
+COLUMNS = ("topic", "voice", "style", "length", "aspect", "privacy", "publish_at", "pace")
+ASPECTS = ("9:16", "16:9")
+PRIVACY = ("public", "unlisted", "private")
+PACES = ("fast", "normal", "slow")
+
+
+@dataclass
+class TopicList:
+    items: list[dict[str, Any]]
+    invalid: list[InvalidLine]
+
+
+def _row_options(row: dict[str, str]) -> dict[str, Any]:
+    """Validated per-row options; raises ValueError with a reason a user can act on."""
+    opts: dict[str, Any] = {}
+    if row.get("voice"):
+        opts["voice"] = row["voice"].strip()
+    if row.get("style"):
+        opts["style"] = row["style"].strip()
+    if row.get("length"):
+        length = float(row["length"])
+        if not 10 <= length <= 1800:
+            raise ValueError("length must be between 10 and 1800 seconds")
+        opts["length_s"] = length
+    if row.get("aspect"):
+        if row["aspect"].strip() not in ASPECTS:
+            raise ValueError(f"aspect must be one of {', '.join(ASPECTS)}")
+        opts["aspect"] = row["aspect"].strip()
+    if row.get("privacy"):
+        if row["privacy"].strip().lower() not in PRIVACY:
+            raise ValueError(f"privacy must be one of {', '.join(PRIVACY)}")
+        opts["privacy"] = row["privacy"].strip().lower()
+    if row.get("publish_at"):
+        when = datetime.fromisoformat(row["publish_at"].strip().replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            raise ValueError("publish_at needs a time zone (e.g. 2026-12-01T09:00:00+00:00)")
+        opts["publish_at"] = when.isoformat()
+    if row.get("pace"):
+        if row["pace"].strip() not in PACES:
+            raise ValueError(f"pace must be one of {', '.join(PACES)}")
+        opts["pace"] = row["pace"].strip()
+    return opts
+
+
+def parse_topics(text: str) -> TopicList:
+    """Items for ``Engine.submit``: one per topic, per-row options in the item's meta."""
+    lines = [ln.removesuffix("\r") for ln in text.split("\n")]  # "\n" only: \v, \f, \x85… are not line ends
+    first = next((ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")), "")
+    items: list[dict[str, Any]] = []
+    invalid: list[InvalidLine] = []
+    seen: set[str] = set()
+    if "," in first and first.split(",")[0].strip().lower() == "topic":
+        reader = csv.DictReader(io.StringIO(text))
+        unknown = [c for c in reader.fieldnames or [] if c and c.strip().lower() not in COLUMNS]
+        if unknown:
+            invalid.append(InvalidLine(1, first, f"unknown column(s) {', '.join(unknown)}"))
+        for row in reader:
+            row = {(k or "").strip().lower(): (v or "") for k, v in row.items()}
+            line_no = reader.line_num
+            topic = row.get("topic", "").strip()
+            if not topic or topic.startswith("#"):
+                continue
+            try:
+                opts = _row_options(row)
+            except ValueError as exc:
+                invalid.append(InvalidLine(line_no, topic, str(exc)))
+                continue
+            if topic in seen:
+                continue
+            seen.add(topic)
+            items.append({"source": topic, "title": topic, "meta": opts})
+        return TopicList(items, invalid)
+    for no, raw in enumerate(lines, start=1):
+        topic = raw.strip()
+        if not topic or topic.startswith("#"):
+            continue
+        if any(ord(c) < 32 for c in topic) or len(topic) > 500:
+            invalid.append(InvalidLine(no, topic[:80], "control characters or longer than 500 characters"))
+            continue
+        if topic not in seen:
+            seen.add(topic)
+            items.append({"source": topic, "title": topic, "meta": {}})
+    return TopicList(items, invalid)

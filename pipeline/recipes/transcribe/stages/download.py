@@ -1,0 +1,90 @@
+"""download: yt-dlp best audio → ``.tmp/audio.<ext>`` (deleted when the item finishes).
+
+yt-dlp writes ``*.part`` and renames only a complete file, so a partial download never
+counts as done; a retry resumes the ``.part`` (HTTP Range) or restarts cleanly.
+Captions or a reused earlier result make this stage a no-op: no request is sent.
+
+The call runs in a child process (:mod:`pipeline.recipes.transcribe.ytdlp_run`): cancel and interrupt stop it within
+about a fifth of a second even while it is blocked in a read, and its limits hold — a byte cap
+(``max_download_mb``, never more than the free disk above the governor's floor), a stall rule
+(``stall_rate_kbps`` over ``stall_seconds``), the media check on the first bytes, the outbound
+rule for redirects. yt-dlp gets a private copy of the account's cookie file, never the file itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pipeline import errors
+from pipeline.engine.stage import Stage, StageContext, StageResult, register
+from pipeline.recipes.transcribe.ytdlp import call_limits, call_options
+from pipeline.recipes.transcribe.ytdlp_run import YtdlpCall
+
+log = logging.getLogger("tubemill.download")
+
+TRANSCRIPT = "transcript.json"
+
+
+def find_audio(tmp: Path) -> Path | None:
+    for p in sorted(tmp.glob("audio.*")):
+        if p.suffix not in (".part", ".ytdl", ".temp") and not p.name.endswith((".part", ".ytdl")) and p.stat().st_size:
+            return p
+    return None
+
+
+def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
+    if ctx.path(TRANSCRIPT).exists():  # captions or reuse already gave us the transcript
+        return StageResult()
+    local = (item.get("meta") or {}).get("local_path")
+    if local:
+        if not Path(local).exists():
+            raise errors.NotFound(f"local file {local} no longer exists")
+        return StageResult(artifacts={"audio": local}, meta={"audio_local": True})
+    tmp = ctx.tmpdir
+    done = find_audio(tmp)
+    if done:
+        return StageResult(artifacts={"audio": str(done)})
+    limits = call_limits(ctx, tmp)
+    if limits.cap_bytes <= 0:
+        raise limits.cap_error()
+    # 401/403 means bad cookies only for a signed-in account (a cookie file or a browser profile)
+    signed_in = bool(ctx.cookiefile or ctx.browser or ctx.options.get("cookies"))
+    with call_options(ctx) as base:
+        opts = {
+            **base,
+            **limits.ydl_options(),
+            "format": ctx.options.get("format", "bestaudio/best"),
+            "outtmpl": {"default": str((tmp / "audio.%(ext)s").resolve())},
+        }
+        index = (item.get("meta") or {}).get("playlist_index")
+        if index:
+            opts["noplaylist"] = False
+            opts["playlist_items"] = str(index)
+        with YtdlpCall(ctx, opts, limits, account=ctx.account if signed_in else None, watch_dir=tmp) as call:
+            info = call.extract(item["source"], download=True)
+    audio = find_audio(tmp)
+    if audio is None:
+        raise errors.RetryableError("yt-dlp finished but left no audio file")
+    meta: dict[str, Any] = {}
+    if info.get("duration") and not item.get("duration"):
+        meta["duration"] = float(info["duration"])
+    if info.get("title") and not item.get("title"):
+        meta["title"] = info["title"]
+    ctx.progress(1.0)
+    return StageResult(artifacts={"audio": str(audio)}, meta=meta)
+
+
+def needs_account(item: dict[str, Any], workdir: Path) -> bool:
+    """False when this item's download sends no request (local file, captions, audio already here)."""
+    if (item.get("meta") or {}).get("local_path"):
+        return False
+    if (workdir / TRANSCRIPT).exists():
+        return False
+    tmp = workdir / ".tmp"
+    return not (tmp.is_dir() and find_audio(tmp))
+
+
+register(Stage("download", run, resource="net", account_bound=True, doc="yt-dlp best audio",
+               needs_account=needs_account))

