@@ -37,7 +37,7 @@ from pipeline.engine.clock import SystemClock
 from pipeline.engine.governor import Governor
 from pipeline.engine.outputs import export_batch
 from pipeline.engine.ratelimit import ANONYMOUS, AccountPool
-from pipeline.engine.recipe import default_recipe, recipe_stages
+from pipeline.engine.recipe import default_recipe, recipe_of, recipe_stages
 from pipeline.engine.stage import Stage, StageContext, StageResult, flag, safe_name
 from pipeline.errors import BatchExists, UnknownBatch
 from pipeline.recipes.transcribe import llm_batch
@@ -87,6 +87,7 @@ class _Run:
     accounts: list[str] | None = None  # the batch's own cookie files; None: the home's accounts
     in_use: dict[int, str] = field(default_factory=dict)  # item -> account of its running download
     buffer_stages: tuple[int, ...] = ()  # next-stage indexes of items downloaded but not yet transcribed
+    opts: Any = None  # the recipe's parsed options (ctx.opts)
 
 
 @dataclass
@@ -127,7 +128,6 @@ class Engine:
         self.output_root = self.settings.output_root(self.home)
         self.governor = governor or Governor(self.output_root, self.settings.governor)
         self.pool_sizes = self._pool_sizes(self.settings.pools)
-        self._download_defaults = self.settings.downloads.as_options()  # under each batch's own options
         self._own_executors = executors is None
         # Threads start lazily up to max_workers, and pool_sizes bounds the concurrency, so a
         # pool can grow at run time (Settings page) without replacing its executor.
@@ -276,7 +276,8 @@ class Engine:
             if bool(sizes.get("gpu")) != bool(self.pool_sizes.get("gpu")):
                 sizes["gpu"] = self.pool_sizes.get("gpu", 0)  # where gpu stages queue is fixed at start
             self.settings = settings
-            self._download_defaults = settings.downloads.as_options()
+            for run in self._runs.values():  # the recipe's options see the new settings (download limits)
+                run.opts = _parse_options(run.options, settings)
             self.pool_sizes.update(sizes)
             self.governor.settings = settings.governor
             self.accounts.settings = settings.pacing
@@ -720,6 +721,7 @@ class Engine:
             on_error=opts.get("on_error", "continue"),
             output_dir=Path(h.get("output_dir") or self.output_root / safe_name(h["name"])),
         )
+        run.opts = _parse_options(opts, self.settings)
         run.ready = {p: [] for p in [*self.pool_sizes, PACED]}
         if h["state"] == BatchState.PAUSED:
             run.pause.set()
@@ -896,7 +898,7 @@ class Engine:
         bid = run.batch_id
         ctx = StageContext(
             batch_id=bid, batch_name=run.name, item_n=n, stage=stage.name, workdir=workdir,
-            options={**self._download_defaults, **run.options}, attempt=attempt,
+            options=run.options, opts=run.opts, settings=self.settings, attempt=attempt,
             account=account.name if account else None,
             _progress=lambda f, _bid=bid, _n=n: self._progress(_bid, _n, f),
             _cancelled=lambda _run=run, _net=stage.resource == "net": (
@@ -1231,6 +1233,14 @@ def estimate_eta(
         cum += remaining_at.get(k, 0)
         work[pool] = work.get(pool, 0.0) + cum * means.get(name, fallback)
     return max(w / max(1, pool_sizes.get(p, 1)) for p, w in work.items())
+
+
+def _parse_options(options: dict[str, Any], settings: Settings) -> Any:
+    """The recipe's frozen options for a batch (None for an explicit stage list or a recipe without them)."""
+    recipe = recipe_of(options)
+    if recipe is None or recipe.parse_options is None:
+        return None
+    return recipe.parse_options(options, settings)
 
 
 def _execute(stage: Stage, item: dict[str, Any], ctx: StageContext) -> _Outcome:

@@ -55,8 +55,9 @@ class Recipe:
     outputs: Outputs | None = None
     # Long-lived helpers started with the scheduler: factory(engine) -> Service.
     services: tuple[Callable[[Any], Service], ...] = ()
-    # Parses a batch's stored options into the recipe's frozen options object (``ctx.opts``).
-    parse_options: Callable[[Mapping[str, Any]], Any] | None = None
+    # parse_options(batch options, live settings) -> the recipe's frozen options object, handed to stages
+    # as ``ctx.opts``; called when a batch is activated and again when settings change.
+    parse_options: Callable[[Mapping[str, Any], Any], Any] | None = None
 
     def stage_objects(self) -> list[Stage]:
         return [get_stage(n) for n in self.stages]

@@ -48,6 +48,11 @@ class StageContext:
     proxy: str | None = field(default=None, repr=False)  # the account's own proxy (a secret: never logged)
     ytdlp: dict[str, Any] = field(default_factory=dict, repr=False)  # [ytdlp] of settings.toml, for every yt-dlp call
     min_free_disk_mb: float | None = None  # the engine's governor floor: a download never eats into it
+    # The recipe's frozen options object (``Recipe.parse_options`` of the batch's stored options and the live
+    # settings, parsed once per batch), and the live settings themselves: no stage reads settings.toml.
+    # None when a caller (a test, a benchmark) built the context by hand: recipes then parse ``options``.
+    opts: Any = field(default=None, repr=False)
+    settings: Any = field(default=None, repr=False)
 
     @property
     def tmpdir(self) -> Path:
