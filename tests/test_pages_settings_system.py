@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from pipeline.common.hardware import read_gpus
 from pipeline.config import secrets
 from pipeline.config.settings import load_settings
-from pipeline.engine.governor import read_gpus
 from tests.conftest import ROOT
 
 KEY = "sk-test-91b2c3d4e5f60718293a4b5c6d7e8f90wxyz"

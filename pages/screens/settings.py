@@ -255,7 +255,7 @@ def cookies_section() -> None:
 def _ago(mtime: float) -> str:
     import time
 
-    from pipeline.app.progress import fmt_duration
+    from pipeline.common.units import fmt_duration
 
     return f"{fmt_duration(max(0.0, time.time() - mtime))} ago"
 

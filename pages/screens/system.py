@@ -13,7 +13,7 @@ import streamlit as st
 from pages.screens._engine import engine_or_stop, get_monitor
 from pipeline.app import doctor
 from pipeline.app.monitor import busy_rows, chart_rows
-from pipeline.app.progress import fmt_duration
+from pipeline.common.units import fmt_duration
 from pipeline.config import secrets
 
 log = logging.getLogger("tubemill.app")

@@ -6,21 +6,10 @@ import sys
 import time
 from typing import IO, Any
 
+from pipeline.common.units import fmt_duration
 from state.models import BatchSummary
 
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(round(seconds))
-    d, rem = divmod(seconds, 86400)
-    h, rem = divmod(rem, 3600)
-    m, s = divmod(rem, 60)
-    if d:
-        return f"{d}d{h:02d}h"
-    if h:
-        return f"{h}h{m:02d}m"
-    return f"{m}m{s:02d}s" if m else f"{s}s"
+__all__ = ["ProgressView", "active_lines", "fmt_duration", "summary_line"]
 
 
 def summary_line(s: BatchSummary) -> str:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pipeline.common.llm import LLMConfig
-from pipeline.config.settings import Settings
+from pipeline.config.settings import Settings, load_settings
+from pipeline.config.ytdlp_options import SECRET_OPTION, redact_ytdlp_options
 from pipeline.errors import InvalidInput
 from state.storage import fsync_dir
 
@@ -172,12 +173,12 @@ def llm_config_for(home: Path, settings: Settings | None = None,
     """The LLM config every caller uses: model and server from a batch's options, else the settings;
     the key from the env or the 0600 file.
 
+    Pass ``settings`` (a stage has ``ctx.settings``, the engine's live copy): without it
+    settings.toml is read again on every call, which a stage run per item should not do.
     When ``OPENAI_API_KEY`` is set the config carries no key (the client reads the
     environment); otherwise the stored key rides in ``api_key``, which repr hides.
     """
     if settings is None:
-        from pipeline.config.settings import load_settings
-
         settings = load_settings(home)
     opts = options or {}
     return LLMConfig.from_env(model=opts.get("llm_model") or settings.llm_model or None,
@@ -523,8 +524,6 @@ BATCH_OPTIONS_DIR = "batch-options"
 
 def split_private_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(options safe to store and show, the secret values taken out of them)."""
-    from pipeline.recipes.transcribe.ytdlp import SECRET_OPTION, redact_ytdlp_options
-
     public = dict(options)
     private: dict[str, Any] = {}
     proxy = public.get("proxy")

@@ -2,6 +2,10 @@
 
 Secrets never live here (API keys, cookies and tokens are files of mode 0600 or
 environment variables); this file may be shown, copied and committed.
+
+Every ``*Settings`` value object lives here, including the ones only the engine reads
+(retry, governor, pacing): the engine imports config, never the other way round, so
+loading settings never pulls in the scheduler.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from typing import Any
 
 import psutil
 
-from pipeline.engine.ratelimit import PacingSettings
+from pipeline.common.hardware import read_gpus
+from pipeline.config.ytdlp_options import check_account_settings, check_ytdlp_options
+from pipeline.errors import InvalidInput
 
 SETTINGS_NAME = "settings.toml"
 
@@ -31,8 +37,6 @@ def default_pools() -> dict[str, int]:
     worker); net: downloads wait on the network, not the CPU; llm: requests wait on a
     remote server; gpu: one per device, 0 means gpu stages run in the cpu pool.
     """
-    from pipeline.engine.governor import read_gpus  # governor imports settings; import here, not at the top
-
     cores = os.cpu_count() or 1
     ram_gb = psutil.virtual_memory().total / 2**30
     return {
@@ -76,6 +80,42 @@ class GovernorSettings:
     min_free_disk_mb: int = 2048
     min_free_gpu_mb: int = 1024
     cache_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class PacingSettings:
+    """Per-account download pacing (``[pacing]`` in settings.toml)."""
+
+    cookie_delay_min_s: float = 180.0
+    cookie_delay_max_s: float = 300.0
+    anon_delay_min_s: float = 10.0
+    anon_delay_max_s: float = 20.0
+    backoff_factor: float = 1.5
+    max_multiplier: float = 8.0
+    success_decay: float = 0.95
+    failure_run: int = 3
+    cooldown_s: float = 1800.0
+    min_buffer: int = 20
+    target_buffer: int = 50
+    max_buffer: int = 100
+    queue_aware: bool = True
+    fast_start_items: int = 0
+    fast_start_factor: float = 0.25
+    est_download_mb: float = 64.0  # disk kept free per download in flight, until real sizes are measured
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.cookie_delay_min_s <= self.cookie_delay_max_s
+                and 0 <= self.anon_delay_min_s <= self.anon_delay_max_s):
+            raise ValueError("pacing delays need 0 <= min <= max")
+        if self.backoff_factor < 1 or self.max_multiplier < 1 or not 0 < self.success_decay <= 1:
+            raise ValueError("pacing: backoff_factor and max_multiplier must be >= 1, success_decay in (0, 1]")
+        if not 0 <= self.min_buffer <= self.target_buffer <= self.max_buffer:
+            raise ValueError("pacing: need 0 <= min_buffer <= target_buffer <= max_buffer")
+
+    def delay_range(self, cookies: bool) -> tuple[float, float]:
+        if cookies:
+            return self.cookie_delay_min_s, self.cookie_delay_max_s
+        return self.anon_delay_min_s, self.anon_delay_max_s
 
 
 @dataclass(frozen=True)
@@ -146,15 +186,10 @@ def _merge(cls: type, base: Any, raw: dict[str, Any], where: str) -> Any:
         if isinstance(current, RetryPolicy | GovernorSettings | PacingSettings | DownloadLimits):
             updates[key] = _merge(type(current), current, value, f"{where}.{key}")
         elif key == "accounts" and cls is Settings:
-            from pipeline.recipes.transcribe.ytdlp import check_account_settings
-
             if not isinstance(value, dict):
                 raise ValueError(f"{where}: [accounts] must hold one table per account")
             updates[key] = {**current, **{str(n): check_account_settings(str(n), conf) for n, conf in value.items()}}
         elif key == "ytdlp" and cls is Settings:
-            from pipeline.errors import InvalidInput
-            from pipeline.recipes.transcribe.ytdlp import check_ytdlp_options
-
             if not isinstance(value, dict):
                 raise ValueError(f"{where}: [ytdlp] must be a table of yt-dlp options")
             try:

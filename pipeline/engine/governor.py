@@ -4,6 +4,7 @@ Heavy stages (``cpu``, ``gpu``) start only while free RAM, free disk under the o
 folder and (for ``gpu``) free GPU memory stay above their floors. Light stages
 (``net``, ``llm``) are never held: they free memory rather than use it. Readings are
 cached for a second so a scheduler making thousands of decisions asks psutil once.
+GPU readings come from :mod:`pipeline.common.hardware` (the default pool sizes need them too).
 """
 
 from __future__ import annotations
@@ -17,18 +18,10 @@ from pathlib import Path
 
 import psutil
 
+from pipeline.common.hardware import GpuReading, read_gpus
 from pipeline.config.settings import GovernorSettings
 
 HEAVY = frozenset({"cpu", "gpu"})
-
-
-@dataclass(frozen=True)
-class GpuReading:
-    index: int
-    name: str
-    mem_total_mb: float
-    mem_free_mb: float
-    util_percent: float
 
 
 @dataclass(frozen=True)
@@ -40,45 +33,6 @@ class Readings:
     gpus: list[GpuReading] = field(default_factory=list)
     gpu_error: str | None = None
     at: float = 0.0
-
-
-def read_gpus() -> tuple[list[GpuReading], str | None]:
-    """NVML readings, or an empty list and the reason there are none."""
-    try:
-        import pynvml
-    except ImportError:
-        return [], "nvidia-ml-py is not installed"
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        return [], f"no NVIDIA driver ({exc})"
-    try:
-        out = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            try:
-                util = float(pynvml.nvmlDeviceGetUtilizationRates(h).gpu)
-            except pynvml.NVMLError:
-                util = 0.0
-            name = pynvml.nvmlDeviceGetName(h)
-            out.append(
-                GpuReading(
-                    index=i,
-                    name=name.decode() if isinstance(name, bytes) else str(name),
-                    mem_total_mb=mem.total / 2**20,
-                    mem_free_mb=mem.free / 2**20,
-                    util_percent=util,
-                )
-            )
-        return out, None if out else "NVML found no GPU"
-    except pynvml.NVMLError as exc:
-        return [], f"NVML error ({exc})"
-    finally:
-        try:
-            pynvml.nvmlShutdown()
-        except pynvml.NVMLError:
-            pass
 
 
 def read_system(path: Path) -> Readings:

@@ -41,47 +41,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.config.settings import PacingSettings
+from pipeline.config.ytdlp_options import proxy_address
 from pipeline.errors import CorruptStateFile
 from state.storage import atomic_write_bytes, read_json_file
 
 ACCOUNTS_FILE = "accounts.json"
 ANONYMOUS = "anonymous"
-
-
-@dataclass(frozen=True)
-class PacingSettings:
-    """Per-account download pacing (``[pacing]`` in settings.toml)."""
-
-    cookie_delay_min_s: float = 180.0
-    cookie_delay_max_s: float = 300.0
-    anon_delay_min_s: float = 10.0
-    anon_delay_max_s: float = 20.0
-    backoff_factor: float = 1.5
-    max_multiplier: float = 8.0
-    success_decay: float = 0.95
-    failure_run: int = 3
-    cooldown_s: float = 1800.0
-    min_buffer: int = 20
-    target_buffer: int = 50
-    max_buffer: int = 100
-    queue_aware: bool = True
-    fast_start_items: int = 0
-    fast_start_factor: float = 0.25
-    est_download_mb: float = 64.0  # disk kept free per download in flight, until real sizes are measured
-
-    def __post_init__(self) -> None:
-        if not (0 <= self.cookie_delay_min_s <= self.cookie_delay_max_s
-                and 0 <= self.anon_delay_min_s <= self.anon_delay_max_s):
-            raise ValueError("pacing delays need 0 <= min <= max")
-        if self.backoff_factor < 1 or self.max_multiplier < 1 or not 0 < self.success_decay <= 1:
-            raise ValueError("pacing: backoff_factor and max_multiplier must be >= 1, success_decay in (0, 1]")
-        if not 0 <= self.min_buffer <= self.target_buffer <= self.max_buffer:
-            raise ValueError("pacing: need 0 <= min_buffer <= target_buffer <= max_buffer")
-
-    def delay_range(self, cookies: bool) -> tuple[float, float]:
-        if cookies:
-            return self.cookie_delay_min_s, self.cookie_delay_max_s
-        return self.anon_delay_min_s, self.anon_delay_max_s
 
 
 @dataclass
@@ -144,20 +110,6 @@ class Account:
 _PERSISTED = ("multiplier", "next_ready_at", "cooldown_until", "last_start", "last_delay", "downloads", "failures",
               "rate_limits", "failure_run", "disabled", "disabled_at", "cookie_mtime", "source", "shown_proxy",
               "cool_reason")
-
-
-def proxy_address(url: str | None) -> str | None:
-    """``socks5://user:pw@10.0.0.2:1080`` → ``socks5://10.0.0.2:1080``: which address, never the credentials."""
-    if not url:
-        return None
-    import urllib.parse
-
-    parts = urllib.parse.urlsplit(url)
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    return f"{parts.scheme}://{parts.hostname or '?'}{port}"
 
 
 class AccountPool:

@@ -8,8 +8,9 @@ from collections.abc import Callable
 import pytest
 
 from pipeline.app.monitor import Monitor, busy_rows, chart_rows
+from pipeline.common.hardware import GpuReading, read_gpus
 from pipeline.engine.core import Engine
-from pipeline.engine.governor import Governor, GpuReading, Readings, read_gpus
+from pipeline.engine.governor import Governor, Readings
 
 
 class Ticks:

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from pipeline.config.settings import PacingSettings
 from pipeline.engine.clock import FakeClock
 from pipeline.engine.core import Engine
-from pipeline.engine.ratelimit import ANONYMOUS, AccountPool, PacingSettings, read_account_rows
+from pipeline.engine.ratelimit import ANONYMOUS, AccountPool, read_account_rows
 from tests.conftest import NO_PACING, fast_settings
 
 COOKIE = "# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t2000000000\tacct\t{name}\n"

@@ -136,6 +136,34 @@ def test_llm_config_carries_stored_key_but_never_shows_it(home: Path, monkeypatc
     assert config.api_key is None and config.resolved_api_key() == "sk-from-environment-1234"
 
 
+def test_llm_config_with_settings_reads_no_settings_file(home: Path) -> None:
+    """Given the live settings (a stage's ``ctx.settings``) no settings.toml is read; a batch's options still win."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "settings.toml").write_text("this is [ not toml\n")
+    with pytest.raises(ValueError, match="settings.toml"):
+        secrets.llm_config_for(home)
+    settings = Settings(pools={"cpu": 1}, llm_model="m-settings", llm_base_url="http://127.0.0.1:9/v1")
+    config = secrets.llm_config_for(home, settings=settings)
+    assert config.model == "m-settings" and config.base_url == "http://127.0.0.1:9/v1"
+    config = secrets.llm_config_for(home, options={"llm_model": "m-batch"}, settings=settings)
+    assert config.model == "m-batch" and config.base_url == "http://127.0.0.1:9/v1"
+
+
+def test_private_options_are_split_out() -> None:
+    """A proxy password and secret yt-dlp options leave the stored options; what stays is redacted."""
+    public, private = secrets.split_private_options({
+        "proxy": "socks5://u:pw-123456@10.0.0.2:1080", "language": "en",
+        "ytdlp_options": {"socket_timeout": 5, "username": "alice@example.com",
+                          "http_headers": {"Authorization": "Bearer abcdef123456", "Accept": "x"}}})
+    assert public["proxy"] == "***" and public["language"] == "en"
+    assert public["ytdlp_options"] == {"socket_timeout": 5, "username": "***",
+                                       "http_headers": {"Authorization": "***", "Accept": "x"}}
+    assert private["proxy"].endswith("@10.0.0.2:1080")
+    assert private["ytdlp_options"]["username"] == "alice@example.com"
+    assert private["ytdlp_options"]["http_headers"]["Authorization"] == "Bearer abcdef123456"
+    assert secrets.split_private_options({"proxy": "http://10.0.0.2:8080"}) == ({"proxy": "http://10.0.0.2:8080"}, {})
+
+
 def test_cookie_file_saved_listed_and_deleted(home: Path) -> None:
     """A Netscape cookies.txt is stored 0600 per account and listed by name and count, never by content."""
     path = secrets.save_cookie_file(home, "main", COOKIES)
