@@ -33,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipeline.common import ffmpeg as ff  # noqa: E402
 from pipeline.engine.stage import StageContext  # noqa: E402
 from pipeline.recipes.generate import video  # noqa: E402
 from pipeline.recipes.generate.stages import frames, render, subtitles  # noqa: E402
@@ -55,7 +56,7 @@ LINES = [
 
 
 def ffmpeg(*args: str, cwd: Path | None = None) -> None:
-    subprocess.run([video.ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y", *args], cwd=cwd,
+    subprocess.run([ff.ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y", *args], cwd=cwd,
                    check=True, timeout=300)
 
 
@@ -71,7 +72,7 @@ def make_narration(work: Path, seconds: float, scenes: int) -> tuple[dict[str, A
         if espeak:
             wav = work / f"speech-{k:02d}.wav"
             subprocess.run([espeak, "-v", "en-us", "-s", "160", "-w", str(wav), text], check=True, timeout=60)
-            spoken = min(per - 0.05, video.probe(wav).duration)
+            spoken = min(per - 0.05, ff.probe(wav).duration)
             parts.append(wav)
         toks = text.split()
         step = spoken / len(toks)
@@ -177,7 +178,7 @@ def main() -> None:
             burn_wall, burn = timed_render(clone(base, root / "burn"), home, burn_subtitles=True)
             print(f"burn-in   : {burn_wall:6.2f}s  {burn['duration']}s, {burn['bytes'] / 1e6:.2f} MB "
                   f"-> {burn_wall / video_s:.3f}x real time")
-            veryfast = video.Encoder("libx264", ("-c:v", "libx264", "-preset", "veryfast", "-tune", "stillimage",
+            veryfast = ff.Encoder("libx264", ("-c:v", "libx264", "-preset", "veryfast", "-tune", "stillimage",
                                                  "-crf", "20", "-x264-params", "keyint=300:min-keyint=30:scenecut=0"),
                                      hardware=False)
             real_detect = render.detect_encoder
@@ -196,7 +197,7 @@ def main() -> None:
             durations = [s.frames / FPS for s in render.scene_frames(plan, json.loads(
                 (mp_dir / "narration.json").read_text()), ours["audio_input_s"])]
             mp_wall = moviepy_render(mp_dir, durations)
-            info = video.probe(mp_dir / "moviepy.mp4")
+            info = ff.probe(mp_dir / "moviepy.mp4")
             v = info.of("video")[0]
             print(f"moviepy   : {mp_wall:6.2f}s  {v.codec} {v.width}x{v.height} {v.avg_fps:.2f} fps, "
                   f"{info.duration:.3f}s, {(mp_dir / 'moviepy.mp4').stat().st_size / 1e6:.2f} MB "

@@ -53,17 +53,11 @@ SILENT_SECONDS = 3.0
 _QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 
 
-@functools.cache
 def ffmpeg_exe() -> str:
-    """Full path of an ffmpeg binary (yt-dlp's ``ffmpeg_location`` wants the binary, not a directory)."""
-    if os.path.exists("/usr/bin/ffmpeg"):
-        return "/usr/bin/ffmpeg"
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    import imageio_ffmpeg
+    """The ffmpeg the product runs (one locator: ``pipeline.common.ffmpeg``)."""
+    from pipeline.common.ffmpeg import ffmpeg_exe as product_ffmpeg
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    return product_ffmpeg()
 
 
 def espeak_exe() -> str:

@@ -355,9 +355,9 @@ _TOOL_FIX = {
 
 
 def _tool(name: str, timeout: float) -> Check:
-    from pipeline.recipes.transcribe.ytdlp import ffmpeg_binary
+    from pipeline.common.ffmpeg import ffprobe_exe, find_ffmpeg
 
-    path = ffmpeg_binary() if name == "ffmpeg" else shutil.which(name)
+    path = find_ffmpeg() if name == "ffmpeg" else ffprobe_exe() if name == "ffprobe" else shutil.which(name)
     severity, fix = _TOOL_FIX[name]
     if path is None:
         return Check(name, False if severity == "FAIL" else WARN, "not found", fix)
@@ -460,7 +460,7 @@ def _device(settings: Any) -> Check:
 
 
 def _nvml() -> Check:
-    from pipeline.engine.governor import read_gpus
+    from pipeline.common.hardware import read_gpus
 
     gpus, why = read_gpus()
     if not gpus:
@@ -480,7 +480,7 @@ def _nvml() -> Check:
 
 def _llm(home: Path, settings: Any, timeout: float) -> Check:
     from pipeline.config.secrets import llm_config_for
-    from pipeline.recipes.transcribe.ytdlp import redact_url
+    from pipeline.config.ytdlp_options import redact_url
 
     config = llm_config_for(home, settings)
     if not config.configured():
@@ -522,7 +522,7 @@ def _probe_models(config: Any, timeout: float) -> dict[str, Any]:
 
 
 def _llm_row(where: str, model: str, r: dict[str, Any]) -> Check:
-    from pipeline.recipes.transcribe.ytdlp import redact_url
+    from pipeline.config.ytdlp_options import redact_url
 
     said = redact_url(str(r.get("detail") or ""))
     if not r.get("reachable"):
@@ -623,7 +623,7 @@ def check_cookie_file(name: str, path: Path, now: float) -> Check:
 
 def _accounts(home: Path, settings: Any, extra: list[Path], now: float) -> list[Check]:
     from pipeline.config.secrets import list_cookie_files
-    from pipeline.engine.ratelimit import proxy_address
+    from pipeline.config.ytdlp_options import proxy_address
 
     rows = []
     conf: dict[str, dict[str, str]] = dict(getattr(settings, "accounts", {}) or {})
@@ -684,7 +684,7 @@ def _browser_check(row: str, conf: dict[str, str], detail: str) -> Check:
     if spec:
         from yt_dlp.cookies import SUPPORTED_BROWSERS
 
-        from pipeline.recipes.transcribe.ytdlp import parse_browser_spec
+        from pipeline.config.ytdlp_options import parse_browser_spec
 
         browser = parse_browser_spec(spec)[0]
         if browser not in SUPPORTED_BROWSERS:

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from pipeline import errors
+from pipeline.common import ffmpeg
 from pipeline.engine.stage import StageContext
-from pipeline.recipes.generate import video
 from pipeline.recipes.generate.stages import frames, render, subtitles
 
 W, H = 360, 640
@@ -25,7 +25,7 @@ TEXTS = [
     "Each scene gets one picture.",
     "Then ffmpeg encodes the stills quickly and a probe checks the result twice over.",
 ]
-FFPROBE = video.ffprobe_exe()
+FFPROBE = ffmpeg.ffprobe_exe()
 
 
 def make_words(nominal: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -46,7 +46,7 @@ def make_words(nominal: float) -> tuple[list[dict[str, Any]], list[dict[str, Any
 @pytest.fixture(scope="module")
 def narration_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("audio") / "narration.m4a"
-    subprocess.run([video.ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+    subprocess.run([ffmpeg.ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
                     f"sine=frequency=440:duration={AUDIO_S}", "-c:a", "aac", "-b:a", "64k", str(out)],
                    check=True, timeout=60)
     return out
@@ -259,14 +259,14 @@ def test_encoder_detection_is_libx264_here() -> None:
     """No GPU here: the hardware encoders ffmpeg lists fail their test encode and libx264 is chosen."""
     if Path("/dev/nvidia0").exists() or Path("/dev/dri/renderD128").exists():
         pytest.skip("this machine has a GPU device")
-    assert video.detect_encoder().name == "libx264"
-    assert video.detect_encoder() is video.detect_encoder()  # cached per process
+    assert ffmpeg.detect_encoder().name == "libx264"
+    assert ffmpeg.detect_encoder() is ffmpeg.detect_encoder()  # cached per process
 
 
 def test_render_checked_output(item: Path) -> None:
     """video.mp4 is H.264 CFR 30 fps + AAC at the plan size, as long as the audio, A/V within 100 ms."""
     rec = build(item)
-    assert rec["checked"] is True and rec["encoder"] == video.detect_encoder().name
+    assert rec["checked"] is True and rec["encoder"] == ffmpeg.detect_encoder().name
     info = ffprobe(item / "video.mp4")
     streams = info["streams"]
     assert sorted(s["codec_type"] for s in streams) == ["audio", "video"]
@@ -308,7 +308,7 @@ def test_render_burn_in(item: Path, tmp_path: Path) -> None:
 
     def grab(wd: Path) -> Image.Image:
         out = wd / "grab.png"
-        subprocess.run([video.ffmpeg_exe(), "-v", "error", "-y", "-ss", f"{t:.3f}", "-i", str(wd / "video.mp4"),
+        subprocess.run([ffmpeg.ffmpeg_exe(), "-v", "error", "-y", "-ss", f"{t:.3f}", "-i", str(wd / "video.mp4"),
                         "-frames:v", "1", str(out)], check=True, timeout=30)
         return Image.open(out).convert("L")
 
@@ -375,7 +375,7 @@ def test_render_missing_inputs_are_permanent(item: Path) -> None:
 
 def test_render_encodes_non_aac_narration(item: Path) -> None:
     """WAV narration (espeak-ng's output) is encoded to AAC; the output still checks out."""
-    subprocess.run([video.ffmpeg_exe(), "-v", "error", "-y", "-i", str(item / "narration.m4a"),
+    subprocess.run([ffmpeg.ffmpeg_exe(), "-v", "error", "-y", "-i", str(item / "narration.m4a"),
                     str(item / "narration.wav")], check=True, timeout=30)
     nar = json.loads((item / "narration.json").read_text())
     nar["audio"] = "narration.wav"
@@ -388,9 +388,9 @@ def test_render_encodes_non_aac_narration(item: Path) -> None:
 def test_probe_without_ffprobe_parses_ffmpeg(item: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With only ffmpeg (imageio-ffmpeg), probing falls back to parsing ``ffmpeg -i`` and the check still works."""
     build(item)
-    monkeypatch.setattr(video, "ffprobe_exe", lambda: None)
+    monkeypatch.setattr(ffmpeg, "ffprobe_exe", lambda: None)
     assert render.check_video(item / "video.mp4", AUDIO_S, (W, H))["fps"] == 30
-    info = video.probe(item / "video.mp4")
+    info = ffmpeg.probe(item / "video.mp4")
     v = info.of("video")[0]
     assert (v.kind, v.codec, v.width, v.height, v.r_frame_rate) == ("video", "h264", W, H, "30/1")
     assert info.of("audio")[0].codec == "aac" and abs(info.duration - AUDIO_S) <= 0.1

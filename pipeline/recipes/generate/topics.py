@@ -11,15 +11,13 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from pipeline.recipes.transcribe.sources import InvalidLine
+from pipeline.common.lines import InvalidLine
+from pipeline.recipes.generate.options import parse_row
 
 COLUMNS = ("topic", "voice", "style", "length", "aspect", "privacy", "publish_at", "pace")
-ASPECTS = ("9:16", "16:9")
-PRIVACY = ("public", "unlisted", "private")
-PACES = ("fast", "normal", "slow")
+_ROW_KEY = {"length": "length_s"}  # a column whose option has another name
 
 
 @dataclass
@@ -29,35 +27,9 @@ class TopicList:
 
 
 def _row_options(row: dict[str, str]) -> dict[str, Any]:
-    """Validated per-row options; raises ValueError with a reason a user can act on."""
-    opts: dict[str, Any] = {}
-    if row.get("voice"):
-        opts["voice"] = row["voice"].strip()
-    if row.get("style"):
-        opts["style"] = row["style"].strip()
-    if row.get("length"):
-        length = float(row["length"])
-        if not 10 <= length <= 1800:
-            raise ValueError("length must be between 10 and 1800 seconds")
-        opts["length_s"] = length
-    if row.get("aspect"):
-        if row["aspect"].strip() not in ASPECTS:
-            raise ValueError(f"aspect must be one of {', '.join(ASPECTS)}")
-        opts["aspect"] = row["aspect"].strip()
-    if row.get("privacy"):
-        if row["privacy"].strip().lower() not in PRIVACY:
-            raise ValueError(f"privacy must be one of {', '.join(PRIVACY)}")
-        opts["privacy"] = row["privacy"].strip().lower()
-    if row.get("publish_at"):
-        when = datetime.fromisoformat(row["publish_at"].strip().replace("Z", "+00:00"))
-        if when.tzinfo is None:
-            raise ValueError("publish_at needs a time zone (e.g. 2026-12-01T09:00:00+00:00)")
-        opts["publish_at"] = when.isoformat()
-    if row.get("pace"):
-        if row["pace"].strip() not in PACES:
-            raise ValueError(f"pace must be one of {', '.join(PACES)}")
-        opts["pace"] = row["pace"].strip()
-    return opts
+    """Validated per-row options, through the batch options' own parsers; raises ValueError with a reason a
+    user can act on."""
+    return parse_row({_ROW_KEY.get(col, col): row[col] for col in COLUMNS[1:] if row.get(col)})
 
 
 def parse_topics(text: str) -> TopicList:

@@ -10,7 +10,8 @@ the missing scenes. Background pictures are resized once per (content, size) and
 cached under ``<home>/cache/backgrounds`` by content hash, so every item and every
 rerun that uses the same picture skips the decode and the resize.
 
-Options: ``frame_text`` = ``narration`` (default) or ``visual``: which scene field is drawn.
+Options: ``frame_text`` = ``narration`` or ``visual``: which scene field is drawn (default ``visual`` when
+subtitles are burnt in, since the narration is on screen already, else ``narration``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
+from pipeline.recipes.generate.options import options_of
 from pipeline.recipes.generate.video import FRAMES_DIR, PLAN, font_path, plan_size, read_json, scene_png
 
 log = logging.getLogger("tubemill.frames")
@@ -232,7 +234,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     size = plan_size(plan)
     theme = theme_of(plan)
     scenes = plan_scenes(plan)
-    field = str(ctx.options.get("frame_text") or "narration")
+    field = str(options_of(ctx).frame_text)
     pictures = list_backgrounds(plan.get("background_dir"))
     cache_dir = Path(ctx.home) / "cache" / "backgrounds"
     ctx.path(FRAMES_DIR).mkdir(parents=True, exist_ok=True)

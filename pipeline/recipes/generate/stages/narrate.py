@@ -11,11 +11,10 @@ concatenation and scene starts are exact sample counts, not probe estimates (an 
 without a Xing header has only an estimated duration). Loudness is normalized once, on
 the joined track (EBU R128: I=-16 LUFS, TP=-1.5 dBTP, LRA=11 LU).
 
-Options (``ctx.options``): ``tts`` = ``auto`` (edge-tts, then espeak-ng) | ``edge`` | ``espeak``;
-``voice`` / ``rate`` (used when neither plan.json nor the item's meta sets them);
-``espeak_voice`` (default: from the edge voice's locale, ``en-US-AriaNeural`` → ``en-us``);
-``espeak_wpm`` (base words per minute at rate ``+0%``, default 175); ``edge_timeout_s`` (default 60);
-``edge_proxy`` (an HTTP proxy URL for edge-tts; aiohttp ignores the proxy environment variables).
+Options (:class:`~pipeline.recipes.generate.options.GenerateOptions`): ``tts`` = ``auto`` (edge-tts,
+then espeak-ng) | ``edge`` | ``espeak``; ``voice`` / ``rate`` (used when plan.json does not set them);
+``espeak_voice``, ``espeak_wpm``, ``edge_timeout_s``, ``edge_proxy`` (defaults documented there).
+ffmpeg and ffprobe are :mod:`pipeline.common.ffmpeg`'s; only espeak-ng is looked up here.
 """
 
 from __future__ import annotations
@@ -38,7 +37,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pipeline import errors
+from pipeline.common.ffmpeg import probe, run_ffmpeg
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
+from pipeline.recipes.generate.options import GenerateOptions, options_of
 from state.storage import atomic_write_bytes, clean_stray_temps
 
 log = logging.getLogger("tubemill.narrate")
@@ -47,12 +48,9 @@ PLAN = "plan.json"
 NARRATION_DIR = "narration"
 NARRATION_AUDIO = "narration.m4a"
 NARRATION_JSON = "narration.json"
-DEFAULT_VOICE = "en-US-AriaNeural"
-DEFAULT_RATE = "+0%"
-DEFAULT_WPM = 175
 SAMPLE_RATE = 48_000
 LOUDNORM = "loudnorm=I=-16:TP=-1.5:LRA=11"
-TTS_MODES = ("auto", "edge", "espeak")
+FFMPEG_TIMEOUT_S = 600
 EDGE = "edge-tts"
 ESPEAK = "espeak-ng"
 SILENCE = "silence"
@@ -87,11 +85,10 @@ class EdgeFailed(Exception):
 # -- small helpers -------------------------------------------------------------------------------------------------
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
+def _espeak() -> str:
+    path = shutil.which("espeak-ng")
     if not path:
-        package = "espeak-ng" if "espeak" in name else "ffmpeg"
-        raise errors.ConfigError(f"{name} is not installed (apt-get install {package})")
+        raise errors.ConfigError("espeak-ng is not installed (apt-get install espeak-ng)")
     return path
 
 
@@ -110,21 +107,19 @@ def _run(cmd: list[str], what: str, *, stdin: bytes | None = None,
 
 
 def probe_duration(path: Path) -> float:
-    """The container's duration in seconds, from ffprobe."""
-    proc = _run([_tool("ffprobe"), "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
-                f"ffprobe {path.name}", timeout=60)
-    try:
-        return float(json.loads(proc.stdout)["format"]["duration"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise errors.PermanentError(f"ffprobe found no duration in {path.name}") from exc
+    """The container's duration in seconds (ffprobe, or ``ffmpeg -i`` where there is none)."""
+    duration = probe(path).duration
+    if not duration:
+        raise errors.PermanentError(f"ffprobe found no duration in {path.name}")
+    return duration
 
 
 def _to_pcm(src: Path, dst: Path, what: str) -> None:
     """Decode anything ffmpeg reads into ``dst``: 48 kHz mono s16 WAV, replaced atomically."""
     tmp = dst.with_name(f".tmp-{dst.name}")
     try:
-        _run([_tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), "-vn",
-              "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav", str(tmp)], what)
+        run_ffmpeg(["-y", "-i", str(src), "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le",
+                    "-f", "wav", str(tmp)], what=what, timeout=FFMPEG_TIMEOUT_S)
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
@@ -270,7 +265,7 @@ def synthesize_edge(text: str, voice: str, rate: str, mp3: Path, timeout: float 
 
 def synthesize_espeak(text: str, voice: str, wpm: int, wav: Path) -> None:
     """espeak-ng → ``wav`` (its native 22.05 kHz); text goes through stdin, so a leading '-' is just text."""
-    exe = _tool("espeak-ng")
+    exe = _espeak()
     tmp = wav.with_name(f".tmp-{wav.name}")
     tried = []
     try:
@@ -304,18 +299,14 @@ class Settings:
     edge_disabled: str | None = None  # set after the first edge failure in auto mode: stop retrying per scene
 
 
-def _settings(item: dict[str, Any], plan: dict[str, Any], options: dict[str, Any]) -> Settings:
-    mode = str(options.get("tts", "auto")).lower()
-    if mode not in TTS_MODES:
-        raise errors.InvalidInput(f"tts must be one of {', '.join(TTS_MODES)}, not {mode!r}")
-    meta = item.get("meta") or {}
-    voice = str(plan.get("voice") or meta.get("voice") or options.get("voice") or DEFAULT_VOICE)
-    rate = str(plan.get("rate") or meta.get("rate") or options.get("rate") or DEFAULT_RATE)
+def _settings(plan: dict[str, Any], opts: GenerateOptions) -> Settings:
+    """The voice and rate the plan chose (else the item's, else the batch's options), and the TTS knobs."""
+    voice = str(plan.get("voice") or opts.voice)
+    rate = str(plan.get("rate") or opts.rate)
     pct = parse_rate(rate)
-    base = int(options.get("espeak_wpm", DEFAULT_WPM))
-    wpm = max(80, min(450, round(base * (1 + pct / 100))))
-    return Settings(mode, voice, rate, str(options.get("espeak_voice") or espeak_voice_for(voice)), wpm,
-                    float(options.get("edge_timeout_s", 60)), options.get("edge_proxy") or None)
+    wpm = max(80, min(450, round(opts.espeak_wpm * (1 + pct / 100))))
+    return Settings(opts.tts, voice, rate, opts.espeak_voice or espeak_voice_for(voice), wpm, opts.edge_timeout_s,
+                    opts.edge_proxy)
 
 
 def _scene_paths(ctx: StageContext, index: int) -> tuple[Path, Path, Path]:
@@ -435,10 +426,9 @@ def join_clips(ctx: StageContext, clips: list[Clip], out: Path) -> None:
                 dst.writeframes(src.readframes(src.getnframes()))
     tmp = out.with_name(f".tmp-{out.name}")
     try:
-        _run([_tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(joined),
-              "-af", loudnorm_filter(measure_loudness(joined)), "-ar", str(SAMPLE_RATE), "-ac", "1",
-              "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", "-f", "mp4", str(tmp)],
-             "encoding narration.m4a")
+        run_ffmpeg(["-y", "-i", str(joined), "-af", loudnorm_filter(measure_loudness(joined)),
+                    "-ar", str(SAMPLE_RATE), "-ac", "1", "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart",
+                    "-f", "mp4", str(tmp)], what="encoding narration.m4a", timeout=FFMPEG_TIMEOUT_S)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -447,9 +437,9 @@ def join_clips(ctx: StageContext, clips: list[Clip], out: Path) -> None:
 
 def measure_loudness(path: Path) -> dict[str, str] | None:
     """loudnorm's first pass (``print_format=json``) over ``path``; None when ffmpeg printed nothing usable."""
-    proc = _run([_tool("ffmpeg"), "-nostdin", "-hide_banner", "-i", str(path),
-                 "-af", f"{LOUDNORM}:print_format=json", "-f", "null", "-"], "measuring loudness")
-    text = proc.stderr.decode("utf-8", "replace")
+    proc = run_ffmpeg(["-i", str(path), "-af", f"{LOUDNORM}:print_format=json", "-f", "null", "-"],
+                      what="measuring loudness", timeout=FFMPEG_TIMEOUT_S, loglevel="info")  # loudnorm prints at info
+    text = proc.stderr
     start, end = text.rfind("{"), text.rfind("}")
     try:
         data = json.loads(text[start:end + 1]) if 0 <= start < end else None
@@ -500,7 +490,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         except ValueError:
             log.warning("%s is not valid JSON; narrating again", js)
     plan = _load_plan(ctx)
-    s = _settings(item, plan, ctx.options)
+    s = _settings(plan, options_of(ctx).for_item(item))
     clean_stray_temps(ctx.path(NARRATION_DIR))  # half-written clips of a killed run
     scenes = plan["scenes"]
     clips: list[Clip] = []

@@ -18,8 +18,8 @@ Scene times come from ``narration.json`` (a scene lasts from its start to the ne
 start, so pauses stay with the picture on screen), scaled so they add up to the probed
 audio duration, and are cut on whole frames from cumulative times (rounding never drifts).
 
-Encoder: the fastest that really works (``pipeline.recipes.generate.video.detect_encoder``: nvenc, vaapi,
-qsv, videotoolbox, else libx264 ``ultrafast`` + ``stillimage``, crf 20, 10 s GOPs without
+Encoder: the fastest that really works (``pipeline.common.ffmpeg.detect_encoder``: nvenc, vaapi, qsv,
+videotoolbox, else libx264 ``ultrafast`` + ``stillimage``, crf 20, 10 s GOPs without
 scene cut). Measured with ``bench/render.py`` on 2 cores (60 s, 1080×1920, 12 scenes):
 ours 4.3–4.6 s (≈ 0.07× real time, 2.5 MB), with burn-in ≈ 5.8 s, with ``veryfast``
 ≈ 7.4 s (1.2 MB), moviepy's defaults ≈ 18 s (so ≈ 4× faster; the first run of the session was
@@ -40,8 +40,9 @@ The file is checked with ffprobe before it becomes ``video.mp4``: duration withi
 the audio, 30 fps, the plan's size, one video and one audio stream, and video and audio
 stream durations within 0.1 s of each other; a failed check raises PermanentError.
 
-Options: ``burn_subtitles`` (bool), ``encoder`` (``auto`` or an encoder name),
-``render_workers`` (parallel segment encodes; default the core count), ``audio_bitrate``.
+Options (:class:`~pipeline.recipes.generate.options.GenerateOptions`): ``burn_subtitles``, ``encoder``
+(``auto`` or an encoder name), ``render_workers`` (parallel segment encodes; default the core count),
+``audio_bitrate``.
 """
 
 from __future__ import annotations
@@ -59,20 +60,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import errors
-from pipeline.engine.stage import Stage, StageContext, StageResult, flag, register
-from pipeline.recipes.generate.video import (
-    FPS,
-    NARRATION,
-    PLAN,
-    Encoder,
-    detect_encoder,
-    font_path,
-    plan_size,
-    probe,
-    read_json,
-    run_ffmpeg,
-    scene_png,
-)
+from pipeline.common.ffmpeg import Encoder, detect_encoder, probe, run_ffmpeg
+from pipeline.engine.stage import Stage, StageContext, StageResult, register
+from pipeline.recipes.generate.options import options_of
+from pipeline.recipes.generate.video import FPS, NARRATION, PLAN, font_path, plan_size, read_json, scene_png
 from state.storage import atomic_write_bytes
 
 log = logging.getLogger("tubemill.render")
@@ -200,7 +191,7 @@ def _encode_segments(ctx: StageContext, wd: Path, segs: list[Segment], enc: Enco
     total = sum(s.frames for s in segs) or 1
     done = total - sum(s.frames for s, _ in todo)
     cpus = os.cpu_count() or 1
-    workers = max(1, min(len(todo) or 1, int(ctx.options.get("render_workers") or cpus)))
+    workers = max(1, min(len(todo) or 1, options_of(ctx).render_workers or cpus))
     threads = max(1, cpus // workers)
 
     def encode(seg: Segment, path: Path) -> int:
@@ -291,7 +282,8 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     size = plan_size(plan)
     if int(plan.get("fps") or FPS) != FPS:
         log.warning("plan asks for %s fps; rendering %d fps", plan.get("fps"), FPS)
-    burn = flag(ctx.options.get("burn_subtitles", False))
+    opts = options_of(ctx)
+    burn = opts.burn_subtitles
     if burn and not ctx.path(SUBTITLES_ASS).exists():
         raise errors.PermanentError("burn_subtitles is on but subtitles.ass is missing: run the subtitles stage")
     audio, audio_s, audio_codec = _audio(ctx, narration)
@@ -310,7 +302,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
             return StageResult(artifacts=artifacts, meta={"encoder": prev.get("encoder"), "render_reused": True,
                                                           "duration": prev.get("duration")})
 
-    enc = detect_encoder(str(ctx.options.get("encoder") or "auto"))
+    enc = detect_encoder(opts.encoder)
     wd = ctx.workdir.resolve()  # ffmpeg runs here and gets relative paths: nothing to escape in filter strings
     seg_dir = ctx.tmpdir.resolve() / "render"
     seg_dir.mkdir(parents=True, exist_ok=True)
@@ -324,7 +316,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
                          encoding="utf-8")
     part = out.with_name(out.name + ".part")
     run_ffmpeg(mux_args(os.path.relpath(list_file, wd), os.path.relpath(audio, wd), audio_s, audio_codec,
-                        os.path.relpath(part, wd), str(ctx.options.get("audio_bitrate") or "160k")),
+                        os.path.relpath(part, wd), opts.audio_bitrate),
                cwd=wd, cancelled=ctx.cancelled, what="muxing video.mp4")
     try:
         facts = check_video(part, audio_s, size)

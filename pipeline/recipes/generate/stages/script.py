@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
+from pipeline.recipes.generate.options import options_of
 from state.storage import atomic_write_bytes
 
 SCRIPT = "script.json"
@@ -168,25 +169,20 @@ def llm_script(topic: str, style: str, target_s: float, config: Any, home: Any =
     return answer.value, {"input_tokens": call.input_tokens, "output_tokens": call.output_tokens}, answer.adjustments
 
 
-def _opt(item: dict[str, Any], ctx: StageContext, key: str, default: Any = None) -> Any:
-    """Per-row option (CSV), else the batch option, else the default."""
-    return (item.get("meta") or {}).get(key) or ctx.options.get(key) or default
-
-
 def run_script(item: dict[str, Any], ctx: StageContext) -> StageResult:
     from pipeline.config.secrets import llm_config_for
 
     out = ctx.path(SCRIPT)
     if out.exists():
         return StageResult(artifacts={"script": str(out)})
-    topic, style = item["source"], _opt(item, ctx, "style", "")
-    target = float(_opt(item, ctx, "length_s", 60))
-    config = llm_config_for(ctx.home, options=ctx.options)
+    opts = options_of(ctx).for_item(item)
+    topic, style, target = item["source"], opts.style, opts.length_s
+    config = llm_config_for(ctx.home, settings=ctx.settings, options=opts.llm_options())
     usage = {"input_tokens": 0, "output_tokens": 0}
     adjusted: list[str] = []
     reason = None
     flags = [f for f in item.get("flags") or [] if f not in ("script-repaired", "script-fallback")]
-    if ctx.options.get("script_engine", "auto") != "offline" and config.configured():
+    if opts.script_engine != "offline" and config.configured():
         try:
             script, usage, adjusted = llm_script(topic, style, target, config, home=ctx.home)
             engine = "llm"
@@ -255,23 +251,13 @@ def run_plan(item: dict[str, Any], ctx: StageContext) -> StageResult:
     out = ctx.path(PLAN)
     if out.exists():
         return StageResult(artifacts={"plan": str(out)})
+    opts = options_of(ctx).for_item(item)
     script = json.loads(ctx.path(SCRIPT).read_text(encoding="utf-8"))
-    aspect = _opt(item, ctx, "aspect", "9:16")
-    if aspect not in SIZES:
-        raise errors.InvalidInput(f"aspect must be 9:16 or 16:9, not {aspect!r}")
-    w, h = SIZES[aspect]
-    size = ctx.options.get("size")  # "WxH": quick drafts and tests; the aspect's full size otherwise
-    if size:
-        try:
-            w, h = (int(x) for x in str(size).lower().split("x"))
-        except ValueError:
-            raise errors.InvalidInput(f"size must look like 540x960, not {size!r}") from None
-    pace = _opt(item, ctx, "pace", "normal")
-    scenes = plan_scenes(script["scenes"], float(_opt(item, ctx, "length_s", 60)), pace)
-    plan = {"title": script["title"], "aspect": aspect, "width": w, "height": h, "fps": 30,
-            "theme": _opt(item, ctx, "theme", "dark"), "background_dir": _opt(item, ctx, "background_dir"),
-            "voice": _opt(item, ctx, "voice", "en-US-AriaNeural"), "rate": _opt(item, ctx, "rate", "+0%"),
-            "pace": pace, "scenes": scenes}
+    w, h = opts.size or SIZES[opts.aspect]  # a size: quick drafts and tests; the aspect's full size otherwise
+    scenes = plan_scenes(script["scenes"], opts.length_s, opts.pace)
+    plan = {"title": script["title"], "aspect": opts.aspect, "width": w, "height": h, "fps": 30,
+            "theme": opts.theme, "background_dir": opts.background_dir, "voice": opts.voice, "rate": opts.rate,
+            "pace": opts.pace, "scenes": scenes}
     atomic_write_bytes(out, json.dumps(plan, ensure_ascii=False, indent=1).encode())
     return StageResult(artifacts={"plan": str(out)}, meta={"scenes": len(scenes)})
 
@@ -287,13 +273,11 @@ def run_metadata(item: dict[str, Any], ctx: StageContext) -> StageResult:
     hashtags = ["#" + h for h in script.get("hashtags", [])][:15]
     body = (script.get("description") or script.get("hook") or "").strip()
     description = truncate_bytes(body + ("\n\n" + " ".join(hashtags) if hashtags else ""), 5000)
-    privacy = _opt(item, ctx, "privacy", "private")
-    publish_at = _opt(item, ctx, "publish_at")
-    if publish_at:
-        privacy = "private"  # YouTube publishes scheduled videos from private
+    opts = options_of(ctx).for_item(item)
+    publish_at = opts.publish_at
+    privacy = "private" if publish_at else opts.privacy or "private"  # YouTube publishes scheduled videos from private
     meta = {"title": title, "description": description, "tags": fit_tags(script.get("hashtags", [])),
-            "hashtags": hashtags, "category_id": str(_opt(item, ctx, "category_id", "27")), "privacy": privacy,
-            "publish_at": publish_at}
+            "hashtags": hashtags, "category_id": opts.category_id, "privacy": privacy, "publish_at": publish_at}
     atomic_write_bytes(out, json.dumps(meta, ensure_ascii=False, indent=1).encode())
     return StageResult(artifacts={"metadata": str(out)}, meta={"title": title})
 

@@ -1,6 +1,6 @@
 """upload: ``video.mp4`` + ``metadata.json`` → a YouTube video, recorded in ``upload.json``.
 
-Off unless the batch asks (``options["upload"]`` truthy): the stage then returns
+Off unless the batch asks (option ``upload`` on): the stage then returns
 ``meta={"upload": "skipped"}``. ``upload.json`` ({"video_id", "url", "privacy",
 "publish_at", "uploaded_at"}) makes it idempotent: once it exists nothing touches the
 network again.
@@ -13,9 +13,10 @@ insert. Quota is booked in :class:`pipeline.recipes.generate.youtube.QuotaLedger
 opens; a refusal (ours or the API's) is ``RateLimited`` until midnight Pacific, which
 the engine waits out without spending an attempt.
 
-Options: ``upload`` (on/off), ``privacy`` (overrides metadata), ``youtube_daily_units``
-(10000), ``youtube_upload_cost`` (1600), ``upload_chunksize`` (bytes, 8 MiB, rounded up
-to 256 KiB), ``upload_retries`` (8), ``upload_backoff_s`` (1.0, doubling, capped at 64 s).
+Options (:class:`~pipeline.recipes.generate.options.GenerateOptions`): ``upload`` (on/off),
+``privacy`` (overrides metadata), ``youtube_daily_units`` (10000), ``youtube_upload_cost`` (1600),
+``upload_chunksize`` (bytes, 8 MiB, rounded up to 256 KiB), ``upload_retries`` (8),
+``upload_backoff_s`` (1.0, doubling, capped at 64 s).
 Tests swap the service, clock and sleep through the hooks in :mod:`pipeline.recipes.generate.youtube`.
 """
 
@@ -30,6 +31,7 @@ from pipeline import errors
 from pipeline.config.secrets import write_private
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from pipeline.recipes.generate import youtube
+from pipeline.recipes.generate.options import options_of
 from pipeline.recipes.generate.video import read_json
 from state.storage import atomic_write_bytes
 
@@ -39,12 +41,6 @@ VIDEO = "video.mp4"
 METADATA = "metadata.json"
 UPLOAD_JSON = "upload.json"
 SESSION = ".upload-session.json"
-
-
-def truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "0", "false", "no", "off", "none")
-    return bool(value)
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -81,28 +77,26 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     out = ctx.path(UPLOAD_JSON)
     if out.exists():
         return _done(out, _read_json(out, "upload"), "exists")
-    opts = ctx.options
-    if not truthy(opts.get("upload")):
+    opts = options_of(ctx)
+    if not opts.upload:
         return StageResult(meta={"upload": "skipped"})
     video = ctx.path(VIDEO)
     if not video.is_file() or video.stat().st_size == 0:
         raise errors.RetryableError(f"no {VIDEO} to upload (the render stage will run again)")
     meta = _read_json(ctx.path(METADATA), "metadata")
-    req = youtube.video_body(meta, privacy=opts.get("privacy") or None, now=youtube.clock(),
+    req = youtube.video_body(meta, privacy=opts.privacy, now=youtube.clock(),
                              fallback_title=str(item.get("title") or ""))
     for note in req.notes:
         log.info("upload of item %d: %s", ctx.item_n, note)
 
-    ledger = youtube.QuotaLedger(ctx.home, daily_units=int(opts.get("youtube_daily_units", youtube.DAILY_UNITS)),
-                                 upload_cost=int(opts.get("youtube_upload_cost", youtube.UPLOAD_COST)),
-                                 clock=youtube.clock)
+    ledger = youtube.QuotaLedger(ctx.home, daily_units=opts.youtube_daily_units,
+                                 upload_cost=opts.youtube_upload_cost, clock=youtube.clock)
     session_path = ctx.path(SESSION)
     kept = _load_session(session_path, video)
     if not kept:
         ledger.check()  # a day already used up defers the item before any credentials or network
     service = youtube.service_for(ctx)  # AuthFailed here, before any quota is booked
-    backoff = youtube.Backoff(retries=int(opts.get("upload_retries", 8)),
-                              base_s=float(opts.get("upload_backoff_s", 1.0)))
+    backoff = youtube.Backoff(retries=opts.upload_retries, base_s=opts.upload_backoff_s)
     st = video.stat()
 
     body = req.body
@@ -118,7 +112,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
 
     def attempt(session_uri: str | None) -> dict[str, Any]:
         return youtube.upload_video(service, video, body,
-                                    chunksize=int(opts.get("upload_chunksize", youtube.DEFAULT_CHUNKSIZE)),
+                                    chunksize=opts.upload_chunksize,
                                     progress=ctx.progress, sleep_fn=wait, backoff=backoff, cancelled=ctx.cancelled,
                                     ledger=ledger, session_uri=session_uri, on_session=keep_session)
 
