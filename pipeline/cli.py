@@ -19,14 +19,13 @@ from typing import Any
 
 from pipeline import errors
 from pipeline.app.progress import ProgressView, fmt_duration
-from pipeline.app.views import batch_options
 from pipeline.config.settings import default_home, load_settings
 from pipeline.engine.core import ON_ERROR, Engine
 from pipeline.engine.recipe import default_recipe, get_recipe, offered_recipes
 from pipeline.errors import BatchExists, CorruptStateFile, UnknownBatch
+from pipeline.recipes.transcribe import arguments as transcribe_args
 from pipeline.recipes.transcribe.sources import (
     MAX_INPUT_BYTES,
-    Filters,
     InvalidLine,
     drop_undecodable,
     expand,
@@ -75,39 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "it); default: the accounts saved on the Settings page, else anonymous")
     r.add_argument("--executor", metavar="SPEC",
                    help="where cpu/gpu stages run: dask://HOST:PORT, local-cluster:N, or local (default: settings)")
-    y = r.add_argument_group("YouTube and yt-dlp")
-    y.add_argument("--cookies-from-browser", action="append", default=[], metavar="BROWSER[:PROFILE]",
-                   help="a download account whose cookies yt-dlp reads from this browser profile (repeatable; "
-                        "BROWSER[+KEYRING][:PROFILE][::CONTAINER] as in yt-dlp)")
-    y.add_argument("--proxy", metavar="URL",
-                   help="proxy for this batch's requests (socks5://HOST:PORT, http://…); an account's own "
-                        "`proxy` in settings.toml wins")
-    y.add_argument("--ytdlp-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a yt-dlp option for every call of this batch (repeatable; VALUE as JSON when it parses, "
-                        "e.g. extractor_args='{\"youtube\": {\"player_client\": [\"default\"]}}')")
-    y.add_argument("--wait-for-live", action="store_true",
-                   help="schedule upcoming live streams and premieres for when they start, instead of skipping them")
-    f = r.add_argument_group("filters (playlists, channels, feeds)")
-    f.add_argument("--min-duration", type=float, metavar="SECONDS")
-    f.add_argument("--max-duration", type=float, metavar="SECONDS")
-    f.add_argument("--date-after", type=_date, metavar="YYYY-MM-DD")
-    f.add_argument("--date-before", type=_date, metavar="YYYY-MM-DD")
-    f.add_argument("--newest", type=int, metavar="N", help="only the newest N of each playlist/channel/feed")
-    f.add_argument("--match-title", metavar="REGEX")
-    t = r.add_argument_group("transcribe recipe")
-    t.add_argument("--captions", choices=("prefer", "never", "only"), default="prefer",
-                   help="use existing subtitles when present (default), never, or only (no Whisper)")
-    t.add_argument("--language", help="caption/transcription language (default: detect; captions: en)")
-    t.add_argument("--model", help="Whisper model: tiny … large-v3, distil-*, or a local path (default: settings)")
-    t.add_argument("--device", choices=("auto", "cuda", "cpu"))
-    t.add_argument("--summarizer", choices=("auto", "llm", "offline"), default="auto",
-                   help="auto: the LLM when OPENAI_API_KEY or OPENAI_BASE_URL is set, else offline")
-    t.add_argument("--llm-mode", choices=("realtime", "batch", "auto"), default="realtime",
-                   help="summaries now (realtime), through the Batch API (half price, within 24 h), or auto: "
-                        "the Batch API above llm_batch_min_items items when no --deadline is set")
-    t.add_argument("--deadline", help="a deadline for the batch (ISO date/time): auto mode stays realtime")
-    t.add_argument("--keep-audio", action="store_true", help="keep downloaded audio in each item folder")
-    t.add_argument("--force", action="store_true", help="redo videos already finished in earlier batches")
+    transcribe_args.add_arguments(r)  # its groups: YouTube and yt-dlp, filters, transcribe recipe
 
     s = sub.add_parser("status", help="show batches, or one batch's items")
     s.add_argument("batch", nargs="?")
@@ -185,15 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _date(text: str) -> Any:
-    from datetime import date
-
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -257,7 +215,7 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
     stdin_data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1) if args.input == "-" else None
     text = read_input(args.input, stdin_data)
     settings = load_settings(home)
-    youtube = youtube_options(args)  # checked before any listing: the listing goes out the same way
+    youtube = transcribe_args.youtube_options(args)  # checked before any listing: it goes out the same way
     refused: list[InvalidLine] = []
     if recipe.topics:
         from pipeline.recipes.generate.topics import parse_topics
@@ -269,11 +227,9 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
             print(f"tubemill: skipped invalid input, {bad}", file=sys.stderr)
         sources: list[Any] = parsed.items
     elif recipe.expands_sources:
-        filters = Filters(min_duration=args.min_duration, max_duration=args.max_duration, date_after=args.date_after,
-                          date_before=args.date_before, newest=args.newest, match_title=args.match_title)
         from pipeline.recipes.transcribe.ytdlp import listing_options
 
-        expansion = expand(text, filters, on_source=_listing_progress,
+        expansion = expand(text, transcribe_args.filters(args), on_source=_listing_progress,
                            ydl_opts=listing_options(settings.ytdlp, youtube.get("ytdlp_options"),
                                                     proxy=youtube.get("proxy")))
         _end_listing_progress()
@@ -293,6 +249,11 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
     options.update(youtube)
     if args.cookies_from_browser:
         options["cookie_browsers"] = browser_accounts(args.cookies_from_browser, set(options.get("cookie_files", ())))
+    if recipe.check_options is not None:
+        try:
+            recipe.check_options(options, settings)
+        except errors.TubemillError as exc:
+            raise CliError(str(exc)) from None
     name = args.batch_name or _default_name(args.input)
     if args.dry_run:
         return _refused_exit(_preview(home, name, recipe.name, sources), refused)
@@ -403,28 +364,6 @@ def browser_accounts(specs: list[str], taken: set[str] | None = None) -> dict[st
     return out
 
 
-def youtube_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``--proxy``, ``--ytdlp-option`` and ``--wait-for-live`` as batch options (stored with the batch so a
-    resumed batch keeps them; secret-bearing values are redacted wherever options are shown)."""
-    from pipeline.recipes.transcribe.ytdlp import check_proxy, parse_ytdlp_option
-
-    out: dict[str, Any] = {}
-    try:
-        if args.proxy:
-            out["proxy"] = check_proxy(args.proxy)
-        ytdlp: dict[str, Any] = {}
-        for text in args.ytdlp_option:
-            key, value = parse_ytdlp_option(text)
-            ytdlp[key] = value
-    except errors.InvalidInput as exc:
-        raise CliError(str(exc)) from None
-    if ytdlp:
-        out["ytdlp_options"] = ytdlp
-    if args.wait_for_live:
-        out["wait_for_live"] = True
-    return out
-
-
 def _options(args: argparse.Namespace, settings: Any, n_items: int) -> dict[str, Any]:
     """Batch options: stored with the batch, so a resumed batch keeps its choices. Never secrets."""
     extra: dict[str, Any] = {}
@@ -445,11 +384,8 @@ def _options(args: argparse.Namespace, settings: Any, n_items: int) -> dict[str,
         extra.setdefault("frame_text", "visual")  # the narration is on screen as subtitles already
     if args.upload:
         extra["upload"] = True
-    return batch_options(captions=args.captions, model=args.model or settings.whisper_model,
-                         device=args.device or settings.whisper_device, summarizer=args.summarizer,
-                         language=args.language, retry_limit=args.retry_limit, on_error=args.on_error,
-                         force=args.force, keep_audio=args.keep_audio, llm_mode=args.llm_mode, n_items=n_items,
-                         llm_batch_min_items=settings.llm_batch_min_items, deadline=args.deadline, extra=extra)
+    return transcribe_args.batch_options_from_args(args, settings, n_items, retry_limit=args.retry_limit,
+                                                   on_error=args.on_error, extra=extra)
 
 
 def _listing_progress(i: int, n: int, line: str) -> None:
@@ -787,7 +723,7 @@ def cmd_plan(args: argparse.Namespace, home: Path) -> int:
     from datetime import UTC, datetime
 
     from pipeline.config.secrets import list_cookie_files
-    from pipeline.engine import plan
+    from pipeline.recipes.transcribe import plan
 
     settings = load_settings(home)
     pacing = settings.pacing

@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.engine.recipe import get_recipe
 from pipeline.recipes.transcribe import library
+from pipeline.recipes.transcribe.options import batch_options as batch_options  # the new batch page's options
 from pipeline.recipes.transcribe.sources import Entry, Expansion, Filters, InvalidLine, expand, parse_lines
 from state.models import BatchSummary
 
@@ -252,27 +253,6 @@ def player_source(item: dict[str, Any]) -> str | None:
 
 
 # ---------------------------------------------------------------------- new batch
-def batch_options(*, captions: str = "prefer", model: str | None = None, device: str | None = None,
-                  summarizer: str = "auto", language: str | None = None, retry_limit: int | None = None,
-                  on_error: str | None = None, force: bool = False, keep_audio: bool = False,
-                  llm_mode: str = "realtime", n_items: int = 0, llm_batch_min_items: int = 100,
-                  deadline: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Options stored with a batch (CLI and app build them the same way); never secrets."""
-    from pipeline.recipes.transcribe.llm_batch import resolve_mode
-
-    opts: dict[str, Any] = {"captions": captions, "summarizer": summarizer, "force": force,
-                            "keep_audio": keep_audio, "llm_mode": llm_mode,
-                            "llm_mode_effective": resolve_mode(llm_mode, n_items, llm_batch_min_items, deadline)}
-    if deadline:
-        opts["deadline"] = deadline
-    for key, value in (("model", model), ("device", device), ("language", language), ("retry_limit", retry_limit),
-                       ("on_error", on_error)):
-        if value not in (None, ""):
-            opts[key] = value
-    opts.update(extra or {})
-    return opts
-
-
 def save_upload(home: Path, name: str, data: bytes) -> Path:
     """An uploaded media file, kept under the home (the batch reads it from there)."""
     from pipeline.engine.stage import safe_name

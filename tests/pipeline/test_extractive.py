@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pipeline.common.llm import Summary
 from pipeline.recipes.transcribe import extractive
+from pipeline.recipes.transcribe.summary_model import Summary
 
 TOPICS = [
     [

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.common import llm, llmcall
 from pipeline.errors import AuthFailed, NetworkError, PermanentError, RateLimited
+from pipeline.recipes.transcribe import summary, summary_model
 from tests.llm_server import FakeLLMServer, error, valid_summary
 from tests.pipeline.test_extractive import multi_topic_transcript
 
@@ -49,14 +50,14 @@ def scripted(*replies: Any) -> Any:
 
 def test_schema_valid_reply_is_accepted(llm_server: FakeLLMServer) -> None:
     """A valid reply becomes a Summary in one call that asked for strict json_schema output, with timestamps."""
-    r = llm.summarize(short_transcript(), "Bread", config(llm_server))
+    r = summary.summarize(short_transcript(), "Bread", config(llm_server))
     assert r.summary.engine == "llm" and r.summary.model == "gpt-4o-mini"
     assert r.summary.tags == ["sourdough", "baking", "bread"] and len(r.summary.key_points) == 3
     assert r.chunks == 1 and r.usage == llm_server.usage_sent() and r.usage["input_tokens"] > 0
     (req,) = llm_server.chat_requests()
     fmt = req["response_format"]
     assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
-    assert fmt["json_schema"]["schema"] == llm.WIRE_SCHEMA
+    assert fmt["json_schema"]["schema"] == summary_model.WIRE_SCHEMA
     assert "[00:50] Feed the starter" in req["messages"][-1]["content"]
 
 
@@ -64,7 +65,7 @@ def test_invalid_json_then_valid_is_retried_with_the_error_fed_back(llm_server: 
     """Broken JSON, then a schema violation, then a valid reply: each retry shows the model what was wrong."""
     too_few = json.dumps(valid_summary(key_points=["only one"]))
     llm_server.responder = scripted('{"tldr": "cut off', too_few, json.dumps(valid_summary()))
-    r = llm.summarize(short_transcript(), "Bread", config(llm_server))
+    r = summary.summarize(short_transcript(), "Bread", config(llm_server))
     assert r.summary.tldr.startswith("A talk about")
     first, second, third = llm_server.chat_requests()
     assert len(second["messages"]) == len(first["messages"]) + 2
@@ -78,7 +79,7 @@ def test_chapter_past_the_end_is_fed_back(llm_server: FakeLLMServer) -> None:
     """A chapter starting after the video ends is an error the model is asked to fix."""
     bad = json.dumps(valid_summary(chapters=[{"start": 0, "title": "a"}, {"start": 5000, "title": "b"}]))
     llm_server.responder = scripted(bad, json.dumps(valid_summary()))
-    r = llm.summarize(short_transcript(), "Bread", config(llm_server))
+    r = summary.summarize(short_transcript(), "Bread", config(llm_server))
     assert [c.start for c in r.summary.chapters] == [0.0, 60.0]
     assert "past the end" in llm_server.chat_requests()[1]["messages"][-1]["content"]
 
@@ -87,7 +88,7 @@ def test_output_still_invalid_after_retries_is_permanent(llm_server: FakeLLMServ
     """Three invalid replies (one try plus max_retries=2) fail the item instead of billing forever."""
     llm_server.responder = scripted("[1, 2, 3]")
     with pytest.raises(PermanentError, match="stayed invalid"):
-        llm.summarize(short_transcript(), "Bread", config(llm_server))
+        summary.summarize(short_transcript(), "Bread", config(llm_server))
     assert len(llm_server.chat_requests()) == 3
 
 
@@ -99,15 +100,16 @@ def test_json_schema_rejected_falls_back_to_json_object(llm_server: FakeLLMServe
         return "```json\n" + json.dumps(valid_summary()) + "\n```"  # local models like fences
 
     llm_server.responder = respond
-    r = llm.summarize(short_transcript(), "Bread", config(llm_server))
+    r = summary.summarize(short_transcript(), "Bread", config(llm_server))
     assert r.summary.key_points[0] == "Feed the starter daily."
     assert any("json_object" in n for n in r.notes)
     first, second = llm_server.chat_requests()
     assert first["response_format"]["type"] == "json_schema"
-    assert second["response_format"] == {"type": "json_object", "schema": llm.WIRE_SCHEMA}  # grammar where taken
-    assert json.dumps(llm.WIRE_SCHEMA) in second["messages"][0]["content"]
+    schema = summary_model.WIRE_SCHEMA
+    assert second["response_format"] == {"type": "json_object", "schema": schema}  # grammar where taken
+    assert json.dumps(summary_model.WIRE_SCHEMA) in second["messages"][0]["content"]
 
-    llm.summarize(short_transcript(), "Bread", config(llm_server))
+    summary.summarize(short_transcript(), "Bread", config(llm_server))
     assert [q["response_format"]["type"] for q in llm_server.chat_requests()[2:]] == ["json_object"]
 
 
@@ -123,7 +125,7 @@ def test_long_transcript_is_mapped_then_reduced(llm_server: FakeLLMServer) -> No
 
     llm_server.responder = respond
     tr = multi_topic_transcript()
-    r = llm.summarize(tr, "Three skills", config(llm_server, chunk_tokens=200))
+    r = summary.summarize(tr, "Three skills", config(llm_server, chunk_tokens=200))
     reqs = llm_server.chat_requests()
     assert r.chunks >= 3 and len(reqs) == r.chunks + 1
     maps, reduce = reqs[:-1], reqs[-1]
@@ -142,7 +144,7 @@ def test_chunks_respect_the_token_budget_and_keep_every_line() -> None:
     tr = multi_topic_transcript()
     tr["segments"].append({"start": 1080.0, "end": 1090.0, "text": "zebra " * 2000})
     tr["duration"] = 1090.0
-    chunks = llm.chunk_transcript(tr, 300)
+    chunks = summary.chunk_transcript(tr, 300)
     assert all(c.tokens <= 300 for c in chunks)
     lines = [ln for c in chunks for ln in c.text.splitlines()]
     assert lines[0].startswith("[00:00] ") and sum(ln.startswith("[18:00] ") for ln in lines) > 1
@@ -161,7 +163,7 @@ def test_http_errors_map_to_the_error_tree(llm_server: FakeLLMServer, reply: Any
     """401 disables the account, 5xx is retryable, other 4xx fail at once; each raised from the SDK error."""
     llm_server.responder = lambda req: reply
     with pytest.raises(expected) as info:
-        llm.summarize(short_transcript(), "Bread", config(llm_server))
+        summary.summarize(short_transcript(), "Bread", config(llm_server))
     assert type(info.value) is expected and isinstance(info.value.__cause__, openai.APIStatusError)
     assert len(llm_server.chat_requests()) == 1, "the SDK does not retry; the runner schedules retries"
 
@@ -170,7 +172,7 @@ def test_rate_limit_carries_retry_after(llm_server: FakeLLMServer) -> None:
     """429 becomes RateLimited with the server's Retry-After, raised from openai.RateLimitError."""
     llm_server.responder = lambda req: error(429, "Rate limit reached", {"Retry-After": "7"}, type_="requests")
     with pytest.raises(RateLimited) as info:
-        llm.summarize(short_transcript(), "Bread", config(llm_server))
+        summary.summarize(short_transcript(), "Bread", config(llm_server))
     assert info.value.retry_after == 7.0 and info.value.retryable
     assert isinstance(info.value.__cause__, openai.RateLimitError)
     assert llm.retry_after({"retry-after-ms": "1500"}) == 1.5
@@ -183,7 +185,7 @@ def test_connection_refused_is_a_network_error() -> None:
     with FakeLLMServer() as srv:
         url = srv.base_url
     with pytest.raises(NetworkError) as info:
-        llm.summarize(short_transcript(), "Bread", llm.LLMConfig(base_url=url, timeout=5))
+        summary.summarize(short_transcript(), "Bread", llm.LLMConfig(base_url=url, timeout=5))
     assert isinstance(info.value.__cause__, openai.APIConnectionError)
 
 
@@ -198,12 +200,12 @@ def test_api_key_never_in_repr_logs_or_errors(llm_server: FakeLLMServer, monkeyp
     assert cfg.configured() and explicit.configured()
 
     llm_server.responder = scripted("not json", json.dumps(valid_summary()))
-    llm.summarize(short_transcript(), "Bread", cfg)
+    summary.summarize(short_transcript(), "Bread", cfg)
     assert llm_server.requests[0].headers["authorization"] == f"Bearer {SECRET}"
 
     llm_server.responder = lambda req: error(401, f"Incorrect API key provided: {SECRET}")
     with pytest.raises(AuthFailed) as info:
-        llm.summarize(short_transcript(), "Bread", cfg)
+        summary.summarize(short_transcript(), "Bread", cfg)
     assert SECRET not in str(info.value) and "***" in str(info.value)
     assert caplog.records, "the run did log"
     assert SECRET not in caplog.text
@@ -211,7 +213,7 @@ def test_api_key_never_in_repr_logs_or_errors(llm_server: FakeLLMServer, monkeyp
 
 def test_empty_transcript_makes_no_call(llm_server: FakeLLMServer) -> None:
     """Nothing to summarize costs nothing: the offline engine answers and the server is never asked."""
-    r = llm.summarize({"language": "en", "duration": 0.0, "segments": []}, "Empty", config(llm_server))
+    r = summary.summarize({"language": "en", "duration": 0.0, "segments": []}, "Empty", config(llm_server))
     assert r.summary.engine == "offline" and r.cost_usd == 0 and r.chunks == 0
     assert llm_server.requests == []
 
@@ -236,4 +238,4 @@ def test_count_tokens_works_offline() -> None:
     assert 0 < llm.count_tokens("hello world") < llm.count_tokens("hello world " * 50)
     assert llm.estimate_tokens("abcd" * 100) == 100
     assert llm.estimate_tokens("今日は") == 3
-    assert llm.timestamp(75) == "01:15" and llm.timestamp(3725) == "1:02:05"
+    assert summary_model.timestamp(75) == "01:15" and summary_model.timestamp(3725) == "1:02:05"

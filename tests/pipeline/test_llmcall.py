@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.common import llm, llmcall
 from pipeline.common.llmcall import JSONCaller, close_truncated, extract_json
+from pipeline.recipes.transcribe import summary
 from tests.llm_server import Cut, FakeLLMServer, error, field_responder, valid_summary
 
 SCHEMA = {"type": "object", "additionalProperties": False, "required": ["answer"],
@@ -132,7 +133,7 @@ def test_summary_soft_misses_are_repaired_not_fatal(llm_server: FakeLLMServer) -
                         chapters=[{"start": "00:30", "title": "Late start"}, {"start": 9999, "title": "Past"}])
     llm_server.responder = lambda req: json.dumps(bad)
     tr = {"duration": 120.0, "segments": [{"start": 0.0, "end": 120.0, "text": "Bread. Starter. Oven."}]}
-    r = llm.summarize(tr, "Bread", llm.LLMConfig(base_url=llm_server.base_url))
+    r = summary.summarize(tr, "Bread", llm.LLMConfig(base_url=llm_server.base_url))
     assert r.outcome == "repaired" and len(llm_server.chat_requests()) == 2
     assert r.summary.key_points == ["Only this."] and len(r.summary.tags) == 10
     assert [(c.start, c.title) for c in r.summary.chapters] == [(0.0, "Late start")]

@@ -17,6 +17,7 @@ from pipeline.common import llmcall
 from pipeline.config.settings import RetryPolicy
 from pipeline.engine.core import Engine
 from pipeline.engine.outputs import errors_markdown
+from pipeline.recipes.transcribe import llm_batch
 from pipeline.recipes.transcribe.sources import expand
 from tests.conftest import fast_settings
 from tests.llm_server import FakeLLMServer, field_responder, valid_summary
@@ -137,14 +138,14 @@ def test_retry_summaries_asks_again_without_retranscribing(make_engine: Callable
     tr = Path(it["workdir"]) / "transcript.json"
     before = (tr.stat().st_mtime_ns, media_server.hits(media_server.media["m4a"]), it["timings"]["transcribe"])
     llm_server.responder = lambda req: GOOD
-    assert e.retry_summaries("weak") == 1
+    assert e.reopen("weak", "retry_summaries") == 1
     s = e.wait("weak", timeout=60)
     assert s.state == "done" and s.counts["done"] == 1
     (again,) = e.items("weak")
     assert summary_of(again)["outcome"] == "llm" and "summary-fallback" not in (again.get("flags") or [])
     assert (tr.stat().st_mtime_ns, media_server.hits(media_server.media["m4a"]),
             again["timings"]["transcribe"]) == before
-    assert e.retry_summaries("weak") == 0  # nothing flagged any more
+    assert e.reopen("weak", "retry_summaries") == 0  # nothing flagged any more
 
 
 def test_batch_api_invalid_answers_and_down_endpoint_never_park_forever(make_engine: Callable[..., Engine],
@@ -180,8 +181,9 @@ def test_batch_api_endpoint_down_falls_back(make_engine: Callable[..., Engine], 
     the item is summarized realtime, which falls back offline: done, with the reason."""
     point_at(monkeypatch, f"http://127.0.0.1:{free_port()}/v1")
     e = make_engine(settings=fast_settings(retry=QUICK_RETRY, llm_batch_poll_s=0.01))
-    assert e.llm_batches is not None
-    e.llm_batches.max_interval_s = 0.05
+    manager = e.services.get(llm_batch.SERVICE)  # the recipe's Batch API service, started with the scheduler
+    assert manager is not None
+    manager.max_interval_s = 0.05
     (it,) = run(e, "bdown", media_server.url("/captioned.html"), llm_mode="batch", llm_mode_effective="batch")
     assert_core_files(it)
     doc = summary_of(it)

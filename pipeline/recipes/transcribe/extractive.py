@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.common.llm import Chapter, Summary
+from pipeline.recipes.transcribe.summary_model import Chapter, Summary
 
 log = logging.getLogger("tubemill.extractive")
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import errors
+from pipeline.common.lines import BIDI, InvalidLine, printable
 from pipeline.errors import InvalidInput
 from pipeline.recipes.transcribe.ytdlp import YtdlpLogger, classify_ytdlp_error, common_options
 
@@ -47,21 +48,8 @@ MAX_FOLDER_ENTRIES = 200_000  # `~` or a disk's root as a line must end with a r
 MAX_TITLE_CHARS = 500
 # Folders whose files are the kernel's, not media: reading /proc/kcore "as a video" helps nobody.
 SYSTEM_DIRS = ("/proc", "/sys", "/dev")
-# Direction overrides and isolates: in a line or a title they make the text display as something else.
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_BIDI = BIDI  # direction overrides and isolates (see common.lines)
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-@dataclass(frozen=True)
-class InvalidLine:
-    line_no: int
-    text: str
-    reason: str
-
-    def __str__(self) -> str:
-        # printable(), not repr(): the text is already escaped where it came from sources, and a
-        # second escaping would show "\\x0b"; topics hand in raw text, which this escapes once.
-        return f"line {self.line_no}: {self.reason}: '{printable(self.text[:120])}'"
 
 
 def _bad_char(text: str) -> tuple[int, str] | None:
@@ -75,13 +63,6 @@ def _bad_char(text: str) -> tuple[int, str] | None:
         if c in _BIDI or unicodedata.category(c) in ("Cc", "Zl", "Zp"):
             return col, f"U+{ord(c):04X}"
     return None
-
-
-def printable(text: str) -> str:
-    r"""``text`` safe to show anywhere: undecodable bytes as U+FFFD, controls as ``\xNN`` escapes."""
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return "".join(c if not (c in _BIDI or unicodedata.category(c) in ("Cc", "Zl", "Zp")) else
-                   repr(c)[1:-1] for c in text)
 
 
 def numbered_lines(text: str) -> tuple[list[tuple[int, str]], list[InvalidLine]]:

@@ -41,42 +41,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import errors
-from pipeline.engine.stage import flag
+from pipeline.config.ytdlp_options import (  # noqa: F401 - the unused ones are re-exported for our callers
+    BROWSERS,
+    ENGINE_OWNED,
+    KEYRINGS,
+    PROXY_SCHEMES,
+    SECRET_HEADER,
+    SECRET_OPTION,
+    check_account_settings,
+    check_proxy,
+    check_ytdlp_options,
+    parse_browser_spec,
+    redact_url,
+    redact_ytdlp_options,
+)
+from pipeline.recipes.transcribe.options import TranscribeOptions, options_of
 
 if TYPE_CHECKING:
     from pipeline.engine.stage import StageContext
 
 log = logging.getLogger("tubemill.ytdlp")
-
-# yt-dlp options the engine sets itself; pass-through may not override them (each says what to use instead).
-ENGINE_OWNED: dict[str, str] = {
-    "cookiefile": "use --cookies FILE (an account) instead",
-    "cookiesfrombrowser": "use --cookies-from-browser BROWSER (an account) instead",
-    "proxy": "use --proxy URL, or `proxy` in [accounts.NAME] of settings.toml, instead",
-    "wait_for_video": "use --wait-for-live instead (yt-dlp's own wait would hold a worker and an account)",
-    "logger": "the engine's logger turns yt-dlp output into typed errors",
-    "progress_hooks": "the stages report progress themselves",
-    "postprocessor_hooks": "the stages report progress themselves",
-    "outtmpl": "each stage names its own files",
-    "paths": "each stage writes only inside its item folder",
-}
-# Option keys whose values are secrets (never logged, shown or exported).
-SECRET_OPTION = re.compile(r"cookie|passw|user(?:name)?$|token|secret|auth|proxy|netrc|credential|api[_-]?key|"
-                           r"client_certificate", re.I)
-_SECRET_HEADER = re.compile(r"authorization|cookie|token|key|secret", re.I)
-_URL_CREDENTIALS = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s:@]+(?::[^/\s@]*)?@", re.I)
-PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
-# yt-dlp's SUPPORTED_BROWSERS / SUPPORTED_KEYRINGS (yt_dlp.cookies), copied so that loading settings
-# does not import yt-dlp; `tubemill doctor` checks them against the installed yt-dlp.
-BROWSERS = frozenset({"brave", "chrome", "chromium", "edge", "firefox", "opera", "safari", "vivaldi", "whale"})
-KEYRINGS = frozenset({"KWALLET", "KWALLET5", "KWALLET6", "GNOMEKEYRING", "BASICTEXT"})
-_BROWSER_SPEC = re.compile(r"""(?x)
-    (?P<name>[^+:]+)
-    (?:\s*\+\s*(?P<keyring>[^:]+))?
-    (?:\s*:\s*(?!:)(?P<profile>.+?))?
-    (?:\s*::\s*(?P<container>.+))?
-""")
-
+# The checks of proxies, browser specs and pass-through options, and which keys are secret, are settings
+# validation (pipeline.config.ytdlp_options); they are named here too, for every yt-dlp caller of ours.
 
 # ---------------------------------------------------------------------- tools yt-dlp runs
 def ffmpeg_binary() -> str | None:
@@ -142,11 +128,6 @@ def ejs_version() -> str | None:
 
 
 # ---------------------------------------------------------------------- logger and redactor
-def redact_url(text: str) -> str:
-    """``socks5://user:pass@host:1080`` → ``socks5://***@host:1080``, anywhere in ``text``."""
-    return _URL_CREDENTIALS.sub(r"\1***@", str(text))
-
-
 _HEADER_NAMES = r"(?:set-cookie|cookie|authorization|proxy-authorization|x-[\w-]*(?:key|token|auth|secret)[\w-]*)"
 _QUOTED_HEADER = re.compile(r"""(?i)(['"])(""" + _HEADER_NAMES + r""")\1(\s*:\s*)(['"])(?:\\.|(?!\4).)*\4""")
 _HEADER_LINE = re.compile(r"(?im)\b(" + _HEADER_NAMES + r")(\s*:\s*)(?!\s*['\"]?\*\*\*)[^\r\n]+")
@@ -203,7 +184,7 @@ def known_secrets(opts: Mapping[str, Any]) -> frozenset[str]:
         if isinstance(opts.get(key), str):
             out.add(opts[key])
     for name, value in (opts.get("http_headers") or {}).items():
-        if _SECRET_HEADER.search(str(name)) and value:
+        if SECRET_HEADER.search(str(name)) and value:
             out.add(str(value))
             out.update(p.split("=", 1)[1].strip() for p in str(value).split(";") if "=" in p)
 
@@ -249,61 +230,11 @@ class YtdlpLogger:
 
 
 # ---------------------------------------------------------------------- accounts: browsers and proxies
-def parse_browser_spec(spec: str) -> tuple[str, str | None, str | None, str | None]:
-    """``BROWSER[+KEYRING][:PROFILE][::CONTAINER]`` → yt-dlp's ``cookiesfrombrowser`` tuple
-    (name, profile, keyring, container), parsed as yt-dlp's own ``--cookies-from-browser`` does."""
-    m = _BROWSER_SPEC.fullmatch((spec or "").strip())
-    if m is None:
-        raise errors.InvalidInput(f"--cookies-from-browser {spec!r}: expected BROWSER[+KEYRING][:PROFILE][::CONTAINER]")
-    name, keyring, profile, container = m.group("name", "keyring", "profile", "container")
-    name = name.strip().lower()
-    if name not in BROWSERS:
-        raise errors.InvalidInput(f"--cookies-from-browser: unsupported browser {name!r} "
-                                  f"(one of: {', '.join(sorted(BROWSERS))})")
-    if keyring is not None:
-        keyring = keyring.strip().upper()
-        if keyring not in KEYRINGS:
-            raise errors.InvalidInput(f"--cookies-from-browser: unsupported keyring {keyring!r} "
-                                      f"(one of: {', '.join(sorted(KEYRINGS))})")
-    return name, profile, keyring, container
-
-
 def browser_account_name(spec: str) -> str:
     """A readable account name for a browser spec: ``chrome:Profile 1`` → ``chrome-Profile-1``."""
     name, profile, _, container = parse_browser_spec(spec)
     label = "-".join(p for p in (name, profile, container) if p)
     return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-._")[:64] or name
-
-
-def check_proxy(url: str) -> str:
-    """The proxy URL, checked: a scheme yt-dlp supports and a host. The error never repeats a password."""
-    url = (url or "").strip()
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() not in PROXY_SCHEMES or not parts.hostname:
-        raise errors.InvalidInput(f"proxy {redact_url(url)!r}: expected SCHEME://[USER:PASSWORD@]HOST:PORT with "
-                                  f"a scheme of {', '.join(PROXY_SCHEMES)}")
-    return url
-
-
-def check_account_settings(name: str, conf: Mapping[str, Any]) -> dict[str, str]:
-    """One ``[accounts.NAME]`` table of settings.toml: ``proxy`` and/or ``cookies_from_browser``."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", str(name)):
-        raise ValueError(f"account name {name!r}: use 1–64 letters, digits, '.', '_' or '-'")
-    if not isinstance(conf, Mapping):
-        raise ValueError(f"[accounts.{name}] must be a table")
-    out: dict[str, str] = {}
-    for key, value in conf.items():
-        try:
-            if key == "proxy":
-                out[key] = check_proxy(str(value))
-            elif key == "cookies_from_browser":
-                parse_browser_spec(str(value))
-                out[key] = str(value)
-            else:
-                raise ValueError(f"[accounts.{name}]: unknown setting {key!r} (proxy, cookies_from_browser)")
-        except errors.InvalidInput as exc:
-            raise ValueError(f"[accounts.{name}] {exc}") from None
-    return out
 
 
 # ---------------------------------------------------------------------- pass-through options
@@ -318,57 +249,6 @@ def parse_ytdlp_option(text: str) -> tuple[str, Any]:
     except ValueError:
         value = raw
     return next(iter(check_ytdlp_options({key: value}).items()))
-
-
-def check_ytdlp_options(opts: Mapping[str, Any]) -> dict[str, Any]:
-    """Pass-through options, checked and normalised: keys are yt-dlp's Python names (``extractor-args`` →
-    ``extractor_args``), the engine's own keys are refused, and ``extractor_args`` leaves become lists of
-    strings as yt-dlp expects (``"web,tv"`` → ``["web", "tv"]``)."""
-    out: dict[str, Any] = {}
-    for raw_key, value in opts.items():
-        key = str(raw_key).strip().replace("-", "_")
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", key):
-            raise errors.InvalidInput(f"yt-dlp option {raw_key!r}: expected a yt-dlp parameter name such as "
-                                      "extractor_args or socket_timeout")
-        if key in ENGINE_OWNED:
-            raise errors.InvalidInput(f"yt-dlp option {key!r} is set by Tubemill: {ENGINE_OWNED[key]}")
-        if key == "extractor_args":
-            value = _extractor_args(value)
-        out[key] = value
-    return out
-
-
-def _extractor_args(value: Any) -> dict[str, dict[str, list[str]]]:
-    if not isinstance(value, Mapping):
-        raise errors.InvalidInput('extractor_args must be a JSON object, e.g. {"youtube": {"player_client": '
-                                  '["default"]}}')
-    out: dict[str, dict[str, list[str]]] = {}
-    for ie, args in value.items():
-        if not isinstance(args, Mapping):
-            raise errors.InvalidInput(f"extractor_args[{ie!r}] must be an object of argument: values")
-        out[str(ie).lower()] = {str(k): ([str(x) for x in v] if isinstance(v, list | tuple) else str(v).split(","))
-                                for k, v in args.items()}
-    return out
-
-
-def redact_ytdlp_options(opts: Any) -> Any:
-    """Options as they may be shown or logged: secret keys and secret headers → ``***``, URL passwords cut."""
-    if isinstance(opts, Mapping):
-        out = {}
-        for k, v in opts.items():
-            if SECRET_OPTION.search(str(k)) and v not in (None, "", False):
-                out[k] = "***"
-            elif str(k).lower() in ("http_headers", "headers") and isinstance(v, Mapping):
-                out[k] = {h: ("***" if _SECRET_HEADER.search(str(h)) else redact_ytdlp_options(x))
-                          for h, x in v.items()}
-            else:
-                out[k] = redact_ytdlp_options(v)
-        return out
-    if isinstance(opts, list | tuple):
-        return [redact_ytdlp_options(v) for v in opts]
-    if isinstance(opts, str):
-        return redact_url(opts)
-    return opts
 
 
 def passthrough_options(settings_opts: Mapping[str, Any] | None, batch_opts: Mapping[str, Any] | None
@@ -416,7 +296,7 @@ def ydl_base_options(ctx: StageContext) -> dict[str, Any]:
         "no_warnings": True,
         "noprogress": True,
         "noplaylist": True,
-        "socket_timeout": float(ctx.options.get("socket_timeout", 30)),
+        "socket_timeout": options_of(ctx).socket_timeout,
         "retries": 1,  # the engine retries with backoff; yt-dlp's own loop would hold a worker
         "fragment_retries": 3,
         "extractor_retries": 0,
@@ -428,7 +308,7 @@ def ydl_base_options(ctx: StageContext) -> dict[str, Any]:
     ffmpeg = ffmpeg_binary()
     if ffmpeg:
         opts["ffmpeg_location"] = ffmpeg
-    opts.update(passthrough_options(getattr(ctx, "ytdlp", None), ctx.options.get("ytdlp_options")))
+    opts.update(passthrough_options(getattr(ctx, "ytdlp", None), options_of(ctx).ytdlp_options))
     opts.update(account_options(ctx))
     return opts
 
@@ -444,7 +324,7 @@ def account_options(ctx: StageContext) -> dict[str, Any]:
     from pipeline.config import secrets
 
     opts: dict[str, Any] = {}
-    cookies = ctx.cookiefile or ctx.options.get("cookies")
+    cookies = ctx.cookiefile or options_of(ctx).cookies
     browser = getattr(ctx, "browser", None)
     if cookies:
         try:
@@ -455,7 +335,7 @@ def account_options(ctx: StageContext) -> dict[str, Any]:
         opts["cookiefile"] = str(copy)
     elif browser:
         opts["cookiesfrombrowser"] = parse_browser_spec(browser)
-    proxy = getattr(ctx, "proxy", None) or ctx.options.get("proxy")
+    proxy = getattr(ctx, "proxy", None) or options_of(ctx).proxy
     if proxy:
         opts["proxy"] = proxy
     return opts
@@ -464,7 +344,7 @@ def account_options(ctx: StageContext) -> dict[str, Any]:
 def keep_refreshed_cookies(ctx: StageContext) -> bool:
     """``keep_refreshed_cookies`` (batch option): keep cookies yt-dlp refreshed in Tubemill's own copy,
     for the domains the user's file already has. Off by default: the user's file stays the only truth."""
-    return flag(ctx.options.get("keep_refreshed_cookies"))
+    return options_of(ctx).keep_refreshed_cookies
 
 
 def release_options(ctx: StageContext, opts: Mapping[str, Any]) -> None:
@@ -474,7 +354,7 @@ def release_options(ctx: StageContext, opts: Mapping[str, Any]) -> None:
         return
     from pipeline.config import secrets
 
-    secrets.release_cookie_copy(ctx.home, ctx.account, copy, ctx.cookiefile or ctx.options.get("cookies"),
+    secrets.release_cookie_copy(ctx.home, ctx.account, copy, ctx.cookiefile or options_of(ctx).cookies,
                                 keep_refreshed=keep_refreshed_cookies(ctx))
 
 
@@ -489,11 +369,10 @@ def call_options(ctx: StageContext) -> Iterator[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------- limits of one call
-DEFAULT_MAX_DOWNLOAD_MB = 4096.0  # one video's best audio is far smaller; an endless stream is not
-DEFAULT_STALL_RATE_KBPS = 1.0
-DEFAULT_STALL_SECONDS = 60.0
-DEFAULT_EXTRACT_TIMEOUT_S = 300.0  # page + JS challenges; YouTube takes seconds
-DEFAULT_MAX_PAGE_MB = 64.0  # a watch page is ~1.5 MB, a big feed tens of MB
+# The defaults are the download limits' (settings.toml's [downloads]): a 4 GB cap (one video's best audio is far
+# smaller; an endless stream is not), 5 min for a page and its JS challenges, 64 MB for a page (a watch page is
+# ~1.5 MB, a big feed tens of MB).
+_DEFAULT = TranscribeOptions()
 
 
 @dataclass(frozen=True)
@@ -508,10 +387,10 @@ class CallLimits:
     cap_bytes: int
     cap_reason: str
     cap_is_disk: bool = False
-    stall_bytes_per_s: float = DEFAULT_STALL_RATE_KBPS * 1024
-    stall_s: float = DEFAULT_STALL_SECONDS
-    extract_timeout_s: float = DEFAULT_EXTRACT_TIMEOUT_S
-    max_page_bytes: int = int(DEFAULT_MAX_PAGE_MB * 2**20)
+    stall_bytes_per_s: float = _DEFAULT.stall_rate_kbps * 1024
+    stall_s: float = _DEFAULT.stall_seconds
+    extract_timeout_s: float = _DEFAULT.extract_timeout_s
+    max_page_bytes: int = int(_DEFAULT.max_page_mb * 2**20)
     allow_private: bool = False
 
     @property
@@ -545,38 +424,19 @@ def _mb(n: float) -> str:
     return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.0f} KB"
 
 
-def _number(options: Mapping[str, Any], key: str, default: float) -> float:
-    value = options.get(key)
-    if value is None or value == "":
-        return default
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise errors.ConfigError(f"{key} must be a number, not {value!r}") from None
-    if out < 0:
-        raise errors.ConfigError(f"{key} must not be negative")
-    return out
-
-
 def disk_floor_mb(ctx: StageContext) -> float:
-    """The governor's free-disk floor: the batch option ``min_free_disk_mb``, else the home's settings.
-
-    (The stage context does not carry the engine's settings; settings.toml is what the app and the CLI
-    load, so reading it here gives the floor they run with.)
-    """
-    if ctx.options.get("min_free_disk_mb") not in (None, ""):
-        return _number(ctx.options, "min_free_disk_mb", 0.0)
+    """The governor's free-disk floor: the batch option ``min_free_disk_mb``, else the engine's live floor
+    (a context built by hand: its settings', else the default; settings.toml is never read here)."""
+    opts = options_of(ctx)
+    if opts.min_free_disk_mb is not None:
+        return opts.min_free_disk_mb
     floor = getattr(ctx, "min_free_disk_mb", None)
     if isinstance(floor, int | float):
         return float(floor)
-    try:
-        from pipeline.config.settings import load_settings
+    from pipeline.config.settings import GovernorSettings
 
-        return float(load_settings(ctx.home).governor.min_free_disk_mb)
-    except (OSError, ValueError):
-        from pipeline.config.settings import GovernorSettings
-
-        return float(GovernorSettings().min_free_disk_mb)
+    governor = ctx.settings.governor if ctx.settings is not None else GovernorSettings()
+    return float(governor.min_free_disk_mb)
 
 
 def call_limits(ctx: StageContext, folder: Path | None = None) -> CallLimits:
@@ -584,9 +444,8 @@ def call_limits(ctx: StageContext, folder: Path | None = None) -> CallLimits:
     ``stall_seconds``, ``extract_timeout_s``, ``max_page_mb``, ``allow_private_redirects``; 0 turns a
     limit off). With ``folder`` (where the download goes) the cap is also never more than the free disk
     there minus the governor's floor: a download must not fill the disk the transcripts go to."""
-    o = ctx.options
-    max_mb = _number(o, "max_download_mb", DEFAULT_MAX_DOWNLOAD_MB)
-    cap = int(max_mb * 2**20) if max_mb else 2**62
+    o = options_of(ctx)
+    cap = int(o.max_download_mb * 2**20) if o.max_download_mb else 2**62
     reason = f"the {_mb(cap)} per-download cap (max_download_mb)"
     is_disk = False
     if folder is not None:
@@ -600,13 +459,10 @@ def call_limits(ctx: StageContext, folder: Path | None = None) -> CallLimits:
             if room < cap:
                 cap, is_disk = max(0, room), True
                 reason = f"the free disk ({_mb(free)} free, {_mb(floor)} kept free by the governor's floor)"
-    rate = _number(o, "stall_rate_kbps", DEFAULT_STALL_RATE_KBPS) * 1024
     return CallLimits(
-        cap_bytes=cap, cap_reason=reason, cap_is_disk=is_disk, stall_bytes_per_s=rate,
-        stall_s=_number(o, "stall_seconds", DEFAULT_STALL_SECONDS),
-        extract_timeout_s=_number(o, "extract_timeout_s", DEFAULT_EXTRACT_TIMEOUT_S) or float("inf"),
-        max_page_bytes=int((_number(o, "max_page_mb", DEFAULT_MAX_PAGE_MB) or 2**42 / 2**20) * 2**20),
-        allow_private=flag(o.get("allow_private_redirects")),
+        cap_bytes=cap, cap_reason=reason, cap_is_disk=is_disk, stall_bytes_per_s=o.stall_rate_kbps * 1024,
+        stall_s=o.stall_seconds, extract_timeout_s=o.extract_timeout_s or float("inf"),
+        max_page_bytes=int((o.max_page_mb or 2**42 / 2**20) * 2**20), allow_private=o.allow_private_redirects,
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from pipeline.recipes.transcribe import library
+from pipeline.recipes.transcribe.options import options_of
 from pipeline.recipes.transcribe.sources import classify
 from pipeline.recipes.transcribe.ytdlp import call_limits, call_options, check_live
 from pipeline.recipes.transcribe.ytdlp_run import YtdlpCall
@@ -52,16 +53,14 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         transcript = json.loads(out.read_text(encoding="utf-8"))
         return StageResult(artifacts={"json": str(out), **ensure_transcript_files(item, ctx, transcript)})
     meta = item.get("meta") or {}
-    force = str(ctx.options.get("force", "")).lower() in ("1", "true", "yes")
-    if not force:
+    opts = options_of(ctx)  # also checks --captions: prefer, never or only
+    if not opts.force:
         hit = library.lookup(ctx.home, item.get("id"))
         if hit is not None:
             library.reuse(hit, ctx.workdir)
             return StageResult(artifacts={"json": str(out)},
                                meta={"reused_from": hit.workdir, "transcript_source": "reused"})
-    policy = ctx.options.get("captions", "prefer")
-    if policy not in ("prefer", "never", "only"):
-        raise errors.ConfigError(f"captions must be prefer, never or only, not {policy!r}")
+    policy = opts.captions
     if policy == "never":
         return StageResult()
     url = item["source"]
@@ -70,15 +69,15 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         if policy == "only":
             raise NoCaptions("no captions: this is a media file without subtitle tracks")
         return StageResult()
-    lang = ctx.options.get("language") or "en"
+    lang = opts.language or "en"
     index = meta.get("playlist_index")
     # In a child process like the download (ytdlp_run): a page that trickles or never ends, or a
     # 2 GB "page", cannot hold this worker or its memory, and cancel reaches it.
     with call_options(ctx) as base:
-        opts = {**base, "skip_download": True}
+        ydl_opts = {**base, "skip_download": True}
         if index:
-            opts.update(noplaylist=False, playlist_items=str(index))
-        with YtdlpCall(ctx, opts, call_limits(ctx)) as call:
+            ydl_opts.update(noplaylist=False, playlist_items=str(index))
+        with YtdlpCall(ctx, ydl_opts, call_limits(ctx)) as call:
             try:
                 info = call.extract(url, download=False, lang=lang)
             except errors.TubemillError as err:

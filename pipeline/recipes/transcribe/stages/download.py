@@ -19,6 +19,7 @@ from typing import Any
 
 from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
+from pipeline.recipes.transcribe.options import options_of
 from pipeline.recipes.transcribe.ytdlp import call_limits, call_options
 from pipeline.recipes.transcribe.ytdlp_run import YtdlpCall
 
@@ -50,12 +51,12 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     if limits.cap_bytes <= 0:
         raise limits.cap_error()
     # 401/403 means bad cookies only for a signed-in account (a cookie file or a browser profile)
-    signed_in = bool(ctx.cookiefile or ctx.browser or ctx.options.get("cookies"))
+    signed_in = bool(ctx.cookiefile or ctx.browser or options_of(ctx).cookies)
     with call_options(ctx) as base:
         opts = {
             **base,
             **limits.ydl_options(),
-            "format": ctx.options.get("format", "bestaudio/best"),
+            "format": options_of(ctx).format,
             "outtmpl": {"default": str((tmp / "audio.%(ext)s").resolve())},
         }
         index = (item.get("meta") or {}).get("playlist_index")

@@ -19,6 +19,7 @@ from typing import Any
 from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from pipeline.recipes.transcribe import library
+from pipeline.recipes.transcribe.options import options_of
 from state.storage import atomic_write_bytes
 
 FILES = {"txt": "transcript.txt", "srt": "transcript.srt", "vtt": "transcript.vtt", "json": "transcript.json",
@@ -84,7 +85,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     atomic_write_bytes(ctx.path(FILES["meta"]), json.dumps(record, ensure_ascii=False, indent=1).encode())
     audio = (item.get("artifacts") or {}).get("audio")
     artifacts = {k: str(ctx.path(v)) for k, v in FILES.items() if ctx.path(v).exists()}
-    if audio and str(ctx.options.get("keep_audio")).lower() in ("1", "true", "yes") and Path(audio).exists():
+    if audio and options_of(ctx).keep_audio and Path(audio).exists():
         kept = ctx.path("audio" + Path(audio).suffix)
         if Path(audio).resolve() != kept and not meta.get("local_path"):
             shutil.move(audio, kept)

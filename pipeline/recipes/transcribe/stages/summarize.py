@@ -27,14 +27,20 @@ from typing import Any
 
 from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
+from pipeline.recipes.transcribe import summary
+from pipeline.recipes.transcribe.options import options_of
+from pipeline.recipes.transcribe.summary import (
+    SUMMARY_JSON,
+    SUMMARY_MD,
+    source_url,
+    write_fallback,
+    write_summary,
+)
 from state.storage import atomic_write_bytes
 
 log = logging.getLogger("tubemill.summarize")
 
-SUMMARY_JSON = "summary.json"
-SUMMARY_MD = "summary.md"
 FLAGS = {"repaired": "summary-repaired", "fallback": "summary-fallback"}
-DEFAULT_RETRIES = 2
 
 
 class LLMRetry(errors.RetryableError):
@@ -43,29 +49,6 @@ class LLMRetry(errors.RetryableError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-def write_summary(workdir: Path, title: str, result: Any, mode: str, source_url: str | None = None) -> None:
-    """summary.json (with usage, cost and the outcome) and summary.md; shared by realtime and Batch API ingest."""
-    from pipeline.common.formats import summary_markdown
-
-    summary = result.summary.model_dump()
-    doc = {**summary, "usage": result.usage, "cost_usd": result.cost_usd, "mode": mode, "notes": result.notes,
-           "outcome": getattr(result, "outcome", "llm" if summary.get("engine") == "llm" else "offline"),
-           "reason": getattr(result, "reason", None), "adjustments": list(getattr(result, "adjustments", []) or []),
-           "rung": getattr(result, "rung", None)}
-    atomic_write_bytes(workdir / SUMMARY_JSON, json.dumps(doc, ensure_ascii=False, indent=1).encode())
-    atomic_write_bytes(workdir / SUMMARY_MD, summary_markdown(title, summary, source_url=source_url).encode())
-
-
-def write_fallback(workdir: Path, title: str, transcript: dict[str, Any], reason: str, mode: str = "realtime",
-                   usage: dict[str, int] | None = None, cost: float = 0.0, source_url: str | None = None) -> None:
-    """The offline summary standing in for an LLM one that could not be had, with the reason."""
-    from pipeline.common import llm
-
-    log.warning("summary of %r falls back to the offline summarizer: %s", title, reason)
-    write_summary(workdir, title, llm.summarize_offline(transcript, title, reason=reason, usage=usage, cost=cost),
-                  mode=mode, source_url=source_url)
 
 
 def outcome_meta(doc: dict[str, Any], flags: list[str]) -> dict[str, Any]:
@@ -88,12 +71,6 @@ def outcome_meta(doc: dict[str, Any], flags: list[str]) -> dict[str, Any]:
 def _meta_of(out_json: Path, item: dict[str, Any]) -> dict[str, Any]:
     doc = json.loads(out_json.read_text(encoding="utf-8"))
     return outcome_meta(doc, list(item.get("flags") or []))
-
-
-def source_url(item: dict[str, Any]) -> str | None:
-    """The item's own URL (the one place model-written links may point), or None for a local file."""
-    src = str(item.get("source") or "")
-    return src if "://" in src else None
 
 
 def fallback_reason(exc: BaseException) -> str:
@@ -134,9 +111,11 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     ensure_transcript_files(item, ctx, transcript)  # batches started before this guarantee get them here
     title = item.get("title") or item["source"]
     url = source_url(item)
-    mode = ctx.options.get("summarizer", "auto")
-    # The key: the environment, else the Settings page's 0600 file; it only ever lives in memory here.
-    config = secrets.llm_config_for(ctx.home, options=ctx.options)
+    opts = options_of(ctx)
+    mode = opts.summarizer
+    # The key: the environment, else the Settings page's 0600 file; it only ever lives in memory here. The
+    # model and server: the batch's, else the engine's live settings (settings.toml is not read again here).
+    config = secrets.llm_config_for(ctx.home, settings=ctx.settings, options=opts.llm_options())
 
     def done() -> StageResult:
         return StageResult(artifacts=artifacts, meta=_meta_of(out_json, item))
@@ -146,7 +125,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         return done()
 
     if mode == "offline" or (mode == "auto" and not config.configured()):
-        write_summary(ctx.workdir, title, llm.summarize_offline(transcript, title), mode="offline",
+        write_summary(ctx.workdir, title, summary.summarize_offline(transcript, title), mode="offline",
                       source_url=url)
         return done()
     if not config.configured():
@@ -158,16 +137,16 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         return fallback(down)
     realtime_forced = (ctx.workdir / llm_batch.REALTIME_MARKER).exists() or (
         ctx.workdir.parent / llm_batch.REALTIME_MARKER).exists()
-    if ctx.options.get("llm_mode_effective") == "batch" and not realtime_forced:
+    if opts.llm_mode_effective == "batch" and not realtime_forced:
         body = llm_batch.build_body(transcript, title, config, home=ctx.home)
         if body is not None:  # else too long for one request: realtime map-reduce below
             cid = llm_batch.custom_id(ctx.batch_id, ctx.item_n, ctx.stage, body)
-            req = {"custom_id": cid, "body": body, "end": llm.transcript_end(transcript)}
+            req = {"custom_id": cid, "body": body, "end": summary.transcript_end(transcript)}
             atomic_write_bytes(ctx.path(llm_batch.REQUEST_FILE), json.dumps(req, ensure_ascii=False).encode())
             raise llm_batch.AwaitLLMBatch("waiting for the Batch API")
-    retries = _int(ctx.options.get("summary_retries"), DEFAULT_RETRIES)
+    retries = opts.summary_retries
     try:
-        result = llm.summarize(transcript, title, config, home=ctx.home)
+        result = summary.summarize(transcript, title, config, home=ctx.home)
     except errors.Cancelled:
         raise
     except llmcall.InvalidAnswer as exc:
@@ -196,13 +175,6 @@ def _refused(cause: BaseException | None) -> bool:
     import openai
 
     return isinstance(cause, openai.APIConnectionError) and not isinstance(cause, openai.APITimeoutError)
-
-
-def _int(value: Any, default: int) -> int:
-    try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
-        return default
 
 
 register(Stage("summarize", run, resource="llm", doc="LLM or offline extractive summary and tags"))

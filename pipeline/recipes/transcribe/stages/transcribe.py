@@ -23,11 +23,12 @@ from typing import Any
 
 from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
+from pipeline.recipes.transcribe.options import WHISPER_MODEL, options_of
 from state.storage import atomic_write_bytes
 
 log = logging.getLogger("tubemill.transcribe")
 
-BUNDLED = "tiny.en"
+BUNDLED = WHISPER_MODEL
 DEFAULT_MODEL = BUNDLED
 TRANSCRIPT = "transcript.json"
 
@@ -262,14 +263,11 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     audio = (item.get("artifacts") or {}).get("audio")
     if not audio or not Path(audio).exists():
         raise errors.RetryableError("no downloaded audio to transcribe (the download stage will run again)")
-    opts = ctx.options
-    loaded = get_model(opts.get("model", DEFAULT_MODEL), opts.get("device", "auto"), ctx.pool_size,
-                       download_root=str(ctx.home / "models"))
+    opts = options_of(ctx)
+    loaded = get_model(opts.model, opts.device, ctx.pool_size, download_root=str(ctx.home / "models"))
     with _using(loaded):
-        tr = transcribe_file(Path(audio), loaded, ctx,
-                             vad=str(opts.get("vad", "1")).lower() not in ("0", "false", "no"),
-                             beam_size=int(opts.get("beam_size", 5)), language=opts.get("language") or None,
-                             word_timestamps=str(opts.get("word_timestamps", "0")).lower() in ("1", "true", "yes"))
+        tr = transcribe_file(Path(audio), loaded, ctx, vad=opts.vad, beam_size=opts.beam_size,
+                             language=opts.language or None, word_timestamps=opts.word_timestamps)
     flags = list(item.get("flags") or [])
     meta: dict[str, Any] = {"language": tr["language"], "language_probability": tr["language_probability"],
                             "model": loaded.key.name, "transcript_source": "whisper"}
