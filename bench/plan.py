@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.engine.plan import PlanSpec, StageModel, simulate  # noqa: E402
 from pipeline.engine.ratelimit import PacingSettings  # noqa: E402
+from pipeline.recipes.transcribe.plan import PlanSpec, StageModel, simulate  # noqa: E402
 
 
 def main() -> None:

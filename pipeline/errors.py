@@ -171,6 +171,17 @@ class Cancelled(TubemillError):
     """The user cancelled; raised by a stage that saw ``ctx.cancelled()``."""
 
 
+class Park(TubemillError):
+    """Not a failure: the item waits, without a worker or a timer, until the named service releases it
+    (the Batch API service once the item's summary is in). Its status is ``parked`` with this reason."""
+
+    retryable = True
+
+    def __init__(self, reason: str, service: str) -> None:
+        super().__init__(reason)
+        self.service = service
+
+
 class ConfigError(TubemillError):
     """A setting, recipe or stage name that does not exist."""
 

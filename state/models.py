@@ -21,7 +21,12 @@ class ItemStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
-    AWAITING_LLM_BATCH = "awaiting_llm_batch"
+    # Waiting for a recipe's service (the Batch API) without a worker or a timer; ``item["parked"]`` says
+    # which service and why. Batches written before this status had "awaiting_llm_batch" (read as parked).
+    PARKED = "parked"
+
+
+LEGACY_STATUS = {"awaiting_llm_batch": ("parked", {"by": "llm_batch", "reason": "waiting for the Batch API"})}
 
 
 class BatchState(StrEnum):
@@ -37,13 +42,13 @@ TERMINAL = frozenset({ItemStatus.DONE, ItemStatus.FAILED, ItemStatus.SKIPPED, It
 
 _S = ItemStatus
 ALLOWED: dict[ItemStatus, frozenset[ItemStatus]] = {
-    _S.PENDING: frozenset({_S.RUNNING, _S.CANCELLED, _S.SKIPPED, _S.AWAITING_LLM_BATCH, _S.FAILED, _S.DONE}),
+    _S.PENDING: frozenset({_S.RUNNING, _S.CANCELLED, _S.SKIPPED, _S.PARKED, _S.FAILED, _S.DONE}),
     # running -> pending: a stage finished and the next one is due (or a crash was recovered).
     _S.RUNNING: frozenset(
-        {_S.PENDING, _S.WAITING, _S.DONE, _S.FAILED, _S.SKIPPED, _S.CANCELLED, _S.AWAITING_LLM_BATCH}
+        {_S.PENDING, _S.WAITING, _S.DONE, _S.FAILED, _S.SKIPPED, _S.CANCELLED, _S.PARKED}
     ),
     _S.WAITING: frozenset({_S.RUNNING, _S.PENDING, _S.CANCELLED, _S.FAILED}),
-    _S.AWAITING_LLM_BATCH: frozenset({_S.PENDING, _S.RUNNING, _S.DONE, _S.FAILED, _S.CANCELLED}),
+    _S.PARKED: frozenset({_S.PENDING, _S.RUNNING, _S.DONE, _S.FAILED, _S.CANCELLED}),
     # "retry failed" and "resume a cancelled batch" reopen items; finished work is never redone.
     _S.FAILED: frozenset({_S.PENDING}),
     _S.CANCELLED: frozenset({_S.PENDING}),

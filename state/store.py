@@ -36,6 +36,7 @@ from typing import Any
 
 from pipeline.errors import BatchExists, UnknownBatch
 from state.models import (
+    LEGACY_STATUS,
     SCHEMA_VERSION,
     TERMINAL,
     BatchState,
@@ -73,6 +74,8 @@ ITEM_FIELDS = frozenset(
         "artifacts",
         "meta",
         "progress",
+        "parked",
+        "done_ahead",
         "account",
         "flags",
         "workdir",
@@ -241,6 +244,10 @@ class Store:
         b = _Batch(header=header, items=items, storage=storage)
         recovered = 0
         for item in items.values():
+            if item["status"] in LEGACY_STATUS:  # a status an older version wrote, under its new name
+                status, parked = LEGACY_STATUS[item["status"]]
+                item["status"], item["parked"] = status, dict(parked)
+                b.dirty.add(item["n"])
             if item["status"] == ItemStatus.RUNNING.value:
                 # The process that ran it died: the attempt was not the item's fault.
                 item["status"] = ItemStatus.PENDING.value
@@ -249,13 +256,14 @@ class Store:
                 recovered += 1
             _count_in(b, item, +1)
             _stats_in(b, item.get("timings") or {})
+        if b.dirty:
+            with self._lock:
+                self._mark_dirty()
         if recovered:
             self.messages.append(f"batch {header['name']!r}: {recovered} interrupted item(s) back to pending")
         with self._lock:
             self._batches[b.id] = b
             self._by_name[header["name"]] = b.id
-            if recovered:
-                self._mark_dirty()
 
     def close(self) -> None:
         """Flush everything and stop the writer."""

@@ -34,8 +34,8 @@ def progress_text(s) -> str:  # type: ignore[no-untyped-def]
     parts = [f"{c.get('done', 0)} of {s.total} done", f"{c.get('failed', 0)} failed", f"{c.get('running', 0)} running"]
     if c.get("waiting"):
         parts.append(f"{c['waiting']} waiting to retry")
-    if c.get("awaiting_llm_batch"):
-        parts.append(f"{c['awaiting_llm_batch']} waiting for the Batch API")
+    if c.get("parked"):
+        parts.append(f"{c['parked']} waiting for the Batch API")  # the one service that parks items
     return " · ".join(parts + [tail])
 
 

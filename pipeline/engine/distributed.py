@@ -71,8 +71,8 @@ from pipeline.errors import ConfigError
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
 
-    from pipeline.engine.core import _Outcome
     from pipeline.engine.stage import StageContext
+    from pipeline.engine.worker import Outcome
 
 log = logging.getLogger("tubemill.distributed")
 
@@ -155,19 +155,20 @@ def _portable(exc: BaseException) -> BaseException:
         return cls(f"{etype}: {message}")
 
 
-def _run_remote(stage_name: str, item: dict[str, Any], fields: dict[str, Any], cancel_event: str) -> _Outcome:
-    """On a worker: rebuild the context, run the stage through the runner's ``_execute``, return its outcome."""
-    from pipeline.engine.core import _execute, _Outcome
-    from pipeline.engine.stage import StageContext, get_stage
+def _run_remote(stage_name: str, item: dict[str, Any], fields: dict[str, Any], cancel_event: str) -> Outcome:
+    """On a worker: rebuild the context, run the stage through the worker's ``execute``, return its outcome."""
+    from pipeline.engine.recipe import get_stage
+    from pipeline.engine.stage import StageContext
+    from pipeline.engine.worker import Outcome, execute
 
     try:
         stage = get_stage(stage_name)
     except BaseException as exc:  # unknown here: the worker runs another Tubemill version
-        return _Outcome(ok=False, seconds=0.0, exc=_portable(exc))
+        return Outcome(ok=False, seconds=0.0, exc=_portable(exc))
     f = dict(fields)
     f["pool_size"] = _worker_threads(int(f.get("pool_size", 1)))
     ctx = StageContext(**f, _progress=_noop_progress, _cancelled=_RemoteCancel(cancel_event))
-    out = _execute(stage, item, ctx)
+    out = execute(stage, item, ctx)
     if out.exc is not None:
         out.exc = _portable(out.exc)
     return out
@@ -190,9 +191,9 @@ def _ctx_fields(ctx: StageContext) -> dict[str, Any]:
 
 def _worker_check(paths: list[str]) -> dict[str, Any]:
     """Run on every worker by ``connect``: can it import the stages, does it see the shared folders?"""
-    import pipeline.engine.stage
+    from pipeline.engine.recipe import load_recipes
 
-    pipeline.engine.stage.all_stages()
+    load_recipes()
     return {"pid": os.getpid(), "missing": [p for p in paths if not os.path.isdir(p)]}
 
 
@@ -209,7 +210,7 @@ class _InFlight:
 class DaskPoolExecutor(cf.Executor):
     """One engine pool (cpu or gpu) on a Dask cluster, as the ``concurrent.futures.Executor`` the engine expects.
 
-    ``submit(runner._execute, stage, item, ctx)`` ships ``_run_remote(stage.name, item, ctx fields)``;
+    ``submit(worker.execute, stage, item, ctx)`` ships ``_run_remote(stage.name, item, ctx fields)``;
     any other callable is shipped as it is (it must pickle). ``submit`` never raises: a call that
     cannot be sent comes back as a failed future, because the engine has already counted the slot
     busy and relies on the completion to free it. Futures are plain ``concurrent.futures.Future``;
@@ -231,7 +232,7 @@ class DaskPoolExecutor(cf.Executor):
 
     # -- submitting
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
-        from pipeline.engine.core import _execute
+        from pipeline.engine.worker import execute
 
         cff: cf.Future[Any] = cf.Future()
         cff.set_running_or_notify_cancel()  # running from the engine's view: it never cancels a started stage
@@ -239,7 +240,7 @@ class DaskPoolExecutor(cf.Executor):
             cff.set_exception(RuntimeError(f"the Dask {self.pool} pool is shut down"))
             return cff
         try:
-            if fn is _execute and len(args) == 3 and not kwargs:
+            if fn is execute and len(args) == 3 and not kwargs:
                 stage, item, ctx = args
                 key = f"{stage.name}-{ctx.batch_id}-{ctx.item_n}-{uuid.uuid4().hex[:12]}"
                 event = f"tubemill-cancel-{key}"

@@ -12,28 +12,42 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.engine.stage import Stage, get_stage
+from pipeline.engine.estimator import Cost
+from pipeline.engine.stage import Stage, get_stage, set_loader
 from pipeline.errors import ConfigError
 
 log = logging.getLogger("tubemill.engine")
 
 ENTRY_POINTS = "tubemill.recipes"
 
-# outputs(batch header, items, batch folder) -> files written (name -> path)
-Outputs = Callable[[dict[str, Any], list[dict[str, Any]], Path], dict[str, Path]]
+# outputs(batch header, items, batch folder, files the engine wrote) -> the recipe's own files (name -> path)
+Outputs = Callable[[dict[str, Any], list[dict[str, Any]], Path, dict[str, Path]], dict[str, Path]]
+
+
+@dataclass(frozen=True)
+class Reopen:
+    """A recipe's way to run finished items again from one stage (``tubemill retry-summaries``): items
+    carrying ``flag`` reopen at ``stage``; every stage before it stays done."""
+
+    flag: str
+    stage: str
+    remove: tuple[str, ...] = ()  # files in the item folder removed first (the stage's old output)
+    before: Callable[[], None] | None = None  # owner-side preparation (forget a remembered endpoint failure)
+    note: str = ""  # the line in the item's log
 
 
 class Service(Protocol):
     """A long-lived helper a recipe runs next to the scheduler (the Batch API poller).
 
-    It parks items through ``Engine.park`` and brings them back with ``Engine.release``
-    or ``Engine.fail_parked``; the engine starts it with the scheduler and stops it on
-    shutdown, and tells it when a batch is cancelled.
+    A stage parks an item by raising :class:`pipeline.errors.Park` naming the service; the
+    service brings it back with ``Engine.release`` or ``Engine.fail_parked``. The engine
+    starts it with the scheduler, kicks it when an item is parked, tells it when a batch is
+    cancelled and stops it on shutdown.
     """
 
     def start(self) -> None: ...
@@ -58,6 +72,17 @@ class Recipe:
     # parse_options(batch options, live settings) -> the recipe's frozen options object, handed to stages
     # as ``ctx.opts``; called when a batch is activated and again when settings change.
     parse_options: Callable[[Mapping[str, Any], Any], Any] | None = None
+    # check_options(batch options, settings): raises a TubemillError naming the first bad value, so the CLI
+    # and the app refuse a batch before it starts instead of failing each of its items.
+    check_options: Callable[[Mapping[str, Any], Any], Any] | None = None
+    # The DAG: stage -> the stages it needs (default: the stage before it). Independent stages of one item
+    # run at once (generate: narration beside frames and metadata); resume is unchanged, since an item's
+    # finished stages are recorded whatever order they finished in.
+    needs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # What each stage costs before it is measured here (the estimator's defaults; see engine.estimator).
+    costs: Mapping[str, Cost] = field(default_factory=dict)
+    # Named reopen actions (``Engine.reopen(batch, name)``).
+    actions: Mapping[str, Reopen] = field(default_factory=dict)
 
     def stage_objects(self) -> list[Stage]:
         return [get_stage(n) for n in self.stages]
@@ -122,3 +147,6 @@ def recipe_of(options: Mapping[str, Any]) -> Recipe | None:
         return get_recipe(str(name))
     except ConfigError:
         return None
+
+
+set_loader(load_recipes)

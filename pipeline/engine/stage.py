@@ -108,6 +108,14 @@ def safe_name(text: str, max_len: int = 60, default: str = "untitled") -> str:
 
 
 _REGISTRY: dict[str, Stage] = {}
+# Loads the installed recipes (their stages register on import); set by pipeline.engine.recipe, which
+# imports this module — so the lookup below reaches the recipes without importing upward.
+_loader: Callable[[], object] | None = None
+
+
+def set_loader(fn: Callable[[], object]) -> None:
+    global _loader
+    _loader = fn
 
 
 def register(stage: Stage) -> Stage:
@@ -118,10 +126,8 @@ def register(stage: Stage) -> Stage:
 
 
 def get_stage(name: str) -> Stage:
-    if name not in _REGISTRY:
-        from pipeline.engine.recipe import load_recipes
-
-        load_recipes()  # a stage of a recipe not loaded yet registers with it
+    if name not in _REGISTRY and _loader is not None:
+        _loader()  # a stage of a recipe not loaded yet registers with it
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -129,7 +135,6 @@ def get_stage(name: str) -> Stage:
 
 
 def all_stages() -> dict[str, Stage]:
-    from pipeline.engine.recipe import load_recipes
-
-    load_recipes()
+    if _loader is not None:
+        _loader()
     return dict(_REGISTRY)

@@ -115,8 +115,8 @@ def llm_env(llm_server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> FakeL
 def start(make_engine: Callable[..., Engine], talks: Path, name: str = "talks",
           limits: BatchLimits | None = None, **kw: Any) -> Engine:
     e = make_engine(settings=fast_settings(llm_batch_poll_s=0.05), **kw)
-    if limits and e.llm_batches:
-        e.llm_batches.limits = limits
+    if limits and e.services.get("llm_batch"):
+        e.services["llm_batch"].limits = limits
     items = [x.to_item() for x in expand(str(talks)).entries]
     e.submit(name, items, recipe="transcribe",
              options={"summarizer": "llm", "llm_mode": "batch", "llm_mode_effective": "batch"})
@@ -208,7 +208,7 @@ def test_restart_while_in_progress_resumes_without_resubmitting(make_engine: Cal
     wait_until(lambda: jobs(a)[0]["status"] == "in_progress")
     a.shutdown(interrupt=True)
     b = make_engine(settings=fast_settings(llm_batch_poll_s=0.05))
-    assert b.owner and b.summary("talks").counts["awaiting_llm_batch"] == 3
+    assert b.owner and b.summary("talks").counts["parked"] == 3
     clock.advance(10)
     assert b.wait("talks", timeout=120).counts["done"] == 3
     assert len(llm_env.uploads) == 1 and llm_env.batches_created == 1

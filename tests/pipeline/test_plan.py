@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from pipeline.engine.core import Engine
-from pipeline.engine.plan import PlanSpec, StageModel, model_from_stats, parse_delay, simulate
 from pipeline.engine.ratelimit import PacingSettings
+from pipeline.recipes.transcribe.plan import PlanSpec, StageModel, model_from_stats, parse_delay, simulate
 from pipeline.recipes.transcribe.sources import expand
 from tests.conftest import ROOT, cli_env, fast_settings
 from tests.media_server import MediaServer
@@ -49,13 +49,14 @@ def test_more_accounts_divide_the_download_time(accounts: int, days: float) -> N
 
 def test_transcription_becomes_the_bottleneck() -> None:
     """Five accounts outrun two workers at rtf 0.03 (7,000 h x 0.03 / 2 = 4.4 days > 3.9 days of downloads)."""
-    r = simulate(PlanSpec(videos=7000, accounts=5, delay=(180, 300), transcribe_workers=2, pacing=PLAIN))
+    gpu = StageModel(transcribe_rtf=0.03)  # faster-whisper small on a GPU (the default is tiny.en on a CPU)
+    r = simulate(PlanSpec(videos=7000, accounts=5, delay=(180, 300), transcribe_workers=2, pacing=PLAIN, model=gpu))
     assert r.bottleneck == "transcribe"
     assert r.makespan_s / 86400 == pytest.approx(7000 * 3600 * 0.03 / 2 / 86400, rel=0.03)
     assert r.downloads_done_s < r.makespan_s * 0.95
     # with the default queue-aware pacing the buffer stays bounded instead of holding ~800 videos of audio
     plain_peak = max(b for _, b in r.buffer)
-    q = simulate(PlanSpec(videos=7000, accounts=5, delay=(180, 300), transcribe_workers=2))
+    q = simulate(PlanSpec(videos=7000, accounts=5, delay=(180, 300), transcribe_workers=2, model=gpu))
     assert plain_peak > 500 and max(b for _, b in q.buffer) <= PacingSettings().max_buffer + 5
     assert q.makespan_s == pytest.approx(r.makespan_s, rel=0.02)  # holding downloads costs no time
 

@@ -14,7 +14,8 @@ import pytest
 
 from pipeline.config.settings import GovernorSettings, RetryPolicy
 from pipeline.engine.clock import FakeClock
-from pipeline.engine.core import Engine, estimate_eta
+from pipeline.engine.core import Engine
+from pipeline.engine.estimator import estimate_eta
 from pipeline.engine.governor import Governor, Readings
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from state.reader import read_batch

@@ -1,9 +1,9 @@
 """Summaries through the OpenAI Batch API: prepare → submit → poll → ingest, at about half the price.
 
 The summarize stage, in batch mode, writes its request (``.llm_request.json``) into the
-item folder and parks the item in ``awaiting_llm_batch``. ``LLMBatchManager`` (one
-thread per engine) gathers parked items into JSONL files, uploads them, creates the
-batches, polls them (backing off while nothing changes) and ingests the results by
+item folder and parks the item (status ``parked``, by this service). ``LLMBatchManager`` (a
+service of the transcribe recipe: one thread per engine) gathers parked items into JSONL
+files, uploads them, creates the batches, polls them (backing off while nothing changes) and ingests the results by
 ``custom_id``: the same pydantic schema as realtime, the same ``summary.json``/``.md``.
 Every job's file and batch ids are in the batch's state before the next step runs, so a
 restarted engine resumes polling and never submits the same requests twice.
@@ -23,21 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import errors
-from pipeline.common.llm import (
-    SYSTEM_PROMPT,
-    WIRE_SCHEMA,
-    LLMConfig,
-    _as_summary,
-    _parse_json,
-    _single_prompt,
-    chunk_transcript,
-    cost_usd,
-    count_tokens,
-    make_client,
-    map_error,
-    transcript_end,
-)
+from pipeline.common.llm import LLMConfig, cost_usd, count_tokens, make_client, map_error
 from pipeline.common.llmcall import SoftMiss
+from pipeline.engine.stage import flag
+from pipeline.recipes.transcribe.summary import SYSTEM_PROMPT, chunk_transcript, single_prompt, transcript_end
+from pipeline.recipes.transcribe.summary_model import WIRE_SCHEMA
+from pipeline.recipes.transcribe.summary_repair import as_summary, parse_json
 
 if TYPE_CHECKING:
     from pipeline.engine.core import Engine
@@ -52,10 +43,14 @@ TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 ACTIVE = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
 
 
-class AwaitLLMBatch(errors.TubemillError):
+SERVICE = "llm_batch"
+
+
+class AwaitLLMBatch(errors.Park):
     """Control signal from the summarize stage: park this item until its Batch API result is in."""
 
-    retryable = True
+    def __init__(self, reason: str = "waiting for the Batch API") -> None:
+        super().__init__(reason, SERVICE)
 
 
 class NoBatchAPI(errors.TubemillError):
@@ -103,7 +98,7 @@ def build_body(transcript: Mapping[str, Any], title: str, config: LLMConfig, max
     body: dict[str, Any] = {
         "model": config.model,
         "messages": [{"role": "system", "content": system_prompt(cap.rung, SYSTEM_PROMPT, WIRE_SCHEMA)},
-                     {"role": "user", "content": _single_prompt(title, transcript_end(transcript), chunks[0])}],
+                     {"role": "user", "content": single_prompt(title, transcript_end(transcript), chunks[0])}],
     }
     fmt = response_format(cap.rung, "summary", WIRE_SCHEMA)
     if fmt is not None:
@@ -243,7 +238,7 @@ def parse_results(output_text: str, error_text: str, ends: Mapping[str, float], 
             try:
                 content = body["choices"][0]["message"]["content"]
                 try:
-                    summary = _as_summary(_parse_json(content), ends.get(cid, 1e12), model)
+                    summary = as_summary(parse_json(content), ends.get(cid, 1e12), model)
                 except SoftMiss as miss:  # one answer, no re-ask in a batch: keep it repaired, say what changed
                     summary, adjustments = miss.repaired, list(miss.adjustments)
             except (KeyError, IndexError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
@@ -261,6 +256,8 @@ def batch_cost(usage: Mapping[str, int], config: LLMConfig) -> float:
 # ---------------------------------------------------------------------- the manager
 class LLMBatchManager:
     """One thread per engine: submit parked items, poll jobs, ingest results, fall back when needed."""
+
+    name = SERVICE
 
     def __init__(self, engine: Engine, *, interval_s: float = 5.0, max_interval_s: float = 60.0,
                  limits: BatchLimits | None = None, retries: int = 1, max_failures: int = 5,
@@ -323,7 +320,7 @@ class LLMBatchManager:
         for bid in store.batch_ids():
             header = store.header(bid)
             jobs = list(header.get("llm_jobs") or [])
-            parked = store.item_numbers(bid, ["awaiting_llm_batch"])
+            parked = store.item_numbers(bid, ["parked"])
             open_jobs = [j for j in jobs if not j.get("ingested")]
             if not open_jobs and not parked:
                 continue
@@ -365,7 +362,7 @@ class LLMBatchManager:
         log.warning("%s; summaries run realtime instead", note)
         store.set_batch(bid, llm_mode_effective="realtime", llm_note=f"{note}; summaries ran realtime instead")
         self._save_jobs(bid, jobs)
-        for n in store.item_numbers(bid, ["awaiting_llm_batch"]):
+        for n in store.item_numbers(bid, ["parked"]):
             self._to_realtime(bid, n)
 
     def _check_stuck(self, bid: str) -> None:
@@ -396,7 +393,7 @@ class LLMBatchManager:
         from pipeline.config.secrets import llm_config_for
 
         opts = self.engine.store.header(bid).get("options", {})  # type: ignore[union-attr]
-        return llm_config_for(self.engine.home, options=opts)
+        return llm_config_for(self.engine.home, settings=self.engine.settings, options=opts)
 
     def api(self, bid: str) -> BatchAPI:
         if bid not in self._api:
@@ -475,7 +472,7 @@ class LLMBatchManager:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            self.engine.release_awaiting(bid, n)  # the stage will prepare its request again
+            self.engine.release(bid, n)  # the stage will prepare its request again
             return None
 
     def _fallback_all(self, bid: str, jobs: list[dict[str, Any]], job: dict[str, Any], note: str) -> None:
@@ -483,7 +480,7 @@ class LLMBatchManager:
         jobs = [j for j in jobs if j is not job]
         self.engine.store.set_batch(bid, llm_mode_effective="realtime", llm_note=note)  # type: ignore[union-attr]
         self._save_jobs(bid, jobs)
-        for n in self.engine.store.item_numbers(bid, ["awaiting_llm_batch"]):  # type: ignore[union-attr]
+        for n in self.engine.store.item_numbers(bid, ["parked"]):  # type: ignore[union-attr]
             self._to_realtime(bid, n)
 
     def _to_realtime(self, bid: str, n: int) -> None:
@@ -491,7 +488,7 @@ class LLMBatchManager:
         wd = Path(item.get("workdir") or "")
         if wd.is_dir():
             (wd / REALTIME_MARKER).write_text("1")
-        self.engine.release_awaiting(bid, n)
+        self.engine.release(bid, n)
 
     def _poll_jobs(self, bid: str, header: dict[str, Any]) -> None:
         jobs = list(self.engine.store.header(bid).get("llm_jobs") or [])  # type: ignore[union-attr]
@@ -509,7 +506,7 @@ class LLMBatchManager:
                 job.update(ingested=True, abandoned="the Batch API no longer knows this job", ingested_at=time.time())
                 changed = True
                 for n in job.get("items", {}).values():
-                    if self.engine.store.item(bid, n)["status"] == "awaiting_llm_batch":  # type: ignore[union-attr]
+                    if self.engine.store.item(bid, n)["status"] == "parked":  # type: ignore[union-attr]
                         self._to_realtime(bid, n)
                 continue
             counts = b.request_counts.model_dump() if b.request_counts else job.get("request_counts")
@@ -532,7 +529,7 @@ class LLMBatchManager:
             self._save_jobs(bid, jobs)
 
     def _ingest(self, bid: str, job: dict[str, Any], b: Any) -> None:
-        from pipeline.recipes.transcribe.stages.summarize import source_url, write_summary
+        from pipeline.recipes.transcribe.summary import source_url, write_summary
 
         api = self.api(bid)
         config = api.config
@@ -543,11 +540,11 @@ class LLMBatchManager:
         assert store is not None
         for cid, n in job["items"].items():
             item = store.item(bid, n)
-            if item["status"] != "awaiting_llm_batch":
+            if item["status"] != "parked":
                 continue
             r = results.get(cid)
             if r is not None and r.ok:
-                from pipeline.common.llm import SummaryResult
+                from pipeline.recipes.transcribe.summary_model import SummaryResult
 
                 usage = r.usage or {"input_tokens": 0, "output_tokens": 0}
                 result = SummaryResult(r.summary, usage, batch_cost(usage, config), config.model, 1,
@@ -555,7 +552,7 @@ class LLMBatchManager:
                                        adjustments=list(r.adjustments or []))
                 write_summary(Path(item["workdir"]), item.get("title") or item["source"], result, mode="batch",
                               source_url=source_url(item))
-                self.engine.release_awaiting(bid, n)
+                self.engine.release(bid, n)
                 continue
             why = r.error if r is not None else f"no result: the Batch API job ended {b.status}" + (
                 f" ({job['failure']})" if job.get("failure") else "")
@@ -573,7 +570,7 @@ class LLMBatchManager:
         opts = self.engine.store.header(bid).get("options", {})  # type: ignore[union-attr]
         if tries <= self.retries:
             return  # stays parked; the next pass puts it in a new job
-        if str(opts.get("llm_fallback_realtime", "1")).lower() not in ("0", "false", "no"):
+        if flag(opts.get("llm_fallback_realtime", True)):
             self._to_realtime(bid, n)
         else:
             self._offline(bid, n, f"Batch API: {why}")
@@ -581,18 +578,22 @@ class LLMBatchManager:
     def _offline(self, bid: str, n: int, reason: str) -> None:
         """The item's summary becomes the offline fallback (with the reason) and the item goes on: never parked
         forever, never failed for want of a summary."""
-        from pipeline.recipes.transcribe.stages.summarize import source_url, write_fallback
+        from pipeline.recipes.transcribe.summary import source_url, write_fallback
 
         item = self.engine.store.item(bid, n)  # type: ignore[union-attr]
         wd = Path(item.get("workdir") or "")
         try:
             transcript = json.loads((wd / "transcript.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            self.engine.release_awaiting(bid, n)  # the stage runs again and finds what is missing
+            self.engine.release(bid, n)  # the stage runs again and finds what is missing
             return
         write_fallback(wd, item.get("title") or item["source"], transcript, reason, mode="batch",
                        source_url=source_url(item))
-        self.engine.release_awaiting(bid, n)
+        self.engine.release(bid, n)
+
+    def cancel_batch(self, bid: str) -> None:
+        """The engine's cancel hook (the Service protocol)."""
+        self.cancel_jobs(bid)
 
     def cancel_jobs(self, bid: str) -> None:
         """Cancelling a Tubemill batch cancels its Batch API jobs (best effort; results already in are kept)."""
@@ -707,8 +708,8 @@ def refresh_job(folder: Path, state: dict[str, Any], api: BatchAPI) -> dict[str,
 
 def ingest_job(folder: Path, state: dict[str, Any], api: BatchAPI) -> dict[str, int]:
     """Write summaries for every finished file not yet ingested; failed lines are listed in the state."""
-    from pipeline.common.llm import SummaryResult
-    from pipeline.recipes.transcribe.stages.summarize import write_summary
+    from pipeline.recipes.transcribe.summary import write_summary
+    from pipeline.recipes.transcribe.summary_model import SummaryResult
 
     refresh_job(folder, state, api)
     done = failed = 0
@@ -736,3 +737,8 @@ def ingest_job(folder: Path, state: dict[str, Any], api: BatchAPI) -> dict[str, 
         f.update(ingested=True, failures=failures)
         _save_state(folder, state)
     return {"ingested": done, "failed": failed}
+
+
+def service(engine: Engine) -> LLMBatchManager:
+    """The transcribe recipe's service factory: one Batch API manager per engine."""
+    return LLMBatchManager(engine, interval_s=engine.settings.llm_batch_poll_s)

@@ -1,4 +1,4 @@
-"""The plan simulator: the real engine and pacing code on a virtual clock.
+"""The transcribe recipe's planner (``tubemill plan``): the real engine and pacing code on a virtual clock.
 
 Why: "7,000 videos, 3 accounts, 3–5 min pacing, 2 transcription workers — when does it
 finish, and what is the bottleneck?" has an answer only once the scheduler's rules
@@ -16,39 +16,40 @@ built-in figures; every one can be overridden.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import math
 import random
 import tempfile
 import time
 from collections.abc import Iterable
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pipeline.config.settings import GovernorSettings, Settings
-from pipeline.engine.clock import FakeClock
-from pipeline.engine.governor import Governor
-from pipeline.engine.ratelimit import AccountPool, PacingSettings
+from pipeline.config.settings import GovernorSettings, PacingSettings, Settings
+from pipeline.engine.ratelimit import AccountPool
 from pipeline.engine.recipe import get_recipe
-from pipeline.engine.stage import Stage, StageContext, StageResult
+from pipeline.engine.simulate import NoGovernor, VirtualExecutor, VirtualTime
+from pipeline.engine.stage import Stage, StageContext
+from pipeline.recipes.transcribe.costs import COSTS
 
 DAY = 86400.0
 
 
 @dataclass(frozen=True)
 class StageModel:
-    """Seconds one worker spends per item on each stage (pacing is not in here: it is simulated)."""
+    """Seconds one worker spends per item on each stage (pacing is not in here: it is simulated).
+
+    The defaults are the recipe's stage costs (``costs.COSTS``), the same the preview and the
+    ETA start from; measured ``stats.json`` figures or the command line replace them.
+    """
 
     audio_minutes: float = 60.0
-    transcribe_rtf: float = 0.03  # busy seconds per audio second: ~faster-whisper small on a GPU
-    download_s: float = 30.0
-    captions_s: float = 1.0
-    summarize_s: float = 15.0
-    export_s: float = 1.0
+    transcribe_rtf: float = COSTS["transcribe"].per_media_s  # busy seconds per audio second
+    download_s: float = COSTS["download"].fixed_s
+    captions_s: float = COSTS["captions"].fixed_s
+    summarize_s: float = COSTS["summarize"].fixed_s
+    export_s: float = COSTS["export"].fixed_s
     source: str = "built-in defaults"
 
     def seconds(self, stage: str) -> float:
@@ -168,13 +169,6 @@ class PlanResult:
         }
 
 
-class _NoGovernor(Governor):
-    """Virtual machines never run out of RAM or disk."""
-
-    def hold_reason(self, resource: str) -> str | None:
-        return None
-
-
 class _Occupancy(AccountPool):
     """The real pool, also adding up how much of each account's time its pacing used."""
 
@@ -209,33 +203,18 @@ class _Occupancy(AccountPool):
         self._account_time(name, now)
 
 
-class _VirtualExecutor(Executor):
-    """Stages 'finish' at now + their modelled duration; nothing runs."""
-
-    def __init__(self, sim: _Simulation) -> None:
-        self.sim = sim
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:  # type: ignore[override]
-        stage, _item, ctx = args
-        return self.sim.schedule(stage, ctx)
-
-
 class _Simulation:
+    """The transcribe recipe's stage model on virtual time (captioned items skip download and transcription)."""
+
     def __init__(self, spec: PlanSpec) -> None:
         self.spec = spec
-        self.clock = FakeClock(start=(spec.start or datetime.now(UTC)).timestamp())
-        self.events: list[tuple[float, int, Future[Any], Any]] = []
-        self.clock_start = self.clock.now()
-        self.seq = itertools.count()
+        self.time = VirtualTime((spec.start or datetime.now(UTC)).timestamp())
+        self.clock = self.time.clock
         self.busy_s: dict[str, float] = {}
         self.rng = random.Random(spec.seed)
         self.captioned: set[int] = set()
 
-    def schedule(self, stage: Stage, ctx: StageContext) -> Future[Any]:
-        from pipeline.engine.core import _Outcome
-
-        fut: Future[Any] = Future()
-        fut.set_running_or_notify_cancel()
+    def model(self, stage: Stage, ctx: StageContext) -> float:
         secs = self.spec.model.seconds(stage.name)
         if ctx.item_n in self.captioned:
             if stage.name == "captions":
@@ -245,9 +224,7 @@ class _Simulation:
             elif stage.name in ("download", "transcribe"):
                 secs = 0.0
         self.busy_s[stage.name] = self.busy_s.get(stage.name, 0.0) + secs
-        outcome = _Outcome(ok=True, seconds=secs, result=StageResult())
-        heapq.heappush(self.events, (self.clock.now() + secs, next(self.seq), fut, outcome))
-        return fut
+        return secs
 
 
 def simulate(spec: PlanSpec) -> PlanResult:
@@ -273,10 +250,10 @@ def simulate(spec: PlanSpec) -> PlanResult:
     accounts = _Occupancy(pacing, rng=random.Random(spec.seed))
     with tempfile.TemporaryDirectory(prefix="tubemill-plan-") as tmp:
         home = Path(tmp)
-        executors = dict.fromkeys(("net", "cpu", "gpu", "llm"), _VirtualExecutor(sim))
+        executors = dict.fromkeys(("net", "cpu", "gpu", "llm"), VirtualExecutor(sim.time, sim.model))
         engine = Engine(home, settings=settings, clock=sim.clock, executors=executors,
-                        governor=_NoGovernor(home, settings.governor), seed=spec.seed, accounts=accounts,
-                        simulate=True, takeover=False, role="tubemill plan")
+                        governor=NoGovernor(home, settings.governor), seed=spec.seed, accounts=accounts,
+                        durable=False, write_outputs=False, takeover=False, role="tubemill plan")
         engine.start(run_scheduler=False)
         try:
             options: dict[str, Any] = {"recipe_name": "plan"}
@@ -289,7 +266,7 @@ def simulate(spec: PlanSpec) -> PlanResult:
             result = _run(engine, sim, bid, spec, stages.index("download") if "download" in stages else -1)
         finally:
             engine.shutdown(timeout=5)
-    t0 = sim.clock_start
+    t0 = sim.time.start
     makespan = result["end"] - t0
     util = {name: busy / (makespan * _pool_size(engine, name)) if makespan > 0 else 0.0
             for name, busy in sim.busy_s.items() if name != "download"}
@@ -316,16 +293,12 @@ def simulate(spec: PlanSpec) -> PlanResult:
 
 
 def _pool_size(engine: Any, stage_name: str) -> int:
-    from pipeline.engine.stage import get_stage
-
-    stage = get_stage(stage_name)
-    return max(1, engine.pool_sizes.get(engine._pool_for(stage), 1))
+    return max(1, engine.pool_sizes.get(engine.pool_of(stage_name), 1))
 
 
 def _run(engine: Any, sim: _Simulation, bid: str, spec: PlanSpec, download_index: int) -> dict[str, Any]:
     """Event loop: tick the scheduler, then jump to the next completion or account wake-up."""
-    clock = sim.clock
-    sim.clock_start = clock.now()
+    clock, t0 = sim.clock, sim.time.start
     buffer: list[tuple[float, int]] = []
     progress: list[tuple[float, int, int]] = []
     total = spec.videos
@@ -341,25 +314,21 @@ def _run(engine: Any, sim: _Simulation, bid: str, spec: PlanSpec, download_index
             last_sample = now
             rem = engine.store.remaining_by_stage(bid)
             downloaded = total - sum(v for k, v in rem.items() if k <= download_index)
-            buffer.append((now - sim.clock_start, engine.download_buffer()))
-            progress.append((now - sim.clock_start, downloaded, s.finished))
+            buffer.append((now - t0, engine.download_buffer()))
+            progress.append((now - t0, downloaded, s.finished))
             if len(buffer) > 4 * spec.samples:  # keep the series small: halve it, sample half as often
                 buffer, progress, step = buffer[::2], progress[::2], step * 2
         if s.finished >= total:
             return {"end": now, "buffer": buffer, "progress": progress, "ticks": ticks}
-        nxt = sim.events[0][0] if sim.events else math.inf
+        nxt = sim.time.next_event()
         wake = engine.next_wakeup(now)
         if wake is not None and wake > now:
             nxt = min(nxt, wake)
         if nxt is math.inf:
-            if engine._completions.empty():
+            if engine.idle():
                 raise RuntimeError(f"simulation stalled at {s.finished}/{total} finished: {s.counts}")
             continue
-        if nxt > now:
-            clock.set(nxt)
-        while sim.events and sim.events[0][0] <= clock.now():
-            _, _, fut, outcome = heapq.heappop(sim.events)
-            fut.set_result(outcome)
+        sim.time.jump(nxt)
 
 
 def parse_delay(text: str) -> tuple[float, float]:

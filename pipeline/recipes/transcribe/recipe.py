@@ -1,11 +1,15 @@
-"""The transcribe recipe as the engine sees it."""
+"""The transcribe recipe as the engine sees it: its stages, options, batch outputs, Batch API service, actions."""
 
 from __future__ import annotations
 
 from pipeline.engine.recipe import Recipe
+from pipeline.recipes.transcribe import llm_batch, outputs
+from pipeline.recipes.transcribe.options import TranscribeOptions, parse_options
 from pipeline.recipes.transcribe.stages import captions, download, export, summarize, transcribe  # noqa: F401
 
 RECIPE = Recipe(
     "transcribe", ("captions", "download", "transcribe", "summarize", "export"), True,
-    "captions or Whisper → summary and tags → txt/srt/vtt/json/md", default=True,
+    "captions or Whisper → summary and tags → txt/srt/vtt/json/md", default=True, parse_options=parse_options,
+    check_options=TranscribeOptions.parse,
+    outputs=outputs.outputs, services=(llm_batch.service,), actions={"retry_summaries": outputs.retry_summaries()},
 )

@@ -1,0 +1,135 @@
+"""Submit, control and read batches, from the process that owns the home or from any other.
+
+An owner applies a request directly; a follower (the app while the CLI runs a batch, a
+second CLI) posts it as a control request file and waits for the owner's reply, and reads
+snapshots from the state files. Both go through the same methods, so a page never needs
+to know which it is.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline import errors
+from pipeline.engine.outputs import export_batch
+from pipeline.engine.recipe import recipe_of
+from pipeline.engine.stage import safe_name
+from state import control
+from state.lock import read_owner
+from state.models import BatchState, BatchSummary
+from state.reader import find_summary, read_batch, read_summaries
+from state.store import Store
+
+CONTROL_OPS = ("pause", "resume", "cancel", "retry_failed")
+
+
+class EngineClient:
+    """The engine's public face; ``store`` is set only while this process owns the home."""
+
+    home: Path
+    output_root: Path
+    store: Store | None
+
+    @property
+    def owner(self) -> bool:
+        return self.store is not None
+
+    def _ask_owner(self, op: str, timeout: float, **args: Any) -> dict[str, Any]:
+        req = control.post_request(self.home, op, **args)
+        reply = control.wait_reply(self.home, req, timeout=timeout)
+        if reply is None:
+            raise errors.TubemillError(f"the engine owning {self.home} did not answer")
+        if not reply["ok"]:
+            raise errors.TubemillError(reply["message"])
+        return reply
+
+    # ------------------------------------------------------------------ control
+    def pause(self, ref: str | None = None) -> None:
+        """Start nothing new in the batch (or all batches); running stages finish."""
+        self.control("pause", ref)
+
+    def resume(self, ref: str | None = None) -> None:
+        self.control("resume", ref)
+
+    def cancel(self, ref: str | None = None) -> None:
+        """Stop the batch: waiting items are cancelled, running stages stop at their next check."""
+        self.control("cancel", ref)
+
+    def retry_failed(self, ref: str) -> int:
+        """Failed items get a fresh attempt budget and run again from the stage that failed."""
+        return self.control("retry_failed", ref)
+
+    def reopen(self, ref: str, action: str) -> int:
+        """Run one of the batch recipe's reopen actions (``retry_summaries``): finished items carrying its
+        flag run again from its stage, every earlier stage kept. Returns the number of items reopened."""
+        return self.control(f"reopen:{action}", ref)
+
+    def control(self, op: str, ref: str | None) -> int:
+        """Apply ``pause|resume|cancel|retry_failed`` or a recipe action (``retry_summaries``, also spelled
+        ``reopen:retry_summaries``) to one batch, or to all with ``ref=None``."""
+        if op not in CONTROL_OPS and not op.startswith("reopen:"):
+            op = f"reopen:{op}"
+        if not self.owner:
+            return int(self._ask_owner(op, 10.0, batch=ref).get("count", 0))
+        return self._control_here(op, ref)
+
+    def _control_here(self, op: str, ref: str | None) -> int:
+        raise NotImplementedError  # the owning Engine applies it
+
+    # ------------------------------------------------------------------ reads
+    def summaries(self) -> list[BatchSummary]:
+        if self.store is not None:
+            return self.store.summaries()
+        return read_summaries(self.home)
+
+    def summary(self, ref: str) -> BatchSummary:
+        if self.store is not None:
+            return self.store.summary(self.store.resolve(ref))
+        return find_summary(self.home, ref)
+
+    def batch_header(self, ref: str) -> dict[str, Any]:
+        """The batch's stored header (options, Batch API jobs, notes), from memory or the file."""
+        if self.store is not None:
+            return self.store.header(self.store.resolve(ref))
+        return read_batch(self.home, find_summary(self.home, ref).id)[0]
+
+    def items(self, ref: str, **kw: Any) -> list[dict[str, Any]]:
+        if self.store is not None:
+            return self.store.items(self.store.resolve(ref), **kw)
+        s = find_summary(self.home, ref)
+        _, items = read_batch(self.home, s.id)
+        wanted = set(kw.get("status") or ())
+        items = [i for i in items if not wanted or i["status"] in wanted]
+        off, lim = kw.get("offset", 0), kw.get("limit")
+        return items[off : off + lim if lim is not None else None]
+
+    def export(self, ref: str) -> dict[str, Path]:
+        """(Re)write the batch outputs: manifest.json/.csv, errors.md, stats.json, and the recipe's own
+        (the transcribe recipe's PDF and ZIP)."""
+        s = self.summary(ref)
+        header = {k: v for k, v in s.to_dict().items() if k not in ("active", "held", "eta_s")}
+        extra = s.options.get("output_manifest")
+        folder = Path(s.output_dir or self.output_root / safe_name(s.name))
+        items = self.items(s.id)
+        out = export_batch(header, items, folder, extra_manifest=Path(extra) if extra else None,
+                           pdf=False, zip_=False)
+        recipe = recipe_of(s.options)
+        if recipe is not None and recipe.outputs is not None:
+            out.update(recipe.outputs(header, items, folder, dict(out)))
+        return out
+
+    def owner_info(self) -> dict[str, Any] | None:
+        return read_owner(self.home)
+
+    def wait(self, ref: str, timeout: float | None = None, poll: float = 0.05) -> BatchSummary:
+        """Block until the batch has nothing left to run (done, cancelled) or ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            s = self.summary(ref)
+            if s.state in (BatchState.DONE, BatchState.CANCELLED) and not s.counts.get("running"):
+                return s
+            if deadline is not None and time.monotonic() >= deadline:
+                return s
+            time.sleep(poll)
