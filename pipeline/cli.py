@@ -381,7 +381,6 @@ def _options(args: argparse.Namespace, settings: Any, n_items: int) -> dict[str,
             extra[key] = value
     if args.burn_subtitles:
         extra["burn_subtitles"] = True
-        extra.setdefault("frame_text", "visual")  # the narration is on screen as subtitles already
     if args.upload:
         extra["upload"] = True
     return transcribe_args.batch_options_from_args(args, settings, n_items, retry_limit=args.retry_limit,

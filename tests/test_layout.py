@@ -40,7 +40,6 @@ MAX_LINES = 400
 # Modules over MAX_LINES today, with their size when this list was written. Shrink a module and take it off;
 # the test fails on an entry that no longer needs to be here, so the list only ever gets shorter.
 OVERSIZED: dict[str, str] = {
-    "pipeline/engine/outputs.py": "878 lines: manifest, errors.md, stats, ZIP and, still, the transcript PDF",
     "pipeline/recipes/transcribe/sources.py": "794 lines: parse, classify, expand and filter sources",
     "pipeline/cli.py": "806 lines: every command; the recipes' argument groups are their own modules now",
     "pipeline/recipes/transcribe/llm_batch.py": "744 lines: the Batch API service: prepare, submit, poll, ingest",

@@ -36,15 +36,12 @@ topics = parse_topics(source_text)
 for bad in topics.invalid:
     st.warning(f"Line {bad.line_no} skipped — {bad.reason}: `{bad.text[:80]}`")
 if topics.items:
-    rates = views.measured_rates(engine.summaries())
-    per_video = sum(rates.get(s, d) for s, d in (("script", 2.0), ("narrate", 8.0), ("frames", 3.0),
-                                                 ("render", 0.35 * length)))
+    per_video = views.per_item_seconds("generate", float(length), views.measured_rates(engine.summaries()))
     st.metric("Videos", len(topics.items), help=f"≈ {fmt_duration(per_video * len(topics.items))} of work")
     st.dataframe([{"topic": i["source"], **i["meta"]} for i in topics.items], hide_index=True, width="stretch")
     if st.button("Start generating", type="primary", key="gen_start"):
         options = {"aspect": aspect, "length_s": float(length), "pace": pace, "voice": voice, "style": style,
-                   "privacy": privacy, "upload": do_upload, "burn_subtitles": burn,
-                   **({"frame_text": "visual"} if burn else {})}
+                   "privacy": privacy, "upload": do_upload, "burn_subtitles": burn}
         try:
             bid = engine.submit(name.strip() or "videos", topics.items, recipe="generate", options=options)
         except (TubemillError, ValueError) as exc:

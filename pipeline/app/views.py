@@ -12,20 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.engine.recipe import get_recipe
+from pipeline.engine.estimator import UNKNOWN_MEDIA_S, stage_seconds, wall_seconds
+from pipeline.engine.recipe import get_recipe, get_stage
 from pipeline.recipes.transcribe import library
 from pipeline.recipes.transcribe.options import batch_options as batch_options  # the new batch page's options
 from pipeline.recipes.transcribe.sources import Entry, Expansion, Filters, InvalidLine, expand, parse_lines
 from state.models import BatchSummary
 
 # Stage times assumed before this machine has measured any (seconds; transcribe as a real-time factor).
-DEFAULT_STAGE_S = {"captions": 1.0, "download": 5.0, "summarize": 2.0, "export": 0.3}
-DEFAULT_TRANSCRIBE_RTF = 0.1  # tiny.en, int8, one CPU thread (bench/transcribe.py)
-DEFAULT_UNKNOWN_DURATION_S = 600.0
+DEFAULT_UNKNOWN_DURATION_S = UNKNOWN_MEDIA_S
 SPEECH_TOKENS_PER_S = 3.3  # ~150 words a minute, ~1.3 tokens a word
 PROMPT_TOKENS = 350
 OUTPUT_TOKENS = 450
-STAGE_POOL = {"captions": "net", "download": "net", "transcribe": "cpu", "summarize": "llm", "export": "cpu"}
 
 
 @dataclass
@@ -77,24 +75,22 @@ def measured_rates(summaries: list[BatchSummary]) -> dict[str, float]:
 
 
 def estimate_seconds(entries: list[Entry], stages: tuple[str, ...], rates: dict[str, float],
-                     pools: dict[str, int], captioned: int = 0) -> float:
-    """Wall-time estimate: work per pool ÷ its size, slowest pool wins (stages overlap across pools)."""
-    work: dict[str, float] = {}
-    for e in entries:
-        dur = e.duration or DEFAULT_UNKNOWN_DURATION_S
-        for st in stages:
-            if st == "transcribe":
-                secs = rates.get(st, DEFAULT_TRANSCRIBE_RTF * dur)
-            else:
-                secs = rates.get(st, DEFAULT_STAGE_S.get(st, 1.0))
-            pool = STAGE_POOL.get(st, "cpu")
-            work[pool] = work.get(pool, 0.0) + secs
-    if captioned and entries:  # captioned items skip transcription, the cpu pool's main work
-        work["cpu"] = work.get("cpu", 0.0) * (1 - captioned / len(entries))
-    if not work:
-        return 0.0
-    sizes = {p: max(1, pools.get(p) or pools.get("cpu", 1)) for p in work}
-    return max(w / sizes[p] for p, w in work.items())
+                     pools: dict[str, int], captioned: int = 0, recipe: str = "transcribe") -> float:
+    """Wall-time estimate through the one estimator (``engine.estimator``): the recipe's stage costs, or what
+    this home measured, per pool ÷ its size, slowest pool wins (stages overlap across pools)."""
+    def pool_of(stage: str) -> str:
+        res = get_stage(stage).resource
+        return "cpu" if res == "gpu" and not pools.get("gpu") else res
+
+    skip = {"cpu": captioned / len(entries)} if captioned and entries else None  # captioned: no transcription
+    return wall_seconds([e.duration for e in entries], stages, pool_of, pools, get_recipe(recipe).costs, rates,
+                        skip)
+
+
+def per_item_seconds(recipe: str, media_s: float | None, rates: dict[str, float]) -> float:
+    """One item's work over every stage of the recipe (what the Generate page shows per video)."""
+    r = get_recipe(recipe)
+    return sum(stage_seconds(st, media_s, r.costs, rates) for st in r.stages)
 
 
 def estimate_llm(entries: list[Entry], llm_configured: bool, model: str, prices: tuple[float, float] | None
@@ -132,7 +128,7 @@ def build_preview(home: Path, text: str, recipe: str, filters: Filters, *, pools
     p = Preview(recipe=recipe, entries=x.entries, invalid=x.invalid, failed=x.failed, duplicates=x.duplicates,
                 filtered=x.filtered, already_done=done, media_seconds=float(sum(known)),
                 unknown_durations=len(x.entries) - len(known))
-    p.est_seconds = estimate_seconds(todo, r.stages, measured_rates(summaries), pools, captioned)
+    p.est_seconds = estimate_seconds(todo, r.stages, measured_rates(summaries), pools, captioned, recipe)
     p.llm = estimate_llm(todo, llm_configured, llm_model, llm_prices)
     return p
 

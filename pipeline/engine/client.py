@@ -113,12 +113,9 @@ class EngineClient:
         extra = s.options.get("output_manifest")
         folder = Path(s.output_dir or self.output_root / safe_name(s.name))
         items = self.items(s.id)
-        out = export_batch(header, items, folder, extra_manifest=Path(extra) if extra else None,
-                           pdf=False, zip_=False)
         recipe = recipe_of(s.options)
-        if recipe is not None and recipe.outputs is not None:
-            out.update(recipe.outputs(header, items, folder, dict(out)))
-        return out
+        return export_batch(header, items, folder, extra_manifest=Path(extra) if extra else None,
+                            extras=recipe.outputs if recipe is not None else None)
 
     def owner_info(self) -> dict[str, Any] | None:
         return read_owner(self.home)

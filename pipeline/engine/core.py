@@ -56,7 +56,12 @@ class PoolStatus:
 
 
 class Engine(EngineClient):
-    """The one engine a process builds (``st.cache_resource`` in the app, ``main`` in the CLI)."""
+    """The one engine a process builds (``st.cache_resource`` in the app, ``main`` in the CLI).
+
+    Its jobs are owning the home (start, take over, shut down), taking batches in (submit,
+    activate) and driving the scheduler; the rest is delegated to its parts — scheduler,
+    outcomes, controls, pacing, services. About 350 lines: the lifecycle needs every part.
+    """
 
     def __init__(
         self,

@@ -24,6 +24,7 @@ from pipeline.engine.stage import Stage
 log = logging.getLogger("tubemill.engine")
 
 ACCOUNT_SCAN_S = 5.0
+PACED = "paced"  # the ready queue of account-bound stages (they run in the net pool)
 
 
 class Pacing:

@@ -149,4 +149,16 @@ def recipe_of(options: Mapping[str, Any]) -> Recipe | None:
         return None
 
 
+def companions(stages: list[str], needs: dict[str, tuple[str, ...]]) -> list[tuple[int, ...]]:
+    """For each stage k, the later stages whose needs all come before k: they can run beside it.
+
+    A stage the recipe says nothing about needs the stage before it, so a plain list of
+    stages runs one after another, as it always did.
+    """
+    index = {s: i for i, s in enumerate(stages)}
+    need = [frozenset(index[x] for x in needs.get(s, (stages[i - 1],) if i else ()) if x in index)
+            for i, s in enumerate(stages)]
+    return [tuple(j for j in range(k + 1, len(stages)) if all(d < k for d in need[j])) for k in range(len(stages))]
+
+
 set_loader(load_recipes)

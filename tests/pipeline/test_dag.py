@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.engine.core import Engine
-from pipeline.engine.recipe import Recipe, register_recipe
-from pipeline.engine.scheduler import companions
+from pipeline.engine.recipe import Recipe, companions, register_recipe
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from pipeline.errors import PermanentError
 from state.reader import read_batch

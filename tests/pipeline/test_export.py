@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import zipfile
@@ -14,6 +15,7 @@ import pytest
 
 from pipeline.common.formats import summary_markdown, to_json, to_srt, to_txt, to_vtt
 from pipeline.engine.outputs import export_batch, hint_for, is_secret_file, write_manifest
+from pipeline.recipes.transcribe.outputs import outputs as transcribe_outputs
 
 SECRET_KEY = "sk-proj-" + "A1b2C3d4E5" * 4
 COOKIES = "# Netscape HTTP Cookie File\n.youtube.com\tTRUE\t/\tTRUE\t0\tSID\tsecretvalue\n"
@@ -101,7 +103,8 @@ def batch_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any],
 @pytest.fixture(scope="module")
 def exported(batch_dir: tuple[dict[str, Any], list[dict[str, Any]], Path]) -> dict[str, Path]:
     batch, items, folder = batch_dir
-    return export_batch(batch, items, folder, extra_manifest=folder.parent.parent / "copies" / "m.json")
+    return export_batch(batch, items, folder, extra_manifest=folder.parent.parent / "copies" / "m.json",
+                        extras=transcribe_outputs)
 
 
 def test_outputs_are_written_in_the_batch_folder(exported: dict[str, Path], batch_dir: Any) -> None:
@@ -165,7 +168,7 @@ def test_errors_md_names_the_failure_and_a_hint(exported: dict[str, Path]) -> No
 
 def test_errors_md_without_failures(tmp_path: Path) -> None:
     """With no failed items, errors.md says so plainly."""
-    out = export_batch({"id": "x", "name": "clean"}, [], tmp_path, pdf=False, zip_=False)
+    out = export_batch({"id": "x", "name": "clean"}, [], tmp_path)
     assert "No items failed." in out["errors"].read_text()
     assert set(out) == {"manifest", "manifest_csv", "errors", "stats"}
 
@@ -229,7 +232,7 @@ def test_zip_holds_outputs_and_nothing_secret(exported: dict[str, Path], batch_d
 def test_reexport_replaces_the_zip_without_nesting(batch_dir: Any, exported: dict[str, Path]) -> None:
     """Exporting again writes a fresh ZIP that does not contain the previous one."""
     batch, items, folder = batch_dir
-    again = export_batch(batch, items, folder, pdf=False)
+    again = export_batch(batch, items, folder, extras=functools.partial(transcribe_outputs, pdf=False))
     with zipfile.ZipFile(again["zip"]) as zf:
         assert "my-lectures.zip" not in zf.namelist()
         assert "my-lectures.pdf" in zf.namelist()  # the earlier PDF is still a batch output

@@ -8,19 +8,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.engine.outputs import batch_slug, write_pdf, write_zip
+from pipeline.engine.outputs import batch_slug, write_zip
 from pipeline.engine.recipe import Reopen
 
 log = logging.getLogger("pipeline")
 
 
 def outputs(batch: dict[str, Any], items: list[dict[str, Any]], folder: Path,
-            written: dict[str, Path]) -> dict[str, Path]:
+            written: dict[str, Path], *, pdf: bool = True) -> dict[str, Path]:
     """The PDF of every transcript and summary, then the ZIP of the folder (last, so it holds the PDF)."""
+    from pipeline.recipes.transcribe.pdf import write_pdf
+
     slug = batch_slug(batch)
-    t0 = time.perf_counter()
-    out = {"pdf": write_pdf(batch, items, folder / f"{slug}.pdf")}
-    log.info("export: %s written in %.1f s", out["pdf"].name, time.perf_counter() - t0)
+    out: dict[str, Path] = {}
+    if pdf:
+        t0 = time.perf_counter()
+        out["pdf"] = write_pdf(batch, items, folder / f"{slug}.pdf")
+        log.info("export: %s written in %.1f s", out["pdf"].name, time.perf_counter() - t0)
     ours = [p for k, p in {**written, **out}.items() if k != "extra_manifest"]
     out["zip"] = write_zip(folder, folder / f"{slug}.zip", ours=ours)
     return out
