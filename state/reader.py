@@ -16,8 +16,8 @@ from typing import Any
 
 from pipeline.errors import CorruptStateFile, UnknownBatch
 from state.models import BatchSummary, empty_counts
+from state.records import BATCHES_DIR, INDEX_NAME, batch_file_problem
 from state.storage import read_json_file
-from state.store import BATCHES_DIR, INDEX_NAME, batch_file_problem
 
 
 def _number(value: Any) -> bool:

@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +36,22 @@ from pipeline.errors import BatchExists, UnknownBatch
 from state.models import (
     LEGACY_STATUS,
     SCHEMA_VERSION,
-    TERMINAL,
     BatchState,
     BatchSummary,
     ItemStatus,
     check_transition,
-    empty_counts,
+)
+from state.records import (
+    BATCHES_DIR,
+    INDEX_NAME,
+    ITEM_FIELDS,
+    _Batch,
+    _count_in,
+    _document,
+    _stats_in,
+    batch_file_problem,
+    move_aside,
+    new_item,
 )
 from state.storage import (
     AtomicJSONStorage,
@@ -55,124 +63,15 @@ from state.storage import (
 
 log = logging.getLogger("tubemill.state")
 
-BATCHES_DIR = "batches"
-CORRUPT_DIR = "corrupt"
-INDEX_NAME = "index.json"
-
-# Fields a caller may set on an item besides its status (which only transition() sets).
-ITEM_FIELDS = frozenset(
-    {
-        "id",
-        "title",
-        "duration",
-        "stage_index",
-        "stage",
-        "attempts",
-        "next_attempt_at",
-        "error",
-        "timings",
-        "artifacts",
-        "meta",
-        "progress",
-        "parked",
-        "done_ahead",
-        "account",
-        "flags",
-        "workdir",
-        "started_at",
-        "finished_at",
-    }
-)
-
-
-def new_item(n: int, source: str, **fields: Any) -> dict[str, Any]:
-    item = {
-        "n": n,
-        "source": source,
-        "id": fields.pop("id", None),
-        "title": fields.pop("title", None),
-        "status": ItemStatus.PENDING.value,
-        "stage_index": 0,
-        "stage": None,
-        "attempts": 0,
-        "next_attempt_at": None,
-        "error": None,
-        "timings": {},
-        "artifacts": {},
-        "meta": {},
-        "progress": 0.0,
-    }
-    item.update(fields)
-    return item
-
-
-@dataclass
-class _Batch:
-    header: dict[str, Any]
-    items: dict[int, dict[str, Any]]  # copy-on-write: replaced, never mutated, once stored
-    storage: AtomicJSONStorage
-    counts: dict[str, int] = field(default_factory=empty_counts)
-    # non-terminal items per next stage index: remaining work without scanning items
-    at_stage: dict[int, int] = field(default_factory=dict)
-    stage_stats: dict[str, dict[str, float]] = field(default_factory=dict)
-    dirty: set[int] = field(default_factory=set)
-    new: set[int] = field(default_factory=set)
-    header_dirty: bool = False
-    seq: int = 0
-    durable_seq: int = 0
-    runtime: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def id(self) -> str:
-        return self.header["id"]
-
-
-def _count_in(b: _Batch, item: dict[str, Any], sign: int) -> None:
-    b.counts[item["status"]] = b.counts.get(item["status"], 0) + sign
-    if item["status"] not in TERMINAL:
-        k = int(item.get("stage_index", 0))
-        b.at_stage[k] = b.at_stage.get(k, 0) + sign
-
-
-def _stats_in(b: _Batch, timings: dict[str, float]) -> None:
-    for stage, secs in timings.items():
-        st = b.stage_stats.setdefault(stage, {"n": 0, "total_s": 0.0})
-        st["n"] += 1
-        st["total_s"] += float(secs)
-
-
-def batch_file_problem(data: dict[str, Any] | None) -> str | None:
-    """Why a parsed file is not one of our batch files, or ``None`` when it is."""
-    if data is None:
-        return "empty file"
-    header_table = data.get("batch")
-    if not isinstance(header_table, dict) or "1" not in header_table:
-        return "no batch header (not a Tubemill state file)"
-    header = header_table["1"]
-    if not isinstance(header, dict) or header.get("schema") != SCHEMA_VERSION:
-        found = header.get("schema") if isinstance(header, dict) else None
-        return f"schema {found!r}, expected {SCHEMA_VERSION}"
-    for key in ("id", "name", "recipe"):
-        if key not in header:
-            return f"header lacks {key!r}"
-    items = data.get("items", {})
-    if not isinstance(items, dict) or any(not isinstance(v, dict) or "status" not in v for v in items.values()):
-        return "items table is malformed"
-    return None
-
-
-def move_aside(path: Path, reason: str) -> Path:
-    """Keep a file we cannot read for a human to inspect; never overwrite or delete it."""
-    dest_dir = path.parent / CORRUPT_DIR
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    shutil.move(str(path), dest)
-    log.warning("state file %s is unreadable (%s); moved to %s", path, reason, dest)
-    return dest
 
 
 class Store:
-    """Owner-side store. Thread-safe: the scheduler, workers and UI threads share one."""
+    """Owner-side store. Thread-safe: the scheduler, workers and UI threads share one.
+
+    About 380 lines as one class on purpose: every method holds the same lock and keeps the same
+    invariants (copy-on-write items, counters beside them, one writer thread); the pure parts are
+    in :mod:`state.records`.
+    """
 
     def __init__(
         self,
@@ -650,8 +549,3 @@ class Store:
             return self._batches[batch_id]
         except KeyError:
             raise UnknownBatch(batch_id) from None
-
-
-def _document(header: dict[str, Any], items: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """The batch as TinyDB lays out a database: tables of documents keyed by string ids."""
-    return {"batch": {"1": header}, "items": {str(n): items[n] for n in sorted(items)}}

@@ -40,22 +40,8 @@ MAX_LINES = 400
 # Modules over MAX_LINES today, with their size when this list was written. Shrink a module and take it off;
 # the test fails on an entry that no longer needs to be here, so the list only ever gets shorter.
 OVERSIZED: dict[str, str] = {
-    "pipeline/recipes/transcribe/sources.py": "794 lines: parse, classify, expand and filter sources",
-    "pipeline/cli.py": "806 lines: every command; the recipes' argument groups are their own modules now",
-    "pipeline/recipes/transcribe/llm_batch.py": "744 lines: the Batch API service: prepare, submit, poll, ingest",
-    "pipeline/app/doctor.py": "731 lines: every doctor check",
-    "pipeline/recipes/transcribe/ytdlp.py": "715 lines: yt-dlp options, error classifier and call limits",
-    "pipeline/recipes/transcribe/ytdlp_child.py": "695 lines: the yt-dlp child process",
-    "state/store.py": "657 lines: the store",
-    "pipeline/common/llmcall.py": "580 lines: the JSON caller and the capability ladder",
-    "pipeline/config/secrets.py": "571 lines: named secrets, cookie files and their per-call copies, batch options",
-    "pipeline/recipes/generate/youtube.py": "554 lines: YouTube upload",
-    "pipeline/recipes/generate/stages/narrate.py": "533 lines: TTS adapters and the narrate stage",
-    "pipeline/common/formats.py": "532 lines: transcript formats",
-    "pipeline/engine/distributed.py": "490 lines: Dask executors",
-    "pipeline/recipes/transcribe/ytdlp_run.py": "449 lines: running a yt-dlp child and enforcing its limits",
-    "pipeline/engine/scheduler.py": "441 lines: queues, timers, the durability gate, dispatch and the recipe DAG",
-    "pipeline/engine/core.py": "431 lines: the Engine's lifecycle, submit and activation (split from 1,265 lines)",
+    "state/store.py": "551 lines: one lock-holding Store class (see its docstring); pure parts in state/records",
+    "pipeline/engine/scheduler.py": "408 lines: queues, timers, the durability gate, dispatch and the DAG companions",
 }
 
 
@@ -332,8 +318,7 @@ def test_checker_sees_lazy_relative_and_submodule_imports(tmp_path: Path) -> Non
         "pipeline/__init__.py": '"""x"""\n',
         "pipeline/errors.py": "",
         "pipeline/engine/__init__.py": '"""x"""\nfrom pipeline.engine import core\n',
-        "pipeline/engine/core.py": "from . import stage\nfrom .stage import Stage\n",
-        "pipeline/engine/stage.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+            "pipeline/engine/stage.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
                                     "    from pipeline.engine.core import Engine\n",
         "pipeline/config/__init__.py": '"""x"""\n',
         "pipeline/config/settings.py": "import os\n\ndef f():\n    from pipeline.engine.core import X\n",

@@ -23,20 +23,46 @@ raises :class:`SoftMiss` for rule misses it can repair (one re-ask, then the rep
 value) or ``ValueError`` for answers it cannot use (re-asked up to ``max_retries``).
 Which outcome the caller got is recorded on the result, so a summary can say what was
 adjusted. Transport errors are mapped onto ``pipeline.errors`` by :func:`pipeline.common.llm.map_error`.
+
+The parts live beside this module: the remembered ladder and what each rung sends in
+:mod:`pipeline.common.llm_ladder`, endpoint health in :mod:`pipeline.common.llm_health`, the
+lenient parser in :mod:`pipeline.common.llm_json`; their names are importable from here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from pipeline.common.llm_health import (
+    AUTH_DOWN_FOR_S,
+    DOWN_FOR_S,
+    UNUSABLE_AFTER,
+    UNUSABLE_FOR_S,
+    clear_down,
+    down_reason,
+    mark_down,
+    note_answer,
+)
+from pipeline.common.llm_json import close_truncated, extract_json, short_error
+from pipeline.common.llm_ladder import (
+    CAPS_FILE,
+    DEFAULT_BASE,
+    RUNGS,
+    Capability,
+    capability,
+    forget,
+    known_capabilities,
+    refused_param,
+    refuses_format,
+    remember,
+    response_format,
+    server_key,
+    system_prompt,
+)
 from pipeline.errors import PermanentError
 
 if TYPE_CHECKING:
@@ -44,13 +70,15 @@ if TYPE_CHECKING:
 
     from pipeline.common.llm import LLMConfig
 
-log = logging.getLogger("tubemill.llm")
+__all__ = [
+    "AUTH_DOWN_FOR_S", "CAPS_FILE", "DEFAULT_BASE", "DOWN_FOR_S", "PROBE_SCHEMA", "RUNGS", "UNUSABLE_AFTER",
+    "UNUSABLE_FOR_S", "Answer", "Capability", "InvalidAnswer", "JSONCaller", "SoftMiss", "capability", "clear_down",
+    "close_truncated", "down_reason", "extract_json", "forget", "known_capabilities", "mark_down", "note_answer",
+    "probe", "refused_param", "refuses_format", "remember", "response_format", "server_key", "short_error",
+    "system_prompt",
+]
 
-RUNGS = ("json_schema", "json_object_schema", "json_object", "text")
-CAPS_FILE = "llm-capabilities.json"
-DEFAULT_BASE = "https://api.openai.com/v1"
-_FORMAT_WORDS = ("response_format", "json_schema", "json schema", "literal_error", "json_object", "grammar",
-                 "structured output", "guided_json", "schema")
+log = logging.getLogger("tubemill.llm")
 
 T = TypeVar("T")
 
@@ -75,228 +103,6 @@ class SoftMiss(ValueError):
         self.adjustments = adjustments
 
 
-# -- the remembered ladder ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class Capability:
-    """What one (server, model) accepts; learned from its answers."""
-
-    rung: str = RUNGS[0]
-    drop_params: list[str] = field(default_factory=list)  # optional parameters the server refused by name
-    tokens_param: str = "max_tokens"
-    why: str = ""
-    learned_at: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rung": self.rung, "drop_params": list(self.drop_params), "tokens_param": self.tokens_param,
-                "why": self.why, "learned_at": self.learned_at}
-
-
-_CACHE: dict[tuple[str, str], Capability] = {}  # (home or "", key) -> capability, this process
-_CACHE_LOCK = threading.Lock()
-
-
-def server_key(base_url: str | None, model: str) -> str:
-    return f"{(base_url or DEFAULT_BASE).rstrip('/')}|{model}"
-
-
-def _caps_path(home: Path | None) -> Path | None:
-    return Path(home) / CAPS_FILE if home else None
-
-
-def _read_caps(home: Path | None) -> dict[str, Any]:
-    path = _caps_path(home)
-    if path is None:
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def capability(home: Path | None, base_url: str | None, model: str) -> Capability:
-    """The known capability of this server and model (memory, then the home's file, else the top rung)."""
-    key = server_key(base_url, model)
-    ck = (str(home or ""), key)
-    with _CACHE_LOCK:
-        if ck in _CACHE:
-            return _CACHE[ck]
-    raw = _read_caps(home).get(key)
-    cap = Capability()
-    if isinstance(raw, dict):
-        rung = raw.get("rung")
-        cap = Capability(rung=rung if rung in RUNGS else RUNGS[0],
-                         drop_params=[p for p in raw.get("drop_params") or [] if p in ("temperature", "max_tokens")],
-                         tokens_param=raw.get("tokens_param") if raw.get("tokens_param") in (
-                             "max_tokens", "max_completion_tokens") else "max_tokens",
-                         why=str(raw.get("why") or "")[:300], learned_at=float(raw.get("learned_at") or 0.0))
-    with _CACHE_LOCK:
-        return _CACHE.setdefault(ck, cap)
-
-
-def remember(home: Path | None, base_url: str | None, model: str, cap: Capability) -> None:
-    """Keep what was learned, in memory and (with a home) on disk, so the next item skips the failed rungs."""
-    key = server_key(base_url, model)
-    cap.learned_at = time.time()
-    with _CACHE_LOCK:
-        _CACHE[(str(home or ""), key)] = cap
-        path = _caps_path(home)
-        if path is None:
-            return
-        data = _read_caps(home)
-        data[key] = cap.to_dict()
-        try:
-            from state.storage import atomic_write_bytes
-
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
-        except OSError as exc:
-            log.warning("cannot save LLM capabilities to %s: %s", path, exc)
-
-
-def forget(home: Path | None = None) -> None:
-    """Drop what this process learned (tests; ``retry-summaries`` after the user changed the server)."""
-    with _CACHE_LOCK:
-        for k in [k for k in _CACHE if home is None or k[0] == str(home)]:
-            del _CACHE[k]
-
-
-def known_capabilities(home: Path) -> dict[str, Any]:
-    """Every (server|model) → learned capability in the home, for ``tubemill doctor`` and the System page."""
-    return _read_caps(home)
-
-
-# -- endpoint health -----------------------------------------------------------------------------------------------
-# When an endpoint refuses connections or the key, every item would spend its own retries finding out. The first
-# failure marks it for a short while; summaries meanwhile fall back at once and say why (retry-summaries later).
-
-_DOWN: dict[str, tuple[float, str]] = {}
-_DOWN_LOCK = threading.Lock()
-DOWN_FOR_S = 30.0
-AUTH_DOWN_FOR_S = 300.0
-
-
-def mark_down(base_url: str | None, reason: str, seconds: float = DOWN_FOR_S) -> None:
-    with _DOWN_LOCK:
-        _DOWN[(base_url or DEFAULT_BASE).rstrip("/")] = (time.monotonic() + seconds, reason)
-
-
-def down_reason(base_url: str | None) -> str | None:
-    """Why this endpoint is known not to answer right now, or None."""
-    key = (base_url or DEFAULT_BASE).rstrip("/")
-    with _DOWN_LOCK:
-        entry = _DOWN.get(key)
-        if entry is None:
-            return None
-        if entry[0] <= time.monotonic():
-            del _DOWN[key]
-            return None
-        return entry[1]
-
-
-def clear_down() -> None:
-    with _DOWN_LOCK:
-        _DOWN.clear()
-        _INVALID.clear()
-
-
-# The last rung of the ladder is "offline": a model whose answers stay unusable item after item (a 135M model
-# that writes prose or junk whatever it is asked) is not asked again for a while; each item still says why.
-_INVALID: dict[str, int] = {}
-UNUSABLE_AFTER = 3
-UNUSABLE_FOR_S = 600.0
-
-
-def note_answer(base_url: str | None, model: str, usable: bool) -> None:
-    """Count consecutive unusable answers of a model; at ``UNUSABLE_AFTER`` it is marked down for a while."""
-    key = server_key(base_url, model)
-    with _DOWN_LOCK:
-        n = 0 if usable else _INVALID.get(key, 0) + 1
-        _INVALID[key] = n
-    if n >= UNUSABLE_AFTER:
-        mark_down(key, f"model {model!r} gave unusable answers for {n} items in a row; not asked again for "
-                       f"{UNUSABLE_FOR_S / 60:.0f} min (a larger model, or retry-summaries later)", UNUSABLE_FOR_S)
-
-
-# -- lenient JSON ------------------------------------------------------------------------------------------------
-
-_FENCED = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)(?:```|$)", re.DOTALL)
-
-
-def extract_json(content: str | None) -> tuple[dict[str, Any], str | None]:
-    """The reply's JSON object and a note on how it was found (None: the reply was clean JSON).
-
-    Accepts a Markdown fence, prose around the object, and an object cut off mid-way
-    (closed at the last complete value). Raises ``ValueError`` when there is no object.
-    """
-    if not content or not content.strip():
-        raise ValueError("the reply was empty")
-    text = content.strip()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        first_error = f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
-    else:
-        if isinstance(data, dict):
-            return data, None
-        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-    candidates = [m.group(1) for m in _FENCED.finditer(text)] + [text]
-    decoder = json.JSONDecoder()
-    for cand in candidates:
-        for m in re.finditer(r"\{", cand):
-            try:
-                obj, _ = decoder.raw_decode(cand, m.start())
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict) and obj:
-                return obj, "JSON taken from a reply with text around it"
-    start = text.find("{")
-    if start >= 0:
-        closed = close_truncated(text[start:])
-        if closed is not None:
-            return closed, "the reply was cut off; kept the complete part"
-    raise ValueError(first_error)
-
-
-def close_truncated(text: str) -> dict[str, Any] | None:
-    """An object cut off mid-way, closed after its last complete value; None when nothing is salvageable."""
-    stack: list[str] = []
-    in_str = esc = False
-    cuts: list[tuple[int, str]] = []  # (end index, closers) where the text so far is a valid prefix
-    for i, ch in enumerate(text):
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-            continue
-        if ch == '"':
-            in_str = True
-        elif ch in "{[":
-            stack.append("}" if ch == "{" else "]")
-        elif ch in "}]":
-            if not stack:
-                break
-            stack.pop()
-            cuts.append((i + 1, "".join(reversed(stack))))
-            if not stack:
-                break
-        elif ch == "," and stack:
-            cuts.append((i, "".join(reversed(stack))))
-    for end, closers in reversed(cuts[-50:]):
-        try:
-            obj = json.loads(text[:end] + closers)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict) and obj:
-            return obj
-    return None
-
-
 # -- the caller --------------------------------------------------------------------------------------------------
 
 
@@ -306,57 +112,6 @@ class Answer(Generic[T]):
     rung: str
     adjustments: list[str] = field(default_factory=list)  # soft rules the kept answer missed, repaired by us
     notes: list[str] = field(default_factory=list)  # how we got it (rungs stepped down, salvage)
-
-
-def _status_body(exc: Any) -> str:
-    parts = [str(getattr(exc, "message", "") or ""), str(getattr(exc, "body", "") or "")]
-    try:
-        parts.append(exc.response.text)
-    except Exception:  # noqa: BLE001 - any response object shape: we only want its text if there is one
-        pass
-    return " ".join(parts).lower()
-
-
-def refuses_format(exc: Any) -> bool:
-    """A 400/422/500 that names response_format/json_schema/validation: the rung is unsupported, not the item bad."""
-    status = getattr(exc, "status_code", None)
-    if status not in (400, 422, 500):
-        return False
-    body = _status_body(exc)
-    return any(w in body for w in _FORMAT_WORDS) or (status in (422, 500) and "validation" in body)
-
-
-def refused_param(exc: Any, params: tuple[str, ...]) -> str | None:
-    """The optional parameter a 400/422 names as unsupported (o-series models refuse temperature/max_tokens)."""
-    if getattr(exc, "status_code", None) not in (400, 422):
-        return None
-    body = _status_body(exc)
-    if "unsupported" not in body and "not support" not in body and "unrecognized" not in body \
-            and "extra" not in body and "invalid" not in body:
-        return None
-    for p in params:
-        if f"'{p}'" in body or f'"{p}"' in body or f" {p} " in f" {body} ":
-            return p
-    return None
-
-
-def system_prompt(rung: str, system: str, schema: dict[str, Any]) -> str:
-    """The system message for ``rung``: below strict json_schema the schema is only in the prompt."""
-    if rung == "json_schema":
-        return system
-    return (system + "\nThe JSON object must match this JSON Schema:\n" + json.dumps(schema)
-            + "\nReply with the JSON object only: no prose, no Markdown.")
-
-
-def response_format(rung: str, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``response_format`` a request on ``rung`` sends (None on the text rung)."""
-    if rung == "json_schema":
-        return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
-    if rung == "json_object_schema":
-        return {"type": "json_object", "schema": schema}
-    if rung == "json_object":
-        return {"type": "json_object"}
-    return None
 
 
 class JSONCaller:
@@ -499,18 +254,6 @@ class JSONCaller:
         if note not in self.notes:
             self.notes.append(note)
         return True
-
-
-def short_error(e: Exception) -> str:
-    """A validation error in a few lines the model (and a user) can act on."""
-    from pydantic import ValidationError
-
-    if isinstance(e, ValidationError):
-        return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'answer'}: {err['msg']}"
-                         for err in e.errors(include_url=False))[:1500]
-    if isinstance(e, json.JSONDecodeError):
-        return f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
-    return str(e)[:1500]
 
 
 # -- probing (tubemill doctor) -----------------------------------------------------------------------------------

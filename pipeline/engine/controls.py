@@ -7,11 +7,12 @@ they change the store and the scheduler's queues under the engine's lock.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline import errors
 from pipeline.engine.client import CONTROL_OPS
 from pipeline.engine.recipe import recipe_of
+from pipeline.engine.stage import safe_name
 from pipeline.engine.worker import item_log
 from state import control
 from state.models import BatchState, ItemStatus
@@ -25,6 +26,47 @@ class Controls:
 
     def __init__(self, engine: Engine) -> None:
         self.e = engine
+
+    def create(self, name: str, stage_names: list[str], sources: list[str | dict[str, Any]], opts: dict[str, Any],
+               output_dir: str | None, *, resume: bool, paused: bool) -> str:
+        """The owner's side of ``submit``: a new batch stored and activated, or with ``resume`` the old one."""
+        assert self.e.store is not None
+        with self.e.lock:
+            try:
+                existing = self.e.store.resolve(name)
+            except errors.UnknownBatch:
+                existing = None
+            if existing and not resume:
+                raise errors.BatchExists(f"a batch named {name!r} already exists; add --resume to continue it")
+            if existing:
+                self.add_to(existing, sources)
+                return existing
+            from pipeline.config.secrets import save_private_options, split_private_options
+
+            out = Path(output_dir).expanduser() if output_dir else self.e.output_root
+            public, private = split_private_options(opts)  # a proxy password never reaches the state file
+            batch_id = self.e.store.create_batch(name, stage_names, sources, options=public,
+                                                 output_dir=str(out / safe_name(name, default="batch")))
+            save_private_options(self.e.home, batch_id, private)
+            if paused:
+                self.e.store.set_batch(batch_id, state=BatchState.PAUSED)
+            self.e.activate(batch_id)
+        self.e.kick()
+        return batch_id
+
+    def add_to(self, bid: str, sources: list[str | dict[str, Any]]) -> None:
+        """``--resume``: the sources not in the batch yet join it, and the batch runs again."""
+        assert self.e.store is not None
+        known = {it.get("id") or it["source"] for it in self.e.store.items(bid)}
+        self.e.store.add_items(bid, [s for s in sources if _item_key(s) not in known])
+        if self.e.store.header(bid)["state"] in (BatchState.PAUSED, BatchState.CANCELLED):
+            self.resume(bid)
+        elif bid not in self.e.scheduler.runs:
+            self.e.store.set_batch(bid, state=BatchState.ACTIVE)
+            self.e.activate(bid)
+        else:
+            self.e.scheduler.enqueue_new(bid)
+        self.e.kick()
 
     def apply(self, op: str, ref: str | None) -> int:
         assert self.e.store is not None
@@ -150,3 +192,5 @@ class Controls:
                 control.put_reply(self.e.home, rid, ok=False, message=str(exc))
 
 
+def _item_key(src: str | dict[str, Any]) -> str:
+    return src if isinstance(src, str) else (src.get("id") or src["source"])

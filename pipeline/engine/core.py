@@ -60,7 +60,7 @@ class Engine(EngineClient):
 
     Its jobs are owning the home (start, take over, shut down), taking batches in (submit,
     activate) and driving the scheduler; the rest is delegated to its parts — scheduler,
-    outcomes, controls, pacing, services. About 350 lines: the lifecycle needs every part.
+    outcomes, controls, pacing, services. About 330 lines: the lifecycle touches every part.
     """
 
     def __init__(
@@ -269,43 +269,7 @@ class Engine(EngineClient):
         if not self.owner:
             return self._ask_owner("submit", 15.0, name=name, sources=sources, recipe=recipe, options=opts,
                                    output_dir=output_dir, resume=resume, paused=paused)["batch_id"]
-        assert self.store is not None
-        with self.lock:
-            try:
-                existing = self.store.resolve(name)
-            except errors.UnknownBatch:
-                existing = None
-            if existing and not resume:
-                raise errors.BatchExists(f"a batch named {name!r} already exists; add --resume to continue it")
-            if existing:
-                self._add_to(existing, sources)
-                return existing
-            from pipeline.config.secrets import save_private_options, split_private_options
-
-            out = Path(output_dir).expanduser() if output_dir else self.output_root
-            public, private = split_private_options(opts)  # a proxy password never reaches the state file
-            batch_id = self.store.create_batch(name, stage_names, sources, options=public,
-                                               output_dir=str(out / safe_name(name, default="batch")))
-            save_private_options(self.home, batch_id, private)
-            if paused:
-                self.store.set_batch(batch_id, state=BatchState.PAUSED)
-            self.activate(batch_id)
-        self.kick()
-        return batch_id
-
-    def _add_to(self, bid: str, sources: list[str | dict[str, Any]]) -> None:
-        """``--resume``: the sources not in the batch yet join it, and the batch runs again."""
-        assert self.store is not None
-        known = {it.get("id") or it["source"] for it in self.store.items(bid)}
-        self.store.add_items(bid, [s for s in sources if _item_key(s) not in known])
-        if self.store.header(bid)["state"] in (BatchState.PAUSED, BatchState.CANCELLED):
-            self.controls.resume(bid)
-        elif bid not in self.scheduler.runs:
-            self.store.set_batch(bid, state=BatchState.ACTIVE)
-            self.activate(bid)
-        else:
-            self.scheduler.enqueue_new(bid)
-        self.kick()
+        return self.controls.create(name, stage_names, sources, opts, output_dir, resume=resume, paused=paused)
 
     # ------------------------------------------------------------------ control (owner)
     def _control_here(self, op: str, ref: str | None) -> int:
@@ -418,10 +382,6 @@ class Engine(EngineClient):
             return ratelimit.read_account_rows(self.home, self.clock.now())
         return self.pacing.accounts.snapshot(self.clock.now()), self.pacing.accounts.held
 
-
-
-def _item_key(src: str | dict[str, Any]) -> str:
-    return src if isinstance(src, str) else (src.get("id") or src["source"])
 
 
 def _parse_options(options: dict[str, Any], settings: Settings) -> Any:

@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipeline import errors
 from pipeline.engine.estimator import Cost
 from pipeline.engine.stage import Stage, get_stage, set_loader
 from pipeline.errors import ConfigError
@@ -91,6 +92,22 @@ class Recipe:
 _RECIPES: dict[str, Recipe] = {}
 _loaded = False
 _load_lock = threading.Lock()
+
+
+def lenient(parse: Callable[[Mapping[str, Any], Any], Any]) -> Callable[[Mapping[str, Any], Any], Any]:
+    """A recipe's strict options parser as ``Recipe.parse_options``: None when the stored options do not parse.
+
+    None keeps a batch with a bad stored value from stopping the engine when it activates the
+    batch; each stage then parses the options itself and fails its item with the error that
+    names the key (the CLI and the app refuse such a batch up front through ``check_options``).
+    """
+    def parse_options(options: Mapping[str, Any], settings: Any = None) -> Any:
+        try:
+            return parse(options, settings)
+        except errors.TubemillError:
+            return None
+
+    return parse_options
 
 
 def register_recipe(recipe: Recipe) -> Recipe:

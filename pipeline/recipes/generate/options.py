@@ -27,6 +27,7 @@ from typing import Any
 from pipeline import errors
 from pipeline.common.ffmpeg import ENCODERS
 from pipeline.config.settings import Settings
+from pipeline.engine.recipe import lenient
 from pipeline.engine.stage import StageContext, flag
 from pipeline.recipes.generate.youtube import DAILY_UNITS, DEFAULT_CHUNKSIZE, UPLOAD_COST
 
@@ -125,17 +126,12 @@ class GenerateOptions:
         return {k: v for k, v in out.items() if v}
 
 
-def parse_options(options: Mapping[str, Any], settings: Settings | None = None) -> GenerateOptions | None:
-    """``Recipe.parse_options``: the batch's options, or None when they do not parse.
+def _strict(options: Mapping[str, Any], settings: Settings | None = None) -> GenerateOptions:
+    return GenerateOptions.parse(options)
 
-    None keeps a batch with a bad stored value from stopping the engine when it activates the
-    batch; each stage then parses the options itself (:func:`options_of`) and fails its item
-    with the InvalidInput that names the key. ``settings`` is unused (see the module's docstring).
-    """
-    try:
-        return GenerateOptions.parse(options)
-    except errors.InvalidInput:
-        return None
+
+# ``Recipe.parse_options``: the batch's options, or None when they do not parse (see engine.recipe.lenient).
+parse_options = lenient(_strict)
 
 
 def options_of(ctx: StageContext) -> GenerateOptions:

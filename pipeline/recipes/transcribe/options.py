@@ -26,6 +26,7 @@ from typing import Any
 
 from pipeline import errors
 from pipeline.config.settings import DownloadLimits, Settings
+from pipeline.engine.recipe import lenient
 from pipeline.engine.stage import StageContext, flag
 
 CAPTIONS = ("prefer", "never", "only")
@@ -100,17 +101,12 @@ class TranscribeOptions:
         return {k: v for k, v in out.items() if v}
 
 
-def parse_options(options: Mapping[str, Any], settings: Settings | None = None) -> TranscribeOptions | None:
-    """``Recipe.parse_options``: the batch's options, or None when they do not parse.
+def _strict(options: Mapping[str, Any], settings: Settings | None = None) -> TranscribeOptions:
+    return TranscribeOptions.parse(options, settings)
 
-    None keeps a batch with a bad stored value from stopping the engine when it activates the
-    batch; each stage then parses the options itself (:func:`options_of`) and fails its item
-    with the ConfigError that names the key.
-    """
-    try:
-        return TranscribeOptions.parse(options, settings)
-    except errors.ConfigError:
-        return None
+
+# ``Recipe.parse_options``: the batch's options, or None when they do not parse (see engine.recipe.lenient).
+parse_options = lenient(_strict)
 
 
 def options_of(ctx: StageContext) -> TranscribeOptions:

@@ -229,8 +229,6 @@ class _Simulation:
 
 def simulate(spec: PlanSpec) -> PlanResult:
     """Run ``spec.videos`` modelled items through a real ``Engine`` on virtual time."""
-    from pipeline.engine.core import Engine
-
     if spec.videos < 1:
         raise ValueError("--videos must be at least 1")
     if spec.transcribe_workers < 1:
@@ -248,24 +246,7 @@ def simulate(spec: PlanSpec) -> PlanResult:
     n_capt = int(round(spec.videos * max(0.0, min(1.0, spec.captions_fraction))))
     sim.captioned = set(sim.rng.sample(range(1, spec.videos + 1), n_capt)) if n_capt else set()
     accounts = _Occupancy(pacing, rng=random.Random(spec.seed))
-    with tempfile.TemporaryDirectory(prefix="tubemill-plan-") as tmp:
-        home = Path(tmp)
-        executors = dict.fromkeys(("net", "cpu", "gpu", "llm"), VirtualExecutor(sim.time, sim.model))
-        engine = Engine(home, settings=settings, clock=sim.clock, executors=executors,
-                        governor=NoGovernor(home, settings.governor), seed=spec.seed, accounts=accounts,
-                        durable=False, write_outputs=False, takeover=False, role="tubemill plan")
-        engine.start(run_scheduler=False)
-        try:
-            options: dict[str, Any] = {"recipe_name": "plan"}
-            if spec.accounts:
-                options["cookie_files"] = {f"account-{i + 1}": f"(simulated account {i + 1})"
-                                           for i in range(spec.accounts)}
-            sources = [{"source": f"sim://video/{i}", "id": f"sim{i}", "duration": spec.model.audio_minutes * 60}
-                       for i in range(spec.videos)]
-            bid = engine.submit("plan", sources, recipe=stages, options=options)
-            result = _run(engine, sim, bid, spec, stages.index("download") if "download" in stages else -1)
-        finally:
-            engine.shutdown(timeout=5)
+    engine, result = _simulated_run(spec, sim, settings, accounts, stages)
     t0 = sim.time.start
     makespan = result["end"] - t0
     util = {name: busy / (makespan * _pool_size(engine, name)) if makespan > 0 else 0.0
@@ -290,6 +271,31 @@ def simulate(spec: PlanSpec) -> PlanResult:
         sim_seconds=time.perf_counter() - t_wall,
         ticks=result["ticks"],
     )
+
+
+def _simulated_run(spec: PlanSpec, sim: _Simulation, settings: Settings, accounts: AccountPool,
+                   stages: list[str]) -> tuple[Any, dict[str, Any]]:
+    """The real engine on a throw-away home: virtual executors, clock and governor, no fsync, no outputs."""
+    from pipeline.engine.core import Engine
+
+    with tempfile.TemporaryDirectory(prefix="tubemill-plan-") as tmp:
+        home = Path(tmp)
+        executors = dict.fromkeys(("net", "cpu", "gpu", "llm"), VirtualExecutor(sim.time, sim.model))
+        engine = Engine(home, settings=settings, clock=sim.clock, executors=executors,
+                        governor=NoGovernor(home, settings.governor), seed=spec.seed, accounts=accounts,
+                        durable=False, write_outputs=False, takeover=False, role="tubemill plan")
+        engine.start(run_scheduler=False)
+        try:
+            options: dict[str, Any] = {"recipe_name": "plan"}
+            if spec.accounts:
+                options["cookie_files"] = {f"account-{i + 1}": f"(simulated account {i + 1})"
+                                           for i in range(spec.accounts)}
+            sources = [{"source": f"sim://video/{i}", "id": f"sim{i}", "duration": spec.model.audio_minutes * 60}
+                       for i in range(spec.videos)]
+            bid = engine.submit("plan", sources, recipe=stages, options=options)
+            return engine, _run(engine, sim, bid, spec, stages.index("download") if "download" in stages else -1)
+        finally:
+            engine.shutdown(timeout=5)
 
 
 def _pool_size(engine: Any, stage_name: str) -> int:
@@ -349,50 +355,3 @@ def parse_delay(text: str) -> tuple[float, float]:
         raise ValueError(f"--delay {text!r}: need 0 <= MIN <= MAX")
     return lo, hi
 
-
-def format_report(r: PlanResult) -> list[str]:
-    d = r.to_dict()
-    out = [
-        f"{d['videos']:,} videos, {d['accounts'] or 'anonymous'} account(s) at {d['delay_s'][0]:.0f}-"
-        f"{d['delay_s'][1]:.0f} s, {d['transcribe_workers']} transcription worker(s), queue-aware pacing "
-        f"{'on' if d['queue_aware'] else 'off'}",
-        f"stage model ({r.spec.model.source}): {r.spec.model.audio_minutes:g} min audio, transcribe "
-        f"{r.spec.model.seconds('transcribe'):.0f} s/item (rtf {r.spec.model.transcribe_rtf:.3g}), download "
-        f"{r.spec.model.download_s:.0f} s, summarize {r.spec.model.summarize_s:.0f} s",
-        f"makespan: {d['makespan_days']:.2f} days (finish {d['finish']} UTC); downloads done after "
-        f"{d['downloads_days']:.2f} days",
-    ]
-    if d["pacing_arithmetic_days"]:
-        out.append(f"pacing arithmetic (videos x mean delay / accounts): {d['pacing_arithmetic_days']:.2f} days")
-    util = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r.utilization.items(), key=lambda kv: -kv[1]))
-    out.append(f"utilization: {util}")
-    what = "download pacing (add accounts)" if r.bottleneck == "download" else (
-        f"{r.bottleneck} (add workers or a faster model)")
-    out.append(f"bottleneck: {what}; largest download buffer {d['max_buffer_seen']} item(s)")
-    out.append(f"(simulated {r.ticks:,} scheduler passes in {r.sim_seconds:.1f} s)")
-    return out
-
-
-def plot(r: PlanResult, path: Path) -> Path:
-    """Buffer size and progress over time, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    ax1.plot([t / DAY for t, _ in r.buffer], [b for _, b in r.buffer], drawstyle="steps-post")
-    ax1.set_ylabel("downloaded, not transcribed")
-    ax1.set_title(f"{r.spec.videos:,} videos, {r.spec.accounts} account(s): {r.makespan_s / DAY:.2f} days, "
-                  f"bottleneck {r.bottleneck}")
-    ax2.plot([t / DAY for t, _, _ in r.progress], [d for _, d, _ in r.progress], label="downloaded")
-    ax2.plot([t / DAY for t, _, _ in r.progress], [f for _, _, f in r.progress], label="finished")
-    ax2.set_xlabel("days")
-    ax2.set_ylabel("items")
-    ax2.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

@@ -31,7 +31,7 @@ from pipeline import errors
 from pipeline.config.secrets import write_private
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from pipeline.recipes.generate import youtube
-from pipeline.recipes.generate.options import options_of
+from pipeline.recipes.generate.options import GenerateOptions, options_of
 from pipeline.recipes.generate.video import read_json
 from state.storage import atomic_write_bytes
 
@@ -96,49 +96,62 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     if not kept:
         ledger.check()  # a day already used up defers the item before any credentials or network
     service = youtube.service_for(ctx)  # AuthFailed here, before any quota is booked
-    backoff = youtube.Backoff(retries=opts.upload_retries, base_s=opts.upload_backoff_s)
-    st = video.stat()
+    send = _Sender(ctx, opts, service, video, ledger, session_path)
+    response, body, how = send.resume_or_start(kept, req.body)
+    record = _record(response, body, req.notes)
+    atomic_write_bytes(out, json.dumps(record, ensure_ascii=False, indent=1).encode())
+    session_path.unlink(missing_ok=True)
+    return _done(out, record, how)
 
-    body = req.body
 
-    def keep_session(uri: str) -> None:
-        record = {"uri": uri, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "body": body}
-        write_private(session_path, json.dumps(record).encode("utf-8"))
+class _Sender:
+    """One item's upload attempts: continue the kept session, else book quota and open a new one."""
 
-    def wait(seconds: float) -> None:
-        if ctx.cancelled():
+    def __init__(self, ctx: StageContext, opts: GenerateOptions, service: Any, video: Path,
+                 ledger: youtube.QuotaLedger, session_path: Path) -> None:
+        self.ctx, self.opts, self.service, self.video = ctx, opts, service, video
+        self.ledger, self.session_path = ledger, session_path
+        self.backoff = youtube.Backoff(retries=opts.upload_retries, base_s=opts.upload_backoff_s)
+        self.stat = video.stat()
+
+    def resume_or_start(self, kept: dict[str, Any] | None,
+                        body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
+        """(the video resource, the body it was sent with, "resumed" or "uploaded")."""
+        if kept:
+            try:
+                return self.attempt(kept["body"], str(kept["uri"])), kept["body"], "resumed"
+            except youtube.SessionExpired:
+                log.info("item %d: the kept upload session expired; starting a new one", self.ctx.item_n)
+                self.session_path.unlink(missing_ok=True)
+        self.ledger.reserve()
+        try:
+            return self.attempt(body, None), body, "uploaded"
+        except youtube.SessionExpired:
+            self.session_path.unlink(missing_ok=True)
+            raise
+        except (errors.NetworkError, errors.Cancelled):
+            if not self.session_path.exists():  # the insert never got through: it cost nothing
+                self.ledger.refund()
+            raise
+
+    def attempt(self, body: dict[str, Any], session_uri: str | None) -> dict[str, Any]:
+        def keep_session(uri: str) -> None:
+            record = {"uri": uri, "size": self.stat.st_size, "mtime_ns": self.stat.st_mtime_ns, "body": body}
+            write_private(self.session_path, json.dumps(record).encode("utf-8"))
+
+        return youtube.upload_video(self.service, self.video, body, chunksize=self.opts.upload_chunksize,
+                                    progress=self.ctx.progress, sleep_fn=self.wait, backoff=self.backoff,
+                                    cancelled=self.ctx.cancelled, ledger=self.ledger, session_uri=session_uri,
+                                    on_session=keep_session)
+
+    def wait(self, seconds: float) -> None:
+        if self.ctx.cancelled():
             raise errors.Cancelled("upload cancelled")
         youtube.sleep(seconds)
 
-    def attempt(session_uri: str | None) -> dict[str, Any]:
-        return youtube.upload_video(service, video, body,
-                                    chunksize=opts.upload_chunksize,
-                                    progress=ctx.progress, sleep_fn=wait, backoff=backoff, cancelled=ctx.cancelled,
-                                    ledger=ledger, session_uri=session_uri, on_session=keep_session)
 
-    response = None
-    how = "uploaded"
-    if kept:
-        body = kept["body"]
-        try:
-            response = attempt(str(kept["uri"]))
-            how = "resumed"
-        except youtube.SessionExpired:
-            log.info("item %d: the kept upload session expired; starting a new one", ctx.item_n)
-            session_path.unlink(missing_ok=True)
-            body = req.body
-    if response is None:
-        ledger.reserve()
-        try:
-            response = attempt(None)
-        except youtube.SessionExpired:
-            session_path.unlink(missing_ok=True)
-            raise
-        except (errors.NetworkError, errors.Cancelled):
-            if not session_path.exists():  # the insert never got through: it cost nothing
-                ledger.refund()
-            raise
-
+def _record(response: dict[str, Any], body: dict[str, Any], notes: tuple[str, ...]) -> dict[str, Any]:
+    """``upload.json``: what the API answered, else what was asked for."""
     status = response.get("status") or {}
     record = {
         "video_id": response["id"],
@@ -149,11 +162,9 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         "title": (response.get("snippet") or {}).get("title") or body["snippet"]["title"],
         "upload_status": status.get("uploadStatus"),
     }
-    if req.notes:
-        record["notes"] = list(req.notes)
-    atomic_write_bytes(out, json.dumps(record, ensure_ascii=False, indent=1).encode())
-    session_path.unlink(missing_ok=True)
-    return _done(out, record, how)
+    if notes:
+        record["notes"] = list(notes)
+    return record
 
 
 register(Stage("upload", run, resource="net", account_bound=False,

@@ -13,13 +13,14 @@ without captions instead of transcribing them.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from pipeline.recipes.transcribe import library
 from pipeline.recipes.transcribe.options import options_of
-from pipeline.recipes.transcribe.sources import classify
+from pipeline.recipes.transcribe.source_kinds import classify
 from pipeline.recipes.transcribe.ytdlp import call_limits, call_options, check_live
 from pipeline.recipes.transcribe.ytdlp_run import YtdlpCall
 from state.storage import atomic_write_bytes
@@ -44,8 +45,18 @@ def pick_track(info: dict[str, Any], lang: str) -> tuple[str, dict[str, Any], bo
     return None
 
 
+@dataclass(frozen=True)
+class _Track:
+    """One caption track as fetched: the video's facts, the track's language key and format, and its text."""
+
+    info: dict[str, Any]
+    key: str
+    ext: str
+    automatic: bool
+    text: str
+
+
 def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
-    from pipeline.common import formats
     from pipeline.recipes.transcribe.stages.export import ensure_transcript_files
 
     out = ctx.path(TRANSCRIPT)
@@ -69,8 +80,16 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         if policy == "only":
             raise NoCaptions("no captions: this is a media file without subtitle tracks")
         return StageResult()
-    lang = opts.language or "en"
-    index = meta.get("playlist_index")
+    fetched = _fetch_track(item, ctx, url, opts.language or "en", policy)
+    if isinstance(fetched, StageResult):
+        return fetched
+    return _save_track(item, ctx, fetched, policy)
+
+
+def _fetch_track(item: dict[str, Any], ctx: StageContext, url: str, lang: str, policy: str) -> _Track | StageResult:
+    """The best ``lang`` track of ``url`` with its text, or the result to end the stage with when there is
+    none (the facts the look-up found, for the later stages) or the look-up needs an account."""
+    index = (item.get("meta") or {}).get("playlist_index")
     # In a child process like the download (ytdlp_run): a page that trickles or never ends, or a
     # 2 GB "page", cannot hold this worker or its memory, and cancel reaches it.
     with call_options(ctx) as base:
@@ -95,7 +114,17 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
                 return StageResult(meta={k: v for k, v in facts.items() if not item.get(k)})
             key, fmt, automatic = track
             raw = fmt.get("data") or call.fetch(fmt["url"])
-    segments = formats.parse_vtt(raw) if fmt["ext"] == "vtt" else formats.parse_srt(raw)
+    return _Track(info=info, key=key, ext=fmt["ext"], automatic=automatic, text=raw)
+
+
+def _save_track(item: dict[str, Any], ctx: StageContext, track: _Track, policy: str) -> StageResult:
+    """``transcript.json`` and the transcript files from a fetched track; an empty track is no transcript."""
+    from pipeline.common import formats
+    from pipeline.recipes.transcribe.stages.export import ensure_transcript_files
+
+    out = ctx.path(TRANSCRIPT)
+    info, key, automatic = track.info, track.key, track.automatic
+    segments = formats.parse_vtt(track.text) if track.ext == "vtt" else formats.parse_srt(track.text)
     if not segments:
         if policy == "only":
             raise NoCaptions(f"the {key!r} caption track is empty")

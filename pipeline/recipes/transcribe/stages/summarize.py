@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
@@ -37,6 +38,9 @@ from pipeline.recipes.transcribe.summary import (
     write_summary,
 )
 from state.storage import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from pipeline.common.llm import LLMConfig
 
 log = logging.getLogger("tubemill.summarize")
 
@@ -95,9 +99,8 @@ def fallback_reason(exc: BaseException) -> str:
 
 
 def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
-    from pipeline.common import llm, llmcall
+    from pipeline.common import llmcall
     from pipeline.config import secrets
-    from pipeline.recipes.transcribe import llm_batch
     from pipeline.recipes.transcribe.stages.export import ensure_transcript_files
 
     out_json, out_md = ctx.path(SUMMARY_JSON), ctx.path(SUMMARY_MD)
@@ -135,16 +138,36 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
                                                                                         config.model))
     if down:
         return fallback(down)
+    _queue_for_batch_api(ctx, transcript, title, config)
+    failed = _summarize_now(ctx, transcript, title, config, url, fallback)
+    return failed if failed is not None else done()
+
+
+def _queue_for_batch_api(ctx: StageContext, transcript: dict[str, Any], title: str, config: LLMConfig) -> None:
+    """In Batch API mode, write this item's request and raise ``AwaitLLMBatch`` (the item is parked until the
+    batch's results are ingested); return when the summary is to be asked for now instead (realtime mode, a
+    realtime marker, or a transcript too long for one request: realtime map-reduce)."""
+    from pipeline.recipes.transcribe import llm_batch
+
     realtime_forced = (ctx.workdir / llm_batch.REALTIME_MARKER).exists() or (
         ctx.workdir.parent / llm_batch.REALTIME_MARKER).exists()
-    if opts.llm_mode_effective == "batch" and not realtime_forced:
+    if options_of(ctx).llm_mode_effective == "batch" and not realtime_forced:
         body = llm_batch.build_body(transcript, title, config, home=ctx.home)
         if body is not None:  # else too long for one request: realtime map-reduce below
             cid = llm_batch.custom_id(ctx.batch_id, ctx.item_n, ctx.stage, body)
             req = {"custom_id": cid, "body": body, "end": summary.transcript_end(transcript)}
             atomic_write_bytes(ctx.path(llm_batch.REQUEST_FILE), json.dumps(req, ensure_ascii=False).encode())
             raise llm_batch.AwaitLLMBatch("waiting for the Batch API")
-    retries = opts.summary_retries
+
+
+def _summarize_now(ctx: StageContext, transcript: dict[str, Any], title: str, config: LLMConfig, url: str | None,
+                   fallback: Callable[..., StageResult]) -> StageResult | None:
+    """The realtime summary, written to the workdir (``None``: the caller reads the outcome back), else
+    ``fallback``'s result with the reason. Transient trouble is raised as :class:`LLMRetry` while
+    ``summary_retries`` allows; an endpoint that refuses connections or the key is marked down."""
+    from pipeline.common import llm, llmcall
+
+    retries = options_of(ctx).summary_retries
     try:
         result = summary.summarize(transcript, title, config, home=ctx.home)
     except errors.Cancelled:
@@ -167,7 +190,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         return fallback(fallback_reason(exc))
     llmcall.note_answer(config.base_url, config.model, usable=True)
     write_summary(ctx.workdir, title, result, mode="realtime", source_url=url)
-    return done()
+    return None
 
 
 def _refused(cause: BaseException | None) -> bool:

@@ -290,7 +290,7 @@ def test_a_line_linking_into_proc_is_refused(tmp_path: Path) -> None:
 
 def test_folder_walk_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A folder with more entries than the cap is refused with a reason instead of walked for an hour."""
-    import pipeline.recipes.transcribe.sources as sources
+    import pipeline.recipes.transcribe.source_local as sources
 
     monkeypatch.setattr(sources, "MAX_FOLDER_ENTRIES", 5)
     for i in range(8):

@@ -1,6 +1,6 @@
 """7,000 items through the real engine, downloads account-bound, in a fresh process: memory stays flat.
 
-Marked slow (about a minute on 2 cores): ``pytest -m slow tests/pipeline/test_scale.py``.
+Marked slow (about a minute on 2 cores): ``pytest -m slow tests/engine/test_scale.py``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from pipeline.common import llm, llmcall
-from pipeline.common.llmcall import JSONCaller, close_truncated, extract_json
+from pipeline.common.llm_json import close_truncated, extract_json
+from pipeline.common.llmcall import JSONCaller
 from pipeline.recipes.transcribe import summary
 from tests.llm_server import Cut, FakeLLMServer, error, field_responder, valid_summary
 

@@ -14,7 +14,7 @@ from pipeline.common import llm, llmcall
 from pipeline.errors import AuthFailed, NetworkError, PermanentError, RateLimited
 from pipeline.recipes.transcribe import summary, summary_model
 from tests.llm_server import FakeLLMServer, error, valid_summary
-from tests.pipeline.test_extractive import multi_topic_transcript
+from tests.transcribe.test_extractive import multi_topic_transcript
 
 SECRET = "sk-test-DO-NOT-LEAK-0123456789"
 

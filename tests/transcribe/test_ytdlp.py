@@ -588,7 +588,8 @@ def test_errors_cross_the_process_boundary(err: errors.TubemillError, attrs: dic
 
 def test_media_sniffing_and_the_outbound_rule() -> None:
     """First bytes tell media from pages and archives; private hosts are refused unless the source is that host."""
-    from pipeline.recipes.transcribe.ytdlp_child import OutboundRule, sniff
+    from pipeline.recipes.transcribe.ytdlp_outbound import OutboundRule
+    from pipeline.recipes.transcribe.ytdlp_sniff import sniff
 
     assert sniff(b"ID3\x04\x00")[0] == sniff(b"\x00\x00\x00\x20ftypM4A ")[0] == sniff(b"\x1a\x45\xdf\xa3")[0] \
         == sniff(b"\xff\xfb\x90\x64")[0] == sniff(b"OggS\x00")[0] == sniff(b"#EXTM3U\n")[0] == "media"

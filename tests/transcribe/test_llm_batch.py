@@ -15,16 +15,16 @@ import pytest
 
 from pipeline.common.llm import LLMConfig, cost_usd
 from pipeline.engine.core import Engine
-from pipeline.recipes.transcribe.llm_batch import (
+from pipeline.recipes.transcribe.llm_batch import resolve_mode
+from pipeline.recipes.transcribe.llm_batch_lines import (
     BatchLimits,
     build_body,
     custom_id,
-    parse_results,
     request_line,
-    resolve_mode,
     split_lines,
     validate_line,
 )
+from pipeline.recipes.transcribe.llm_batch_results import parse_results
 from pipeline.recipes.transcribe.sources import expand
 from tests.conftest import fast_settings
 from tests.llm_server import FakeClock, FakeLLMServer, error, valid_summary

@@ -1,0 +1,1 @@
+"""Tests of pipeline/app (moved with their modules in the redesign)."""

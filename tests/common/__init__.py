@@ -1,0 +1,1 @@
+"""Tests of pipeline/common (moved with their modules in the redesign)."""

@@ -1,0 +1,1 @@
+"""Tests of pipeline/config (moved with their modules in the redesign)."""

@@ -1,0 +1,1 @@
+"""Tests of pipeline/engine (moved with their modules in the redesign)."""

@@ -1,0 +1,1 @@
+"""Tests of pipeline/generate (moved with their modules in the redesign)."""

@@ -1,0 +1,1 @@
+"""Tests of pipeline/transcribe (moved with their modules in the redesign)."""
