@@ -84,12 +84,18 @@ def page_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     save_settings(home, fast_settings())
     st.cache_resource.clear()
+    # AppTest leaves the page script as sys.argv[0] and __main__: a process spawned later (a Dask worker)
+    # would then run that page as its main module, and its get_engine() would own the next test's home.
+    argv, main = list(sys.argv), sys.modules.get("__main__")
     yield home
     from pages.screens._engine import get_engine, get_monitor
 
     get_monitor().stop()
     get_engine().shutdown(interrupt=True, timeout=5)
     st.cache_resource.clear()
+    sys.argv[:] = argv
+    if main is not None:
+        sys.modules["__main__"] = main
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 20.0, poll: float = 0.02) -> None:

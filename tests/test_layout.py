@@ -318,7 +318,8 @@ def test_checker_sees_lazy_relative_and_submodule_imports(tmp_path: Path) -> Non
         "pipeline/__init__.py": '"""x"""\n',
         "pipeline/errors.py": "",
         "pipeline/engine/__init__.py": '"""x"""\nfrom pipeline.engine import core\n',
-            "pipeline/engine/stage.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "pipeline/engine/core.py": "from . import stage\nfrom .stage import Stage\n",
+        "pipeline/engine/stage.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
                                     "    from pipeline.engine.core import Engine\n",
         "pipeline/config/__init__.py": '"""x"""\n',
         "pipeline/config/settings.py": "import os\n\ndef f():\n    from pipeline.engine.core import X\n",
