@@ -315,7 +315,7 @@ class Scheduler:
         if account is not None:
             run.in_use[n] = account.name
         run.running[n] = stage.name
-        extra = self._with_it(run, item, k) if run.after and account is None else []
+        extra = self._with_it(run, item, k) if account is None and run.after and run.after[k] else []
         if extra:
             run.group[n] = dict.fromkeys([k, *(j for j, _ in extra)])
             run.running[n] = "+".join(run.stages[j].name for j in run.group[n])
