@@ -354,7 +354,7 @@ class Engine(EngineClient):
             return self.scheduler.next_wakeup(now)
 
     def idle(self) -> bool:
-        """No stage is running and no completion waits to be recorded (the simulator jumps its clock then)."""
+        """No finished stage waits to be recorded (the simulator, finding nothing else due, calls a stall then)."""
         with self.lock:
             return self.scheduler.completions.empty()
 

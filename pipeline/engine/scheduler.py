@@ -82,12 +82,13 @@ class Scheduler:
         self._last_runtime = 0.0
 
     # ------------------------------------------------------------------ one pass
-    def tick(self, now: float, mono: float) -> float:
+    def tick(self, now: float, mono: float) -> None:
+        """One pass: record completions, release what is due, start what fits (the engine holds its lock)."""
         e = self.e
         assert e.store is not None
         self.drain_completions()
         if e.stopping.is_set():
-            return 0.05
+            return
         self._release_timers(now)
         self._release_gated()
         self._dispatch(now)
@@ -100,7 +101,6 @@ class Scheduler:
                 and not any(r.ready[p] for r in self.runs.values())]
         if idle and any(r.gated for r in self.runs.values()):
             e.store.request_flush()
-        return 0.0
 
     def next_wakeup(self, now: float) -> float | None:
         """The next time something becomes runnable on its own: a retry timer or a paced account."""

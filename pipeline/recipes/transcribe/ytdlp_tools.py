@@ -16,18 +16,13 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
+from pipeline.common.ffmpeg import find_ffmpeg
+
 
 def ffmpeg_binary() -> str | None:
-    """Full path of an ffmpeg yt-dlp accepts (a directory fails without ffprobe, see NOTES)."""
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError):
-        return None
+    """Full path of the ffmpeg yt-dlp gets (a directory fails without ffprobe, see NOTES): the project's one
+    locator, so downloads and the generate stages use the same binary."""
+    return find_ffmpeg()
 
 
 _JS_RUNTIME: str | None = None
