@@ -230,7 +230,10 @@ class Encoder:
 # 1080x1920, 300 identical frames, one thread: ultrafast 1.4 s (SSIM 0.9990), superfast+stillimage 2.8 s,
 # veryfast+stillimage 2.6 s (SSIM 0.9966). ultrafast with crf 20 and a 10 s GOP: 1.8 s, SSIM 0.9993, and
 # 35% smaller than ultrafast's default GOP of 250 with scenecut (each scene starts with its own IDR anyway).
-LIBX264 = Encoder("libx264", ("-c:v", "libx264", "-preset", "ultrafast", "-tune", "stillimage", "-crf", "20",
+# A constant quantizer of 17 instead of crf 20: the scene's first frame gets about the quantizer crf gave it
+# (crf 20 less ipratio) and the repeats are skip blocks either way, but crf's rate control looked at every
+# repeated frame: a real scene still, 300 frames: 2.03 s → 1.44 s, 259 → 175 KB, SSIM 0.9975 → 0.9978.
+LIBX264 = Encoder("libx264", ("-c:v", "libx264", "-preset", "ultrafast", "-tune", "stillimage", "-qp", "17",
                               "-x264-params", "keyint=300:min-keyint=30:scenecut=0"), hardware=False)
 
 _HARDWARE: tuple[Encoder, ...] = (

@@ -71,7 +71,7 @@ def test_killed_mid_render_resumes_without_rebuilding(tmp_path: Path) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         its = items(home)
-        if its and its[0].get("stage") == "render":
+        if its and its[0].get("stage") in ("encode", "render"):  # the scene encode is most of the render
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from pipeline import errors
-from pipeline.engine.stage import StageContext
-from pipeline.recipes.generate.stages import narrate
+from pipeline.engine.stage import StageContext, StageResult
+from pipeline.recipes.generate.stages import master, narrate
 
 pytestmark = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("ffmpeg") and shutil.which("ffprobe")),
                                 reason="needs espeak-ng, ffmpeg and ffprobe")
@@ -45,6 +45,13 @@ def make_ctx(workdir: Path, progress: list[float] | None = None, cancelled: Call
                         _cancelled=cancelled, home=workdir.parent)
 
 
+def narrate_all(ctx: StageContext) -> StageResult:
+    """narrate then master, as the recipe runs them: clips and timings, then the joined track."""
+    spoken = narrate.run({}, ctx)
+    mastered = master.run({}, ctx)
+    return StageResult(artifacts={**mastered.artifacts, **spoken.artifacts}, meta={**mastered.meta, **spoken.meta})
+
+
 def probe(path: Path) -> float:
     out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
                          capture_output=True, check=True).stdout
@@ -70,7 +77,7 @@ def narrated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, list[
     wd = tmp_path_factory.mktemp("narrated") / "item"
     write_plan(wd)
     progress: list[float] = []
-    result = narrate.run({}, make_ctx(wd, progress, tts="espeak"))
+    result = narrate_all(make_ctx(wd, progress, tts="espeak"))
     return wd, result, progress
 
 
@@ -110,7 +117,7 @@ def test_edge_failure_falls_back(tmp_path: Path) -> None:
     """edge-tts refused at the network (closed proxy port) falls back to espeak-ng and leaves no 0-byte file."""
     wd = tmp_path / "item"
     write_plan(wd, SCENES[:2])
-    result = narrate.run({}, make_ctx(wd, tts="auto", edge_proxy=f"http://127.0.0.1:{closed_port()}"))
+    result = narrate_all(make_ctx(wd, tts="auto", edge_proxy=f"http://127.0.0.1:{closed_port()}"))
     doc = json.loads((wd / "narration.json").read_text())
     assert doc["engine"] == "espeak-ng" and result.meta["tts_engine"] == "espeak-ng"
     assert "edge-tts" in result.meta["tts_fallback"]
@@ -139,7 +146,7 @@ def test_resume_reuses_scene_clips(narrated: tuple[Path, Any, list[float]], tmp_
     for tool in ("ffmpeg", "ffprobe"):
         os.symlink(shutil.which(tool), bin_dir / tool)  # type: ignore[arg-type]
     monkeypatch.setenv("PATH", str(bin_dir))
-    result = narrate.run({}, make_ctx(wd, tts="espeak"))
+    result = narrate_all(make_ctx(wd, tts="espeak"))
     assert {p.name: p.stat().st_mtime_ns for p in (wd / "narration").iterdir()} == before
     assert result.meta["narration_scenes_reused"] == 3
     doc = json.loads((wd / "narration.json").read_text())
@@ -151,7 +158,7 @@ def test_finished_narration_is_returned_as_is(narrated: tuple[Path, Any, list[fl
     """narration.json and narration.m4a present: the stage returns them without touching anything."""
     wd = copy_item(narrated[0], tmp_path / "item")
     mtimes = {p: p.stat().st_mtime_ns for p in wd.rglob("*") if p.is_file()}
-    result = narrate.run({}, make_ctx(wd, tts="espeak"))
+    result = narrate_all(make_ctx(wd, tts="espeak"))
     assert result.meta["tts_engine"] == "espeak-ng"
     assert {p: p.stat().st_mtime_ns for p in wd.rglob("*") if p.is_file()} == mtimes
 
@@ -162,7 +169,7 @@ def test_changed_scene_text_is_spoken_again(narrated: tuple[Path, Any, list[floa
     (wd / "narration.m4a").unlink()
     write_plan(wd, [SCENES[0], "A different second scene.", SCENES[2]])
     before = {p.name: p.stat().st_mtime_ns for p in (wd / "narration").glob("*.wav")}
-    result = narrate.run({}, make_ctx(wd, tts="espeak"))
+    result = narrate_all(make_ctx(wd, tts="espeak"))
     after = {p.name: p.stat().st_mtime_ns for p in (wd / "narration").glob("*.wav")}
     assert result.meta["narration_scenes_reused"] == 2
     assert after["scene-01.wav"] == before["scene-01.wav"] and after["scene-03.wav"] == before["scene-03.wav"]
@@ -177,7 +184,7 @@ def test_cancel_between_scenes_keeps_finished_ones(tmp_path: Path) -> None:
     write_plan(wd, SCENES[:2])
     progress: list[float] = []
     with pytest.raises(errors.Cancelled):
-        narrate.run({}, make_ctx(wd, progress, cancelled=lambda: bool(progress), tts="espeak"))
+        narrate_all(make_ctx(wd, progress, cancelled=lambda: bool(progress), tts="espeak"))
     assert sorted(p.name for p in (wd / "narration").iterdir()) == ["scene-01.json", "scene-01.wav"]
     assert not (wd / "narration.m4a").exists()
 

@@ -1,1 +1,2 @@
-"""The generate recipe's stages: script, plan, narrate, frames, subtitles, render, metadata, upload."""
+"""The generate recipe's stages: script, plan, narrate, frames, subtitles, encode, master, render, metadata,
+upload."""

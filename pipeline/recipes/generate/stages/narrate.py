@@ -1,11 +1,15 @@
-"""narrate: ``plan.json`` scenes → one voice track ``narration.m4a`` plus word timings in ``narration.json``.
+"""narrate: ``plan.json`` scenes → one spoken clip per scene plus scene and word timings in ``narration.json``.
 
 Each scene is spoken on its own, by edge-tts when it answers and by espeak-ng when it
 does not (the engines are :mod:`pipeline.recipes.generate.tts`'s), and kept as
 ``narration/scene-NN.wav`` (48 kHz mono PCM) beside a timing file
 ``narration/scene-NN.json``. The timing file is written last, so its presence means
 "this scene is finished": a killed batch resumes without speaking finished scenes again.
-The clips are joined and loudness-normalized once by :mod:`pipeline.recipes.generate.audio`.
+Scenes are spoken a few at a time (the first alone: it tells auto mode whether edge-tts
+answers). The clips are joined, loudness-normalized and encoded into ``narration.m4a`` by
+the next stage, :mod:`~pipeline.recipes.generate.stages.master`, which runs beside the
+video encode: the timings are all that subtitles and the encode need, and they are exact
+sample counts, so the joined track has the same clock.
 
 Options (:class:`~pipeline.recipes.generate.options.GenerateOptions`): ``tts`` = ``auto`` (edge-tts,
 then espeak-ng) | ``edge`` | ``espeak``; ``voice`` / ``rate`` (used when plan.json does not set them);
@@ -18,21 +22,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
-from pipeline.recipes.generate.audio import (
-    LOUDNORM,
-    join_and_encode,
-    pcm_duration,
-    probe_duration,
-    speech_bounds,
-    to_pcm,
-    write_silence,
-)
+from pipeline.recipes.generate.audio import LOUDNORM, pcm_duration, speech_bounds, to_pcm, write_silence
 from pipeline.recipes.generate.options import GenerateOptions, options_of
 from pipeline.recipes.generate.tts import (
     EdgeFailed,
@@ -53,6 +51,7 @@ NARRATION_JSON = "narration.json"
 EDGE = "edge-tts"
 ESPEAK = "espeak-ng"
 SILENCE = "silence"
+SPEAK_WORKERS = 4  # edge-tts requests at once for one item (each one is a short websocket exchange)
 
 
 @dataclass
@@ -196,11 +195,6 @@ def _load_plan(ctx: StageContext) -> dict[str, Any]:
     return plan
 
 
-def join_clips(ctx: StageContext, clips: list[Clip], out: Path) -> None:
-    """Concatenate the scene PCM (exact: same format), normalize loudness once and encode AAC into ``out``."""
-    join_and_encode([ctx.path(clip.audio) for clip in clips], out, ctx.tmpdir / "narration-joined.wav")
-
-
 def _overall_engine(clips: list[Clip]) -> str:
     engines = {c.engine for c in clips if c.engine != SILENCE}
     if not engines:
@@ -208,40 +202,56 @@ def _overall_engine(clips: list[Clip]) -> str:
     return engines.pop() if len(engines) == 1 else "mixed"
 
 
-def _result(audio: Path, js: Path, doc: dict[str, Any], extra: dict[str, Any] | None = None) -> StageResult:
+def _result(js: Path, doc: dict[str, Any], extra: dict[str, Any] | None = None) -> StageResult:
     meta = {"tts_engine": doc.get("engine"), "narration_s": doc.get("duration"), **(extra or {})}
-    return StageResult(artifacts={"narration": str(audio), "narration_json": str(js)}, meta=meta)
+    return StageResult(artifacts={"narration_json": str(js)}, meta=meta)
 
 
-def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
-    audio, js = ctx.path(NARRATION_AUDIO), ctx.path(NARRATION_JSON)
-    if audio.exists() and js.exists():
-        try:
-            return _result(audio, js, json.loads(js.read_text(encoding="utf-8")))
-        except ValueError:
-            log.warning("%s is not valid JSON; narrating again", js)
-    plan = _load_plan(ctx)
-    s = _settings(plan, options_of(ctx).for_item(item))
-    clean_stray_temps(ctx.path(NARRATION_DIR))  # half-written clips of a killed run
-    scenes = plan["scenes"]
-    clips: list[Clip] = []
-    reused = 0
-    for i, scene in enumerate(scenes):
+def _speak_all(ctx: StageContext, scenes: list[dict[str, Any]], s: Settings) -> tuple[list[Clip], int]:
+    """Every scene's clip, reusing finished ones; the rest spoken a few at a time.
+
+    The first scene to speak goes alone: in auto mode it finds out whether edge-tts answers
+    (one timeout, not one per scene), and a cancel right after it keeps just that scene.
+    The others run in parallel (espeak-ng is one process per scene, edge-tts one request):
+    the clips are independent and the join only needs them all.
+    """
+    texts = [str(scene.get("narration") or "").strip() for scene in scenes]
+    clips: list[Clip | None] = [load_clip(ctx, sc["index"], t) for sc, t in zip(scenes, texts, strict=True)]
+    reused = sum(c is not None for c in clips)
+    todo = [i for i, c in enumerate(clips) if c is None]
+    finished = reused
+
+    def speak(i: int) -> Clip:
         if ctx.cancelled():
             raise errors.Cancelled("narration cancelled")
-        text = str(scene.get("narration") or "").strip()
-        clip = load_clip(ctx, scene["index"], text)
-        if clip is None:
-            clip = synthesize_scene(ctx, scene["index"], text, float(scene.get("est_s") or 0.0), s)
-        else:
-            reused += 1
-        clips.append(clip)
-        ctx.progress(0.9 * (i + 1) / len(scenes))
+        return synthesize_scene(ctx, scenes[i]["index"], texts[i], float(scenes[i].get("est_s") or 0.0), s)
+
+    def done(i: int, clip: Clip) -> None:
+        nonlocal finished
+        clips[i] = clip
+        finished += 1
+        ctx.progress(0.95 * finished / len(scenes))
+
+    if todo:
+        done(todo[0], speak(todo[0]))
+        rest = todo[1:]
+        workers = max(1, min(len(rest), SPEAK_WORKERS if s.mode != "espeak" else (os.cpu_count() or 1)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="narrate") as pool:
+            futures = {pool.submit(speak, i): i for i in rest}
+            try:
+                for f in as_completed(futures):  # progress is reported from the stage's own thread
+                    done(futures[f], f.result())
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
     if ctx.cancelled():
         raise errors.Cancelled("narration cancelled")
-    join_clips(ctx, clips, audio)
-    ctx.progress(0.97)
+    return [c for c in clips if c is not None], reused
 
+
+def narration_doc(clips: list[Clip], s: Settings) -> dict[str, Any]:
+    """narration.json: scene spans and word times on the joined track's clock (exact sample counts)."""
     doc_scenes, doc_words, t = [], [], 0.0
     for clip in clips:
         start, end = t, t + clip.duration
@@ -250,15 +260,31 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         doc_words.extend({"start": round(start + w["start"], 3), "end": round(start + w["end"], 3),
                           "text": w["text"], "scene": clip.index} for w in clip.words)
         t = end
-    doc = {"audio": NARRATION_AUDIO, "duration": round(probe_duration(audio), 3), "engine": _overall_engine(clips),
+    doc = {"audio": NARRATION_AUDIO, "duration": round(t, 3), "engine": _overall_engine(clips),
            "voice": s.voice, "rate": s.rate, "loudnorm": LOUDNORM, "scenes": doc_scenes, "words": doc_words}
     if any(c.engine == ESPEAK for c in clips):
         doc["espeak_voice"] = s.espeak_voice
-    atomic_write_bytes(js, json.dumps(doc, ensure_ascii=False, indent=1).encode())
+    return doc
+
+
+def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
+    js = ctx.path(NARRATION_JSON)
+    plan = _load_plan(ctx)
+    s = _settings(plan, options_of(ctx).for_item(item))
+    clean_stray_temps(ctx.path(NARRATION_DIR))  # half-written clips of a killed run
+    clips, reused = _speak_all(ctx, plan["scenes"], s)
+    doc = narration_doc(clips, s)
+    body = json.dumps(doc, ensure_ascii=False, indent=1).encode()
+    try:
+        unchanged = js.read_bytes() == body
+    except OSError:
+        unchanged = False
+    if not unchanged:  # an unchanged file keeps its mtime: the master stage's joined track stays valid
+        atomic_write_bytes(js, body)
     extra: dict[str, Any] = {"narration_scenes_reused": reused}
     if s.edge_disabled:
         extra["tts_fallback"] = s.edge_disabled
-    return _result(audio, js, doc, extra)
+    return _result(js, doc, extra)
 
 
-register(Stage("narrate", run, resource="net", doc="edge-tts (espeak-ng offline) → narration.m4a + narration.json"))
+register(Stage("narrate", run, resource="net", doc="edge-tts (espeak-ng offline) → scene clips + narration.json"))

@@ -1,4 +1,11 @@
-"""render: scene stills + narration → ``video.mp4`` (H.264 CFR 30 fps + AAC), checked, with ``render.json``.
+"""encode and render: scene stills + narration → ``video.mp4`` (H.264 CFR 30 fps + AAC), checked, with
+``render.json``.
+
+Two stages share this module. ``encode`` makes the scene segments as soon as the frames and
+narrate's scene times exist, while ``master`` normalizes the narration beside it; ``render``
+joins the segments, muxes the track and checks the result. ``render`` alone still does it
+all (segments the encode left undone, a narration track that is missing), so a batch made
+before the split and a direct call behave as they did.
 
 How (and why this way). A video of stills is the same picture for seconds at a time, and
 nearly all the cost of the obvious method, an ffmpeg concat demuxer of the PNGs with
@@ -15,11 +22,12 @@ with ``-t <audio duration>``; never ``-shortest`` with a looped input (NOTES: 20
 long). Each segment has exactly its frame count, so the output is true CFR 30 fps.
 
 Scene times come from ``narration.json`` (a scene lasts from its start to the next scene's
-start, so pauses stay with the picture on screen), scaled so they add up to the probed
-audio duration, and are cut on whole frames from cumulative times (rounding never drifts).
+start, so pauses stay with the picture on screen), scaled so they add up to the audio's
+duration (narration.json's own, exact, when it agrees with the probed track within 50 ms;
+else the probed one), and are cut on whole frames from cumulative times (rounding never drifts).
 
 Encoder: the fastest that really works (``pipeline.common.ffmpeg.detect_encoder``: nvenc, vaapi, qsv,
-videotoolbox, else libx264 ``ultrafast`` + ``stillimage``, crf 20, 10 s GOPs without
+videotoolbox, else libx264 ``ultrafast`` + ``stillimage``, constant qp 17, 10 s GOPs without
 scene cut). Measured with ``bench/render.py`` on 2 cores (60 s, 1080×1920, 12 scenes):
 ours 4.3–4.6 s (≈ 0.07× real time, 2.5 MB), with burn-in ≈ 5.8 s, with ``veryfast``
 ≈ 7.4 s (1.2 MB), moviepy's defaults ≈ 18 s (so ≈ 4× faster; the first run of the session was
@@ -63,6 +71,7 @@ from pipeline import errors
 from pipeline.common.ffmpeg import Encoder, detect_encoder, probe, run_ffmpeg
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from pipeline.recipes.generate.options import options_of
+from pipeline.recipes.generate.stages import master
 from pipeline.recipes.generate.video import FPS, NARRATION, PLAN, font_path, plan_size, read_json, scene_png
 from state.storage import atomic_write_bytes
 
@@ -72,6 +81,7 @@ VIDEO = "video.mp4"
 RENDER_JSON = "render.json"
 SUBTITLES_ASS = "subtitles.ass"
 TOLERANCE_S = 0.1
+CLOCK_AGREE_S = 0.05  # narration.json and the mastered track agree to ~1 ms; AAC framing is 21 ms
 COLOR_TAGS = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]
 
 
@@ -275,19 +285,59 @@ def _audio(ctx: StageContext, narration: dict[str, Any]) -> tuple[Path, float, s
     return path, float(dur), streams[0].codec
 
 
-def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
-    started = time.monotonic()
+def frame_clock(narration: dict[str, Any], audio_s: float | None) -> float:
+    """The seconds the scene frames add up to.
+
+    narration.json's duration is the joined clips' exact sample count, and the mastered
+    track keeps it to the millisecond, so it is the clock when it agrees with the audio
+    (or before the audio exists: the encode runs beside the master). A narration.json that
+    disagrees with its audio (another writer's) gives way to the probed audio, as it always did.
+    """
+    nominal = float(narration.get("duration") or 0.0)
+    if audio_s is None:
+        if nominal <= 0:
+            raise errors.PermanentError("narration.json has no duration: run the narrate stage again")
+        return nominal
+    return nominal if nominal > 0 and abs(nominal - audio_s) <= CLOCK_AGREE_S else audio_s
+
+
+def _inputs(ctx: StageContext) -> tuple[dict[str, Any], dict[str, Any], tuple[int, int], bool]:
     plan = read_json(ctx.path(PLAN), "plan")
     narration = read_json(ctx.path(NARRATION), "narrate")
-    size = plan_size(plan)
-    if int(plan.get("fps") or FPS) != FPS:
-        log.warning("plan asks for %s fps; rendering %d fps", plan.get("fps"), FPS)
-    opts = options_of(ctx)
-    burn = opts.burn_subtitles
+    burn = options_of(ctx).burn_subtitles
     if burn and not ctx.path(SUBTITLES_ASS).exists():
         raise errors.PermanentError("burn_subtitles is on but subtitles.ass is missing: run the subtitles stage")
+    return plan, narration, plan_size(plan), burn
+
+
+def _segments_ready(ctx: StageContext, segs: list[Segment], size: tuple[int, int], burn: bool) -> list[Path]:
+    enc = detect_encoder(options_of(ctx).encoder)
+    seg_dir = ctx.tmpdir.resolve() / "render"
+    seg_dir.mkdir(parents=True, exist_ok=True)
+    return _encode_segments(ctx, ctx.workdir.resolve(), segs, enc, size, burn, seg_dir)
+
+
+def run_encode(item: dict[str, Any], ctx: StageContext) -> StageResult:
+    """The scene segments, encoded ahead of the mux while the narration is mastered beside it."""
+    started = time.monotonic()
+    plan, narration, size, burn = _inputs(ctx)
+    audio = ctx.path(str(narration.get("audio") or "narration.m4a"))
+    audio_s = _audio(ctx, narration)[1] if audio.exists() and master.is_current(ctx) else None
+    segs = scene_frames(plan, narration, frame_clock(narration, audio_s))
+    _segments_ready(ctx, segs, size, burn)
+    ctx.progress(1.0)
+    return StageResult(meta={"segments": len(segs), "encode_s": round(time.monotonic() - started, 3)})
+
+
+def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
+    started = time.monotonic()
+    plan, narration, size, burn = _inputs(ctx)
+    if int(plan.get("fps") or FPS) != FPS:
+        log.warning("plan asks for %s fps; rendering %d fps", plan.get("fps"), FPS)
+    if narration.get("scenes") and not ctx.path(str(narration.get("audio") or "narration.m4a")).exists():
+        master.master(ctx)  # a batch made before the master stage existed, or a lost track
     audio, audio_s, audio_codec = _audio(ctx, narration)
-    segs = scene_frames(plan, narration, audio_s)
+    segs = scene_frames(plan, narration, frame_clock(narration, audio_s))
     pngs = [_stat(ctx.path(s.png)) if ctx.path(s.png).exists() else None for s in segs]
     key = _fingerprint(size, [(s.png, s.frames) for s in segs], pngs, _stat(audio), burn,
                        _stat(ctx.path(SUBTITLES_ASS)) if burn else None)
@@ -302,21 +352,20 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
             return StageResult(artifacts=artifacts, meta={"encoder": prev.get("encoder"), "render_reused": True,
                                                           "duration": prev.get("duration")})
 
-    enc = detect_encoder(opts.encoder)
+    enc = detect_encoder(options_of(ctx).encoder)
     wd = ctx.workdir.resolve()  # ffmpeg runs here and gets relative paths: nothing to escape in filter strings
-    seg_dir = ctx.tmpdir.resolve() / "render"
-    seg_dir.mkdir(parents=True, exist_ok=True)
-    paths = _encode_segments(ctx, wd, segs, enc, size, burn, seg_dir)
+    paths = _segments_ready(ctx, segs, size, burn)  # the encode stage's, or whatever it left undone
     if ctx.cancelled():
         raise errors.Cancelled("render cancelled")
 
+    seg_dir = paths[0].parent
     list_file = seg_dir / "segments.txt"
     list_file.write_text("".join(f"file '{p.name}'\nduration {s.frames / FPS:.6f}\n" for p, s in zip(paths, segs,
                                                                                                        strict=True)),
                          encoding="utf-8")
     part = out.with_name(out.name + ".part")
     run_ffmpeg(mux_args(os.path.relpath(list_file, wd), os.path.relpath(audio, wd), audio_s, audio_codec,
-                        os.path.relpath(part, wd), opts.audio_bitrate),
+                        os.path.relpath(part, wd), options_of(ctx).audio_bitrate),
                cwd=wd, cancelled=ctx.cancelled, what="muxing video.mp4")
     try:
         facts = check_video(part, audio_s, size)
@@ -334,4 +383,5 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
                                                   "render_s": wall, "burn_subtitles": burn})
 
 
-register(Stage("render", run, resource="gpu", doc="frames + narration → video.mp4 (H.264 CFR 30 fps + AAC)"))
+register(Stage("encode", run_encode, resource="gpu", doc="frames + scene times → one H.264 segment per scene"))
+register(Stage("render", run, resource="gpu", doc="segments + narration.m4a → video.mp4 (H.264 CFR 30 fps + AAC)"))
