@@ -139,9 +139,9 @@ def _batch_options(recipe: Recipe, args: argparse.Namespace, settings: Any, yout
     options.update(youtube)
     if args.cookies_from_browser:
         options["cookie_browsers"] = browser_accounts(args.cookies_from_browser, set(options.get("cookie_files", ())))
-    if recipe.check_options is not None:
+    if recipe.parse_options is not None:  # refuse a bad value now, not once per item
         try:
-            recipe.check_options(options, settings)
+            recipe.parse_options(options, settings)
         except errors.TubemillError as exc:
             raise CliError(str(exc)) from None
     return options

@@ -131,6 +131,17 @@ def mask(value: str | None) -> str:
     return f"{prefix}…{value[-4:]}"
 
 
+class LLMChoice:
+    """For a recipe's options that may name the LLM's model and server: what :func:`llm_config_for` reads."""
+
+    llm_model: str | None
+    llm_base_url: str | None
+
+    def llm_options(self) -> dict[str, str]:
+        out = {"llm_model": self.llm_model, "llm_base_url": self.llm_base_url}
+        return {k: v for k, v in out.items() if v}
+
+
 def llm_config_for(home: Path, settings: Settings | None = None,
                    options: Mapping[str, Any] | None = None) -> LLMConfig:
     """The LLM config every caller uses: model and server from a batch's options, else the settings;

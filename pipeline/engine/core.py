@@ -32,7 +32,7 @@ from pipeline.engine.governor import Governor
 from pipeline.engine.outcomes import Outcomes
 from pipeline.engine.pacing import ACCOUNT_SCAN_S, Pacing
 from pipeline.engine.ratelimit import AccountPool
-from pipeline.engine.recipe import Service, default_recipe, load_recipes, recipe_of, recipe_stages
+from pipeline.engine.recipe import Service, default_recipe, frozen_options, load_recipes, recipe_of, recipe_stages
 from pipeline.engine.scheduler import BatchRun, Scheduler
 from pipeline.engine.stage import get_stage, safe_name
 from state import control
@@ -229,7 +229,7 @@ class Engine(EngineClient):
                 sizes["gpu"] = self.pool_sizes.get("gpu", 0)  # where gpu stages queue is fixed at start
             self.settings = settings
             for run in self.scheduler.runs.values():  # the recipe's options see the new settings
-                run.opts = _parse_options(run.options, settings)
+                run.opts = frozen_options(run.options, settings)
             self.pool_sizes.update(sizes)
             self.governor.settings = settings.governor
             self.pacing.accounts.settings = settings.pacing
@@ -298,7 +298,7 @@ class Engine(EngineClient):
             on_error=opts.get("on_error", "continue"),
             output_dir=Path(h.get("output_dir") or self.output_root / safe_name(h["name"])),
         )
-        run.opts = _parse_options(opts, self.settings)
+        run.opts = frozen_options(opts, self.settings)
         if h["state"] == BatchState.PAUSED:
             run.pause.set()
         run.accounts = self.pacing.batch_accounts(opts, self.settings)
@@ -381,16 +381,3 @@ class Engine(EngineClient):
         if self.store is None:
             return ratelimit.read_account_rows(self.home, self.clock.now())
         return self.pacing.accounts.snapshot(self.clock.now()), self.pacing.accounts.held
-
-
-
-def _parse_options(options: dict[str, Any], settings: Settings) -> Any:
-    """The recipe's frozen options for a batch (None for an explicit stage list or a recipe without them)."""
-    recipe = recipe_of(options)
-    if recipe is None or recipe.parse_options is None:
-        return None
-    try:
-        return recipe.parse_options(options, settings)
-    except errors.TubemillError as exc:  # a bad stored value: each stage parses again and fails its item with it
-        log.warning("batch options do not parse (%s); stages will report it", exc)
-        return None

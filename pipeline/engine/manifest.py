@@ -17,17 +17,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.engine.recipe import NO_REPORT, Report, report_of
 from pipeline.engine.stage import safe_name
 from state.storage import atomic_files
 
 log = logging.getLogger("pipeline")
 
-FILE_KINDS = ("txt", "srt", "vtt", "json", "summary")
 MANIFEST_FIELDS = (
     "n", "source", "id", "title", "status", "stage", "attempts", "duration",
     "error_type", "error_message", "error_stage", "retryable", "flags",
-    *(f"file_{k}" for k in FILE_KINDS), "workdir",
-)  # fmt: skip
+)  # fmt: skip  (then the recipe's file_<kind> columns, workdir, and a t_<stage> column per stage)
 _SECRET_KEY = re.compile(r"api[_-]?key|token|secret|passw(?:or)?d|cookie(?!_browsers)|credential|"
                          r"(?:^|[_-])auth(?:[_-]|$)|authorization|proxy|^user(?:name)?$|netrc", re.I)
 
@@ -77,22 +76,23 @@ def _dumps(doc: Any) -> bytes:
 # ---------------------------------------------------------------- manifest
 
 
-def _item_files(item: dict[str, Any], folder: Path) -> dict[str, str | None]:
+def _item_files(item: dict[str, Any], folder: Path, kinds: tuple[str, ...]) -> dict[str, str | None]:
     arts = item.get("artifacts") or {}
     workdir = Path(item["workdir"]) if item.get("workdir") else folder
     files: dict[str, str | None] = {}
-    for name in (*FILE_KINDS, *sorted(set(arts) - set(FILE_KINDS))):
+    for name in (*kinds, *sorted(set(arts) - set(kinds))):
         p = arts.get(name)
         if p and not Path(p).is_absolute():
             p = workdir / p
         rel = _rel(p, folder)
-        if rel is not None or name in FILE_KINDS:
+        if rel is not None or name in kinds:
             files[name] = rel
     return files
 
 
-def manifest_row(it: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """One item record -> its manifest entry, file paths relative to ``folder`` (null where missing)."""
+def manifest_row(it: dict[str, Any], folder: Path, report: Report = NO_REPORT) -> dict[str, Any]:
+    """One item record -> its manifest entry, file paths relative to ``folder`` (null where missing), with what
+    the batch's recipe adds (``report``)."""
     wd = it.get("workdir")
     log_rel = _rel(Path(wd) / "log.txt", folder) if wd else None
     meta = {k: v for k, v in (it.get("meta") or {}).items()
@@ -106,25 +106,16 @@ def manifest_row(it: dict[str, Any], folder: Path) -> dict[str, Any]:
         "stage": it.get("stage"),
         "attempts": it.get("attempts", 0),
         "error": it.get("error") or None,
-        "files": _item_files(it, folder),
+        "files": _item_files(it, folder, report.file_kinds),
         "log": log_rel,
         "duration": it.get("duration"),
         "timings": it.get("timings") or {},
         "flags": list(it.get("flags") or []),
         "meta": _redact(meta),
         "llm": llm_ledger(it),
-        "summary": summary_outcome(it),
+        **(report.row(it) if report.row else {}),
         "workdir": Path(os.path.relpath(wd, folder)).as_posix() if wd else None,
     }
-
-
-def summary_outcome(item: dict[str, Any]) -> dict[str, Any] | None:
-    """How the item's summary came to be: llm, repaired (what was adjusted), offline, or fallback (why)."""
-    meta = item.get("meta") or {}
-    if not meta.get("summary_outcome"):
-        return None
-    return {"outcome": meta["summary_outcome"], "reason": meta.get("summary_reason"),
-            "adjustments": list(meta.get("summary_adjustments") or [])}
 
 
 def llm_ledger(item: dict[str, Any]) -> dict[str, Any] | None:
@@ -145,25 +136,25 @@ def _csv_cell(v: Any) -> Any:
     return v
 
 
-def _csv_row(r: dict[str, Any]) -> dict[str, Any]:
+def _csv_row(r: dict[str, Any], kinds: tuple[str, ...]) -> dict[str, Any]:
     err = r.get("error") or {}
-    flat = {k: r.get(k) for k in MANIFEST_FIELDS if k in r}
+    flat = {k: r.get(k) for k in (*MANIFEST_FIELDS, "workdir") if k in r}
     flat.update(
         error_type=err.get("type"), error_message=err.get("message"), error_stage=err.get("stage"),
         retryable=err.get("retryable"), flags="; ".join(r.get("flags") or []),
-        **{f"file_{k}": (r.get("files") or {}).get(k) for k in FILE_KINDS},
+        **{f"file_{k}": (r.get("files") or {}).get(k) for k in kinds},
         **{f"t_{s}": round(v, 3) for s, v in (r.get("timings") or {}).items() if _num(v) is not None},
     )
     return {k: _csv_cell(v) for k, v in flat.items()}
 
 
-def _csv_fields(timing_keys: Iterable[str], stages: Sequence[str]) -> list[str]:
+def _csv_fields(timing_keys: Iterable[str], stages: Sequence[str], kinds: tuple[str, ...]) -> list[str]:
     seen = list(dict.fromkeys([*stages, *timing_keys]))
-    return [*MANIFEST_FIELDS, *(f"t_{s}" for s in seen)]
+    return [*MANIFEST_FIELDS, *(f"file_{k}" for k in kinds), "workdir", *(f"t_{s}" for s in seen)]
 
 
 def write_manifest(batch: dict[str, Any], items: list[dict[str, Any]], folder: Path,
-                   extra_path: Path | None = None) -> Path:
+                   extra_path: Path | None = None, report: Report | None = None) -> Path:
     """Write ``manifest.json``/``.csv`` into the batch folder (and a copy of the JSON at ``extra_path``).
 
     File paths in the manifest are relative to the batch folder. The copy at
@@ -176,6 +167,7 @@ def write_manifest(batch: dict[str, Any], items: list[dict[str, Any]], folder: P
     memory jump at its end (69 MB through the run, 105 MB while its outputs were written),
     and each entry checks its files on disk, so it is made once, not once per file.
     """
+    report = report if report is not None else report_of(batch)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "manifest.json"
@@ -197,14 +189,15 @@ def write_manifest(batch: dict[str, Any], items: list[dict[str, Any]], folder: P
             f.write((head + json.dumps(root, ensure_ascii=False) + ",\n \"items\": [").encode())
         text = io.TextIOWrapper(csv_file, encoding="utf-8-sig", newline="", write_through=True)
         w = csv.DictWriter(text, fieldnames=_csv_fields((k for it in items for k in it.get("timings") or {}),
-                                                        batch.get("recipe") or ()), extrasaction="ignore")
+                                                        batch.get("recipe") or (), report.file_kinds),
+                           extrasaction="ignore")
         w.writeheader()
         for i, it in enumerate(items):
-            row = manifest_row(it, folder)
+            row = manifest_row(it, folder, report)
             entry = (("," if i else "") + "\n  " + nested(row, "  ")).encode()
             for f in docs:
                 f.write(entry)
-            w.writerow(_csv_row(row))
+            w.writerow(_csv_row(row, report.file_kinds))
         text.flush()
         text.detach()  # the file is closed by atomic_files, after its fsync
         for f in docs:

@@ -31,6 +31,22 @@ Outputs = Callable[[dict[str, Any], list[dict[str, Any]], Path, dict[str, Path]]
 
 
 @dataclass(frozen=True)
+class Report:
+    """What a recipe adds to the manifest and ``errors.md`` every batch gets."""
+
+    # Artifacts every manifest entry names, null where missing (the CSV's ``file_<kind>`` columns), before
+    # whatever else an item made.
+    file_kinds: tuple[str, ...] = ()
+    # row(item) -> extra keys of the item's manifest entry (transcribe: how its summary came to be).
+    row: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # sections(items, batch name) -> Markdown lines appended to errors.md (transcribe: flagged summaries).
+    sections: Callable[[list[dict[str, Any]], str], list[str]] | None = None
+
+
+NO_REPORT = Report()
+
+
+@dataclass(frozen=True)
 class Reopen:
     """A recipe's way to run finished items again from one stage (``tubemill retry-summaries``): items
     carrying ``flag`` reopen at ``stage``; every stage before it stays done."""
@@ -68,14 +84,15 @@ class Recipe:
     default: bool = False  # the recipe a batch gets when none is named
     # Batch outputs beyond the manifest, error report and stats every batch gets (a PDF, a ZIP).
     outputs: Outputs | None = None
+    # What the batch's manifest entries and errors.md add for this recipe (file columns, sections).
+    report: Report = NO_REPORT
     # Long-lived helpers started with the scheduler: factory(engine) -> Service.
     services: tuple[Callable[[Any], Service], ...] = ()
     # parse_options(batch options, live settings) -> the recipe's frozen options object, handed to stages
-    # as ``ctx.opts``; called when a batch is activated and again when settings change.
+    # as ``ctx.opts``; called when a batch is activated and again when settings change. It raises a
+    # TubemillError naming the first bad value: the CLI and the app refuse such a batch before it starts,
+    # the engine (frozen_options) takes None and lets each stage fail its item with the reason.
     parse_options: Callable[[Mapping[str, Any], Any], Any] | None = None
-    # check_options(batch options, settings): raises a TubemillError naming the first bad value, so the CLI
-    # and the app refuse a batch before it starts instead of failing each of its items.
-    check_options: Callable[[Mapping[str, Any], Any], Any] | None = None
     # The DAG: stage -> the stages it needs (default: the stage before it). Independent stages of one item
     # run at once (generate: narration beside frames and metadata); resume is unchanged, since an item's
     # finished stages are recorded whatever order they finished in.
@@ -92,22 +109,6 @@ class Recipe:
 _RECIPES: dict[str, Recipe] = {}
 _loaded = False
 _load_lock = threading.Lock()
-
-
-def lenient(parse: Callable[[Mapping[str, Any], Any], Any]) -> Callable[[Mapping[str, Any], Any], Any]:
-    """A recipe's strict options parser as ``Recipe.parse_options``: None when the stored options do not parse.
-
-    None keeps a batch with a bad stored value from stopping the engine when it activates the
-    batch; each stage then parses the options itself and fails its item with the error that
-    names the key (the CLI and the app refuse such a batch up front through ``check_options``).
-    """
-    def parse_options(options: Mapping[str, Any], settings: Any = None) -> Any:
-        try:
-            return parse(options, settings)
-        except errors.TubemillError:
-            return None
-
-    return parse_options
 
 
 def register_recipe(recipe: Recipe) -> Recipe:
@@ -164,6 +165,35 @@ def recipe_of(options: Mapping[str, Any]) -> Recipe | None:
         return get_recipe(str(name))
     except ConfigError:
         return None
+
+
+def frozen_options(options: Mapping[str, Any], settings: Any) -> Any:
+    """The recipe's frozen options for a batch; None for an explicit stage list, a recipe without them, or
+    stored options that do not parse.
+
+    None keeps a batch with a bad stored value from stopping the engine when it activates the
+    batch; each stage then parses the options itself and fails its item with the error that
+    names the key (the CLI and the app refuse such a batch up front with the same parser).
+    """
+    recipe = recipe_of(options)
+    if recipe is None or recipe.parse_options is None:
+        return None
+    try:
+        return recipe.parse_options(options, settings)
+    except errors.TubemillError as exc:
+        log.warning("batch options do not parse (%s); stages will report it", exc)
+        return None
+
+
+def report_of(batch: Mapping[str, Any]) -> Report:
+    """The report parts of a batch's recipe; a header naming none (an older batch, a hand-made one) gets the
+    default recipe's, as a batch submitted without a recipe does; an explicit stage list gets none."""
+    options = batch.get("options") or {}
+    if options.get("recipe_name"):
+        recipe = recipe_of(options)
+        return recipe.report if recipe is not None else NO_REPORT
+    name = default_recipe()
+    return get_recipe(name).report if name else NO_REPORT
 
 
 def companions(stages: list[str], needs: dict[str, tuple[str, ...]]) -> list[tuple[int, ...]]:

@@ -1,4 +1,4 @@
-"""``errors.md``: every failed item with its error, a hint at the fix and its log; flagged summaries.
+"""``errors.md``: every failed item with its error, a hint at the fix and its log; then the recipe's sections.
 
 Written with the other batch outputs; readable in any Markdown viewer, with every text
 from the outside world escaped.
@@ -13,12 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.engine.manifest import _rel
+from pipeline.engine.recipe import Report, report_of
 
 log = logging.getLogger("pipeline")
-
-SUMMARY_HINT = ("The transcripts are complete; only the summary fell back to the offline extractive one. Fix the "
-                "cause (start the server, check the key or the model), then run `tubemill retry-summaries {batch}` "
-                "(or the Results page's button): only these summaries are asked again.")
 
 HINTS: dict[str, str] = {
     "NotFound": "The URL returns 404; check it or remove it from the list.",
@@ -48,7 +45,6 @@ HINTS: dict[str, str] = {
     "AuthFailed": "The account's cookies were refused: refresh the cookie file (export it again from a "
                   "signed-in browser), then retry.",
     "Cancelled": "The item was cancelled; run `tubemill retry-failed {batch}` to do it again.",
-    "SummaryFallback": SUMMARY_HINT,
     "TooLarge": "The download passed the per-download cap: raise it with `--set max_download_mb=N` (or "
                 "`[downloads]` in settings.toml), then `tubemill retry-failed {batch}`.",
     "NotMedia": "The server sent something that is not audio or video (a web page, an archive): check the URL "
@@ -64,59 +60,42 @@ HINTS: dict[str, str] = {
 DEFAULT_HINT = "See log.txt in the item folder for the full error and traceback."
 
 
+def hint_text(hint: str, batch_name: str = "BATCH") -> str:
+    """A hint with its ``{batch}`` filled in, quoted for a shell when the name needs it."""
+    name = batch_name if re.fullmatch(r"[\w.\-]+", batch_name or "") else json.dumps(batch_name or "BATCH")
+    return hint.replace("{batch}", name)
+
+
 def hint_for(error_type: str | None, batch_name: str = "BATCH") -> str:
     """A next step a user can act on, by error type (unknown types point at the item's log)."""
-    name = batch_name if re.fullmatch(r"[\w.\-]+", batch_name or "") else json.dumps(batch_name or "BATCH")
-    return HINTS.get(error_type or "", DEFAULT_HINT).replace("{batch}", name)
+    return hint_text(HINTS.get(error_type or "", DEFAULT_HINT), batch_name)
 
 
-def _md_code(text: Any) -> str:
+def md_code(text: Any) -> str:
     s = " ".join(str(text or "").split()).replace("`", "'")
     return f"`{s}`" if s else "—"
 
 
-def summaries_markdown(items: list[dict[str, Any]], batch_name: str) -> list[str]:
-    """The "Summaries" section: items whose LLM summary fell back (why) or was repaired (what changed)."""
-    fell = [it for it in items if (it.get("meta") or {}).get("summary_outcome") == "fallback"]
-    fixed = [it for it in items if (it.get("meta") or {}).get("summary_outcome") == "repaired"]
-    if not fell and not fixed:
-        return []
-    out = ["## Summaries", ""]
-    if fell:
-        out += [f"{len(fell)} summary(ies) fell back to the offline summarizer.", "",
-                f"**What to do:** {hint_for('SummaryFallback', batch_name)}", ""]
-        for it in fell:
-            title = " ".join(str(it.get("title") or "").split()) or _md_code(it.get("source"))
-            reason = " ".join(str((it.get("meta") or {}).get("summary_reason") or "unknown").split())
-            out.append(f"- {it.get('n')}. {title}: {_md_code(reason)}")
-        out.append("")
-    if fixed:
-        out += [f"{len(fixed)} LLM summary(ies) were repaired to fit the rules (kept, not re-asked):", ""]
-        for it in fixed:
-            title = " ".join(str(it.get("title") or "").split()) or _md_code(it.get("source"))
-            what = "; ".join((it.get("meta") or {}).get("summary_adjustments") or []) or "adjusted"
-            out.append(f"- {it.get('n')}. {title}: {_md_code(what)}")
-        out.append("")
-    return out
-
-
-def errors_markdown(batch: dict[str, Any], items: list[dict[str, Any]], folder: Path) -> str:
-    """Markdown listing each failed item (source, stage, error, attempts, a hint, its log), then the items
-    whose summary fell back or was repaired."""
+def errors_markdown(batch: dict[str, Any], items: list[dict[str, Any]], folder: Path,
+                    report: Report | None = None) -> str:
+    """Markdown listing each failed item (source, stage, error, attempts, a hint, its log), then the recipe's
+    own sections (transcribe: the items whose summary fell back or was repaired)."""
+    report = report if report is not None else report_of(batch)
     name = str(batch.get("name") or batch.get("id") or "batch")
+    extra = report.sections(items, name) if report.sections else []
     failed = [it for it in items if it.get("status") == "failed"]
     out = [f"# Errors: {' '.join(name.split())}", ""]
     if not failed:
         out += ["No items failed.", ""]
-        return "\n".join(out + summaries_markdown(items, name))
+        return "\n".join(out + extra)
     out += [f"{len(failed)} of {len(items)} item(s) failed.", ""]
     for it in failed:
         err = it.get("error") or {}
         etype = err.get("type") or "UnknownError"
         title = " ".join(str(it.get("title") or "").split())
-        out.append(f"## {it.get('n')}. {title or _md_code(it.get('source'))}")
+        out.append(f"## {it.get('n')}. {title or md_code(it.get('source'))}")
         out.append("")
-        out.append(f"- **Source:** {_md_code(it.get('source'))}")
+        out.append(f"- **Source:** {md_code(it.get('source'))}")
         out.append(f"- **Stage:** {err.get('stage') or it.get('stage') or '—'}")
         msg = " ".join(str(err.get("message") or "").split())
         out.append(f"- **Error:** {etype}: {msg}" if msg else f"- **Error:** {etype}")
@@ -127,6 +106,6 @@ def errors_markdown(batch: dict[str, Any], items: list[dict[str, Any]], folder: 
         if log_rel:
             out.append(f"- **Log:** `{log_rel}`")
         out.append("")
-    return "\n".join(out + summaries_markdown(items, name))
+    return "\n".join(out + extra)
 
 

@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pipeline.errors import ConfigError
 
@@ -138,3 +138,18 @@ def all_stages() -> dict[str, Stage]:
     if _loader is not None:
         _loader()
     return dict(_REGISTRY)
+
+
+T = TypeVar("T")
+
+
+def typed_options(ctx: StageContext, kind: type[T], parse: Callable[[Any, Any], T]) -> T:
+    """The batch's options for a stage as the recipe's type: ``ctx.opts`` from the engine, else parsed and kept.
+
+    A context built by hand (tests, benchmarks) has no ``opts``; an engine context has None when
+    the stored options did not parse, and the error ``parse`` raises here fails the item with the
+    reason, naming the key. ``parse`` gets ``(ctx.options, ctx.settings)``.
+    """
+    if not isinstance(ctx.opts, kind):
+        ctx.opts = parse(ctx.options, ctx.settings)
+    return ctx.opts

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline import errors
 from pipeline.config.settings import Settings
+from pipeline.engine.recipe import frozen_options
 from pipeline.engine.stage import StageContext
 from pipeline.recipes.generate import options as gen_options
 from pipeline.recipes.generate.options import GenerateOptions, options_of, parse_options
@@ -90,10 +91,10 @@ def test_unknown_keys_are_ignored() -> None:
 
 
 def test_recipe_hook_parses_and_leaves_bad_batches_to_the_stages(tmp_path: Path) -> None:
-    """RECIPE.parse_options gives the object; for a bad stored value it gives None and the stage fails the item."""
+    """RECIPE.parse_options gives the object; for a bad stored value the engine gets None, the stage fails the item."""
     assert RECIPE.parse_options is parse_options
     assert parse_options({"tts": "edge"}, Settings()) == GenerateOptions(tts="edge")
-    assert parse_options({"aspect": "4:3"}, Settings()) is None
+    assert frozen_options({"recipe_name": "generate", "aspect": "4:3"}, Settings()) is None
     with pytest.raises(errors.InvalidInput, match="aspect"):
         options_of(ctx_for(tmp_path, aspect="4:3"))
 

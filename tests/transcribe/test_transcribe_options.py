@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import errors
 from pipeline.config.settings import DownloadLimits, GovernorSettings, Settings
-from pipeline.engine.recipe import get_recipe
+from pipeline.engine.recipe import frozen_options, get_recipe
 from pipeline.engine.stage import StageContext, flag
 from pipeline.recipes.transcribe import arguments, ytdlp
 from pipeline.recipes.transcribe.options import TranscribeOptions, batch_options, options_of, parse_options
@@ -94,7 +94,7 @@ def test_bad_values_name_their_key() -> None:
         TranscribeOptions.parse({"captions": "sometimes"})
     with pytest.raises(errors.ConfigError, match="beam_size"):
         TranscribeOptions.parse({"beam_size": "wide"})
-    assert parse_options({"beam_size": "wide"}, Settings()) is None
+    assert frozen_options({"recipe_name": "transcribe", "beam_size": "wide"}, Settings()) is None
     assert TranscribeOptions.parse({"summary_retries": "x"}).summary_retries == 2  # lenient, as it always was
     assert TranscribeOptions.parse({"summary_retries": -3}).summary_retries == 0
 

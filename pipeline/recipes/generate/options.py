@@ -26,9 +26,9 @@ from typing import Any
 
 from pipeline import errors
 from pipeline.common.ffmpeg import ENCODERS
+from pipeline.config.secrets import LLMChoice
 from pipeline.config.settings import Settings
-from pipeline.engine.recipe import lenient
-from pipeline.engine.stage import StageContext, flag
+from pipeline.engine.stage import StageContext, flag, typed_options
 from pipeline.recipes.generate.youtube import DAILY_UNITS, DEFAULT_CHUNKSIZE, UPLOAD_COST
 
 ASPECTS = ("9:16", "16:9")
@@ -47,7 +47,7 @@ ITEM_KEYS = ("style", "length_s", "aspect", "pace", "theme", "background_dir", "
 
 
 @dataclass(frozen=True)
-class GenerateOptions:
+class GenerateOptions(LLMChoice):
     """Every option a generate stage reads, with the default it has always had."""
 
     # script
@@ -120,29 +120,16 @@ class GenerateOptions:
                 raise errors.InvalidInput(f"item option {key}={raw!r}: {exc}") from None
         return replace(self, **changes) if changes else self
 
-    def llm_options(self) -> dict[str, str]:
-        """What :func:`pipeline.config.secrets.llm_config_for` reads from a batch's options."""
-        out = {"llm_model": self.llm_model, "llm_base_url": self.llm_base_url}
-        return {k: v for k, v in out.items() if v}
 
 
-def _strict(options: Mapping[str, Any], settings: Settings | None = None) -> GenerateOptions:
+def parse_options(options: Mapping[str, Any], settings: Settings | None = None) -> GenerateOptions:
     return GenerateOptions.parse(options)
 
 
-# ``Recipe.parse_options``: the batch's options, or None when they do not parse (see engine.recipe.lenient).
-parse_options = lenient(_strict)
-
 
 def options_of(ctx: StageContext) -> GenerateOptions:
-    """The batch's options for a stage: ``ctx.opts`` from the engine, else parsed from ``ctx.options`` and kept.
-
-    A context built by hand (tests, benchmarks) has no ``opts``; an engine context has None when
-    the stored options did not parse, and the InvalidInput raised here fails the item with the reason.
-    """
-    if not isinstance(ctx.opts, GenerateOptions):
-        ctx.opts = GenerateOptions.parse(ctx.options)
-    return ctx.opts
+    """The batch's options for a stage (see :func:`pipeline.engine.stage.typed_options`)."""
+    return typed_options(ctx, GenerateOptions, parse_options)
 
 
 def parse_row(cells: Mapping[str, Any]) -> dict[str, Any]:

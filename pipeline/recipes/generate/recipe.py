@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.engine.estimator import Cost
 from pipeline.engine.recipe import Recipe
-from pipeline.recipes.generate.options import GenerateOptions, parse_options
+from pipeline.recipes.generate.options import parse_options
 from pipeline.recipes.generate.stages import (  # noqa: F401
     frames,
     master,
@@ -19,7 +19,7 @@ RECIPE = Recipe(
     "generate",
     ("script", "plan", "narrate", "frames", "subtitles", "encode", "master", "render", "metadata", "upload"), False,
     "topics → script → narration → frames → subtitles → video → metadata → YouTube", topics=True,
-    parse_options=parse_options, check_options=lambda options, _settings: GenerateOptions.parse(options),
+    parse_options=parse_options,
     # Narration, frames and metadata need only the script and the plan: they run at once. The scene
     # times narrate writes are all the video encode needs, so the loudness pass (master) runs beside it.
     # master needs only narrate's clips, but an item's stages that start together also finish together,

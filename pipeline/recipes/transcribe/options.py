@@ -25,9 +25,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pipeline import errors
+from pipeline.config.secrets import LLMChoice
 from pipeline.config.settings import DownloadLimits, Settings
-from pipeline.engine.recipe import lenient
-from pipeline.engine.stage import StageContext, flag
+from pipeline.engine.stage import StageContext, flag, typed_options
 
 CAPTIONS = ("prefer", "never", "only")
 SUMMARIZERS = ("auto", "llm", "offline")
@@ -39,7 +39,7 @@ _LIMITS = DownloadLimits()  # the download limits' defaults, one place: settings
 
 
 @dataclass(frozen=True)
-class TranscribeOptions:
+class TranscribeOptions(LLMChoice):
     """Every option a transcribe stage or a yt-dlp call of the recipe reads, with the default it has always had."""
 
     # captions
@@ -95,30 +95,16 @@ class TranscribeOptions:
                 values[f.name] = _PARSERS[f.name](f.name, raw)
         return cls(**values)
 
-    def llm_options(self) -> dict[str, str]:
-        """What :func:`pipeline.config.secrets.llm_config_for` reads from a batch's options."""
-        out = {"llm_model": self.llm_model, "llm_base_url": self.llm_base_url}
-        return {k: v for k, v in out.items() if v}
 
 
-def _strict(options: Mapping[str, Any], settings: Settings | None = None) -> TranscribeOptions:
+def parse_options(options: Mapping[str, Any], settings: Settings | None = None) -> TranscribeOptions:
     return TranscribeOptions.parse(options, settings)
 
 
-# ``Recipe.parse_options``: the batch's options, or None when they do not parse (see engine.recipe.lenient).
-parse_options = lenient(_strict)
-
 
 def options_of(ctx: StageContext) -> TranscribeOptions:
-    """The batch's options for a stage: ``ctx.opts`` from the engine, else parsed from ``ctx.options`` and kept.
-
-    A context built by hand (tests, benchmarks) has no ``opts`` and may have no settings (then the
-    download limits are the defaults); an engine context has None when the stored options did not
-    parse, and the ConfigError raised here fails the item with the reason.
-    """
-    if not isinstance(ctx.opts, TranscribeOptions):
-        ctx.opts = TranscribeOptions.parse(ctx.options, ctx.settings)
-    return ctx.opts
+    """The batch's options for a stage (see :func:`pipeline.engine.stage.typed_options`)."""
+    return typed_options(ctx, TranscribeOptions, parse_options)
 
 
 def batch_options(*, captions: str = "prefer", model: str | None = None, device: str | None = None,
