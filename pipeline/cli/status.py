@@ -93,9 +93,7 @@ def cmd_status(args: argparse.Namespace, home: Path) -> int:
     s = find_summary(home, args.batch)
     header, items = read_batch(home, s.id)
     from pipeline.engine.outputs import _redact
-    from pipeline.engine.recipe import report_of
-
-    extra = report_of(header).row or (lambda _it: {})
+    from pipeline.recipes.transcribe.report import summary_outcome
 
     if args.json:
         batch = _redact({**header, **{k: v for k, v in s.to_dict().items() if k not in ("counts",)},
@@ -104,7 +102,7 @@ def cmd_status(args: argparse.Namespace, home: Path) -> int:
             "batch": batch,
             "counts": s.counts,
             "summaries": summary_counts(items),
-            "items": [{**{k: it.get(k) for k in STATUS_ITEM_FIELDS}, **extra(it)} for it in items],
+            "items": [{**{k: it.get(k) for k in STATUS_ITEM_FIELDS}, "summary": summary_outcome(it)} for it in items],
         }))
         return EXIT_OK
     from pipeline.app.progress import active_lines, summary_line
