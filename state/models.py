@@ -47,11 +47,12 @@ ALLOWED: dict[ItemStatus, frozenset[ItemStatus]] = {
     _S.RUNNING: frozenset(
         {_S.PENDING, _S.WAITING, _S.DONE, _S.FAILED, _S.SKIPPED, _S.CANCELLED, _S.PARKED}
     ),
-    _S.WAITING: frozenset({_S.RUNNING, _S.PENDING, _S.CANCELLED, _S.FAILED}),
-    _S.PARKED: frozenset({_S.PENDING, _S.RUNNING, _S.DONE, _S.FAILED, _S.CANCELLED}),
-    # "retry failed" and "resume a cancelled batch" reopen items; finished work is never redone.
-    _S.FAILED: frozenset({_S.PENDING}),
-    _S.CANCELLED: frozenset({_S.PENDING}),
+    _S.WAITING: frozenset({_S.RUNNING, _S.PENDING, _S.CANCELLED, _S.FAILED, _S.SKIPPED}),
+    _S.PARKED: frozenset({_S.PENDING, _S.RUNNING, _S.DONE, _S.FAILED, _S.CANCELLED, _S.SKIPPED}),
+    # "retry failed" and "resume a cancelled batch" reopen items; finished work is never redone. A user may
+    # skip an item that failed or was cancelled (its batch then finishes without it).
+    _S.FAILED: frozenset({_S.PENDING, _S.SKIPPED}),
+    _S.CANCELLED: frozenset({_S.PENDING, _S.SKIPPED}),
     # "retry summaries" reopens a done item at its summarize stage; the stages before it stay done.
     _S.DONE: frozenset({_S.PENDING}),
     _S.SKIPPED: frozenset(),

@@ -391,6 +391,20 @@ class Store:
                 count += 1
             return count
 
+    def remove_item(self, batch_id: str, n: int) -> dict[str, Any]:
+        """Take an item out of its batch (a user's "remove"); returns the record. The batch file is written
+        whole on each flush, so the item is gone from disk with the next one; its files are not touched."""
+        with self._lock:
+            b = self._get(batch_id)
+            item = b.items.pop(n)
+            _count_in(b, item, -1)
+            b.dirty.discard(n)
+            b.new.discard(n)
+            b.header_dirty = True
+            b.seq += 1
+            self._mark_dirty()
+            return item
+
     # ------------------------------------------------------------------ durability
     def durable_seq(self, batch_id: str) -> int:
         with self._lock:

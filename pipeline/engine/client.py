@@ -78,6 +78,17 @@ class EngineClient:
     def _control_here(self, op: str, ref: str | None) -> int:
         raise NotImplementedError  # the owning Engine applies it
 
+    def item_action(self, ref: str, n: int, action: str) -> None:
+        """One item by hand: ``retry`` (now, from its stage), ``skip`` (the batch goes on without it) or
+        ``remove`` (out of the batch, files kept). Raises TubemillError saying why when it is not allowed."""
+        if not self.owner:
+            self._ask_owner("item_action", 10.0, batch=ref, n=n, action=action)
+            return
+        self._item_action_here(ref, n, action)
+
+    def _item_action_here(self, ref: str, n: int, action: str) -> None:
+        raise NotImplementedError  # the owning Engine applies it
+
     # ------------------------------------------------------------------ reads
     def summaries(self) -> list[BatchSummary]:
         if self.store is not None:

@@ -125,6 +125,54 @@ class Controls:
             numbers.append(item["n"])
         return self.e.store.reopen_at_stage(bid, numbers, stages.index(spec.stage))
 
+    def item_action(self, bid: str, n: int, action: str) -> None:
+        """One item, by hand: ``retry`` (run again now, from its stage, with a fresh attempt budget), ``skip``
+        (the batch goes on without it) or ``remove`` (out of the batch; its files stay). A running item is
+        refused: its stage would finish into a record that changed under it."""
+        assert self.e.store is not None
+        store = self.e.store
+        with self.e.lock:
+            try:
+                item = store.item(bid, n)
+            except KeyError:
+                raise errors.TubemillError(f"the batch has no item {n}") from None
+            status = item["status"]
+            run = self.e.scheduler.runs.get(bid)
+            if status == ItemStatus.RUNNING or (run is not None and n in run.running):
+                raise errors.TubemillError(f"item {n} is running; wait for its stage to finish, or pause the batch")
+            if action == "retry":
+                if status in (ItemStatus.FAILED, ItemStatus.CANCELLED, ItemStatus.SKIPPED):
+                    if status == ItemStatus.SKIPPED:
+                        raise errors.TubemillError(f"item {n} was skipped; add its source to the batch again")
+                    store.transition(bid, n, ItemStatus.PENDING, attempts=0, next_attempt_at=None, error=None,
+                                     progress=0.0)
+                elif status == ItemStatus.WAITING:
+                    store.transition(bid, n, ItemStatus.PENDING, next_attempt_at=None)
+                elif status == ItemStatus.PENDING:
+                    return  # already next in line for its stage
+                else:
+                    raise errors.TubemillError(f"item {n} is {status}: nothing to retry")
+                item_log(item.get("workdir"), "retry now, asked by hand")
+                if store.header(bid)["state"] in (BatchState.DONE, BatchState.CANCELLED):
+                    store.set_batch(bid, state=BatchState.ACTIVE, finished_at=None)
+                if run is not None:
+                    self.e.scheduler.ready(run, store.item(bid, n))
+                else:
+                    self.e.activate(bid)
+            elif action == "skip":
+                if status in (ItemStatus.DONE, ItemStatus.SKIPPED):
+                    raise errors.TubemillError(f"item {n} is already {status}")
+                store.transition(bid, n, ItemStatus.SKIPPED, next_attempt_at=None, stage=None)
+                item_log(item.get("workdir"), "skipped by hand")
+                self.e.outcomes.check_finished(bid)
+            elif action == "remove":
+                store.remove_item(bid, n)
+                item_log(item.get("workdir"), "removed from the batch by hand (files kept)")
+                self.e.outcomes.check_finished(bid)
+            else:
+                raise errors.ConfigError(f"unknown item action {action!r} (retry, skip or remove)")
+        self.e.kick()
+
     def release(self, bid: str, n: int) -> None:
         """A parked item goes back to the stage that parked it (which finds what its service prepared)."""
         assert self.e.store is not None
@@ -183,6 +231,9 @@ class Controls:
                         resume=bool(args.get("resume")), paused=bool(args.get("paused")),
                     )
                     control.put_reply(self.e.home, rid, ok=True, batch_id=bid)
+                elif op == "item_action":
+                    self.e.item_action(str(args["batch"]), int(args["n"]), str(args["action"]))
+                    control.put_reply(self.e.home, rid, ok=True)
                 elif op in CONTROL_OPS or op.startswith("reopen:"):
                     count = self.e.control(op, args.get("batch"))
                     control.put_reply(self.e.home, rid, ok=True, count=count)

@@ -275,6 +275,10 @@ class Engine(EngineClient):
     def _control_here(self, op: str, ref: str | None) -> int:
         return self.controls.apply(op, ref)
 
+    def _item_action_here(self, ref: str, n: int, action: str) -> None:
+        assert self.store is not None
+        self.controls.item_action(self.store.resolve(ref), n, action)
+
     def release(self, bid: str, n: int) -> None:
         """A parked item goes back to the stage that parked it (which finds what its service prepared)."""
         self.controls.release(bid, n)
