@@ -50,7 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--output-manifest", help="also write the manifest JSON here")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a stage option stored with the batch (repeatable)")
-    r.add_argument("--dry-run", action="store_true", help="list what would run and stop")
+    r.add_argument("--dry-run", action="store_true", help="list what would run, estimate its time and stop")
+    r.add_argument("--json", action="store_true",
+                   help="with --dry-run: the last line is one JSON object (estimate_s, items, per-stage breakdown)")
     r.add_argument("--cookies", action="append", default=[], metavar="FILE|FOLDER",
                    help="a Netscape cookies.txt per download account (repeatable; a folder means every .txt in "
                         "it); default: the accounts saved on the Settings page, else anonymous")
@@ -95,7 +97,7 @@ def cmd_run(args: argparse.Namespace, home: Path) -> int:
     options = _batch_options(recipe, args, settings, youtube, len(sources))
     name = args.batch_name or _default_name(args.input)
     if args.dry_run:
-        return _refused_exit(preview(home, name, recipe.name, sources), refused)
+        return _refused_exit(preview(home, name, recipe.name, sources, as_json=args.json), refused)
     return _run_here(args, home, name, recipe.name, sources, options, settings, refused)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 UNKNOWN_MEDIA_S = 600.0  # the length assumed for an item whose duration is not known yet
 
@@ -38,27 +39,63 @@ def stage_seconds(stage: str, media_s: float | None, costs: Mapping[str, Cost],
     return costs.get(stage, DEFAULT_COST).seconds(media_s)
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """A batch's wall-time estimate and how it was reached (what ``run --dry-run --json`` prints)."""
+
+    seconds: float
+    items: int
+    pools: dict[str, float]  # seconds of work per pool ÷ its size
+    stages: dict[str, dict[str, Any]]  # per stage: pool, runs, seconds each (mean), work seconds, measured here?
+    bottleneck: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"estimate_s": round(self.seconds, 3), "items": self.items, "bottleneck": self.bottleneck,
+                "pools_s": {k: round(v, 3) for k, v in self.pools.items()}, "stages": self.stages}
+
+
+def estimate_batch(media: Iterable[float | None], stages: Iterable[str], pool_of: Callable[[str], str],
+                   pools: Mapping[str, int], costs: Mapping[str, Cost],
+                   measured: Mapping[str, float] | None = None,
+                   skip: Mapping[str, float] | None = None) -> Estimate:
+    """Wall time for items of the given media lengths: each pool's work ÷ its size, the slowest pool.
+
+    ``skip[pool]`` is the fraction of that pool's work items will not need (captioned
+    items skip transcription). Pools work at once (a download beside a transcription), so
+    the slowest one sets the wall time — unless one item's own chain of stages is longer: an
+    item's stages run one after another, so a short batch takes at least its longest item.
+    """
+    stages = list(stages)
+    media = list(media)
+    work: dict[str, float] = {}
+    per_stage: dict[str, dict[str, Any]] = {}
+    for st in stages:
+        pool = pool_of(st)
+        total = sum(stage_seconds(st, dur, costs, measured) for dur in media)
+        fraction = (skip or {}).get(pool, 0.0)
+        total *= 1 - fraction
+        work[pool] = work.get(pool, 0.0) + total
+        per_stage[st] = {"pool": pool, "runs": round(len(media) * (1 - fraction), 2),
+                         "seconds_each": round(total / (len(media) * (1 - fraction)), 3)
+                         if media and fraction < 1 else 0.0,
+                         "work_s": round(total, 3), "measured": bool(measured and st in measured)}
+    walls = {p: w / max(1, pools.get(p) or pools.get("cpu", 1)) for p, w in work.items()}
+    keep = 1 - max((skip or {}).values(), default=0.0)
+    chain = max((sum(stage_seconds(st, dur, costs, measured) * (keep if pool_of(st) in (skip or {}) else 1)
+                     for st in stages) for dur in media), default=0.0)
+    bottleneck = max(walls, key=lambda p: walls[p]) if walls else None
+    if chain > max(walls.values(), default=0.0):
+        walls["one item's stages"] = chain
+        bottleneck = "one item's stages"
+    return Estimate(max(walls.values(), default=0.0), len(media), walls, per_stage, bottleneck)
+
+
 def wall_seconds(media: Iterable[float | None], stages: Iterable[str], pool_of: Callable[[str], str],
                  pools: Mapping[str, int], costs: Mapping[str, Cost],
                  measured: Mapping[str, float] | None = None,
                  skip: Mapping[str, float] | None = None) -> float:
-    """Wall time for items of the given media lengths: each pool's work ÷ its size, the slowest pool.
-
-    ``skip[pool]`` is the fraction of that pool's work items will not need (captioned
-    items skip transcription).
-    """
-    stages = list(stages)
-    work: dict[str, float] = {}
-    for dur in media:
-        for st in stages:
-            pool = pool_of(st)
-            work[pool] = work.get(pool, 0.0) + stage_seconds(st, dur, costs, measured)
-    for pool, fraction in (skip or {}).items():
-        if pool in work:
-            work[pool] *= 1 - fraction
-    if not work:
-        return 0.0
-    return max(w / max(1, pools.get(p) or pools.get("cpu", 1)) for p, w in work.items())
+    """The seconds of :func:`estimate_batch` (the preview's and the dry run's number)."""
+    return estimate_batch(media, stages, pool_of, pools, costs, measured, skip).seconds
 
 
 def estimate_eta(
