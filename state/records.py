@@ -37,6 +37,7 @@ ITEM_FIELDS = frozenset(
         "progress",
         "parked",
         "done_ahead",
+        "unmeasured",  # stages whose recorded seconds found their work done (left out of the stage's rate)
         "account",
         "flags",
         "workdir",
@@ -95,11 +96,20 @@ def _count_in(b: _Batch, item: dict[str, Any], sign: int) -> None:
         b.at_stage[k] = b.at_stage.get(k, 0) + sign
 
 
-def _stats_in(b: _Batch, timings: dict[str, float]) -> None:
+def _stats_in(b: _Batch, timings: dict[str, float], media_s: Any = None) -> None:
+    """Add stage runs to the batch's sums; with the item's media length also the seconds per media second
+    (``media_s``, ``media_total_s``: a transcription's speed is per second of audio, not per run)."""
+    try:
+        media = float(media_s) if media_s is not None else 0.0
+    except (TypeError, ValueError):
+        media = 0.0
     for stage, secs in timings.items():
         st = b.stage_stats.setdefault(stage, {"n": 0, "total_s": 0.0})
         st["n"] += 1
         st["total_s"] += float(secs)
+        if media > 0:
+            st["media_s"] = st.get("media_s", 0.0) + media
+            st["media_total_s"] = st.get("media_total_s", 0.0) + float(secs)
 
 
 def batch_file_problem(data: dict[str, Any] | None) -> str | None:

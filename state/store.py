@@ -346,7 +346,9 @@ class Store:
             item = b.items[n] = {**item, **fields, "status": status.value}  # copy-on-write (see the module doc)
             _count_in(b, item, +1)
             if "timings" in fields:
-                _stats_in(b, {k: v for k, v in fields["timings"].items() if k not in old_timings})
+                skip = set(item.get("unmeasured") or ())
+                _stats_in(b, {k: v for k, v in fields["timings"].items() if k not in old_timings and k not in skip},
+                          item.get("duration"))
             b.dirty.add(n)
             b.seq += 1
             self.transitions += 1

@@ -9,7 +9,7 @@ from typing import Any
 from pipeline.app.progress import fmt_duration
 from pipeline.cli.base import EXIT_OK
 from pipeline.config.settings import Settings, load_settings
-from pipeline.engine.estimator import Estimate, estimate_batch
+from pipeline.engine.estimator import Estimate, estimate_batch, measured_rates
 from pipeline.engine.recipe import get_recipe
 from pipeline.engine.stage import get_stage
 
@@ -19,7 +19,6 @@ def batch_estimate(home: Path, recipe: str, sources: list[Any], settings: Settin
     """The wall time of this batch on this machine, from the one estimator: the recipe's stage costs, replaced
     by what this home has measured; the pool sizes the engine will use; captioned items without transcription;
     items already done in this home left out (the app's preview counts the same way)."""
-    from pipeline.app.views import measured_rates
     from state.reader import read_summaries
 
     pools = {p: max(0, int(settings.pools.get(p, 0))) for p in ("net", "cpu", "gpu", "llm")}
@@ -34,7 +33,8 @@ def batch_estimate(home: Path, recipe: str, sources: list[Any], settings: Settin
     captioned = sum(1 for s in todo if isinstance(s, dict) and (s.get("meta") or {}).get("subtitles"))
     skip = {"cpu": captioned / len(todo)} if captioned and todo else None
     r = get_recipe(recipe)
-    return estimate_batch(media, r.stages, pool_of, pools, r.costs, measured_rates(read_summaries(home)), skip)
+    means, rtf = measured_rates(s.stage_stats for s in read_summaries(home))
+    return estimate_batch(media, r.stages, pool_of, pools, r.costs, means, skip, rtf)
 
 
 def preview(home: Path, name: str, recipe: str, sources: list[Any], *, as_json: bool = False) -> int:

@@ -32,11 +32,36 @@ DEFAULT_COST = Cost()
 
 
 def stage_seconds(stage: str, media_s: float | None, costs: Mapping[str, Cost],
-                  measured: Mapping[str, float] | None = None) -> float:
-    """The measured mean of the stage on this machine when there is one, else the recipe's cost."""
+                  measured: Mapping[str, float] | None = None, rtf: Mapping[str, float] | None = None) -> float:
+    """What this machine measured for the stage when it has, else the recipe's cost.
+
+    A stage whose cost grows with the media (the transcription) is priced by its measured
+    seconds per media second (``rtf``) when the item's length is known: a home that has
+    transcribed 30 s clips must not price an hour-long lecture at 3 s.
+    """
+    cost = costs.get(stage, DEFAULT_COST)
+    if rtf and stage in rtf and cost.per_media_s > 0 and media_s:
+        return rtf[stage] * media_s
     if measured and stage in measured:
         return measured[stage]
-    return costs.get(stage, DEFAULT_COST).seconds(media_s)
+    return cost.seconds(media_s)
+
+
+def measured_rates(stats: Iterable[Mapping[str, Mapping[str, float]]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean seconds per run, and seconds per media second, per stage, from batches' ``stage_stats`` sums."""
+    runs: dict[str, list[float]] = {}
+    media: dict[str, list[float]] = {}
+    for batch in stats:
+        for stage, st in batch.items():
+            r = runs.setdefault(stage, [0.0, 0.0])
+            r[0] += float(st.get("total_s", 0.0))
+            r[1] += float(st.get("n", 0))
+            if st.get("media_s"):
+                m = media.setdefault(stage, [0.0, 0.0])
+                m[0] += float(st.get("media_total_s", 0.0))
+                m[1] += float(st["media_s"])
+    return ({k: v[0] / v[1] for k, v in runs.items() if v[1]},
+            {k: v[0] / v[1] for k, v in media.items() if v[1] > 0})
 
 
 @dataclass(frozen=True)
@@ -57,7 +82,7 @@ class Estimate:
 def estimate_batch(media: Iterable[float | None], stages: Iterable[str], pool_of: Callable[[str], str],
                    pools: Mapping[str, int], costs: Mapping[str, Cost],
                    measured: Mapping[str, float] | None = None,
-                   skip: Mapping[str, float] | None = None) -> Estimate:
+                   skip: Mapping[str, float] | None = None, rtf: Mapping[str, float] | None = None) -> Estimate:
     """Wall time for items of the given media lengths: each pool's work ÷ its size, the slowest pool.
 
     ``skip[pool]`` is the fraction of that pool's work items will not need (captioned
@@ -71,18 +96,20 @@ def estimate_batch(media: Iterable[float | None], stages: Iterable[str], pool_of
     per_stage: dict[str, dict[str, Any]] = {}
     for st in stages:
         pool = pool_of(st)
-        total = sum(stage_seconds(st, dur, costs, measured) for dur in media)
+        total = sum(stage_seconds(st, dur, costs, measured, rtf) for dur in media)
         fraction = (skip or {}).get(pool, 0.0)
         total *= 1 - fraction
         work[pool] = work.get(pool, 0.0) + total
         per_stage[st] = {"pool": pool, "runs": round(len(media) * (1 - fraction), 2),
                          "seconds_each": round(total / (len(media) * (1 - fraction)), 3)
                          if media and fraction < 1 else 0.0,
-                         "work_s": round(total, 3), "measured": bool(measured and st in measured)}
+                         "work_s": round(total, 3),
+                         "measured": bool((measured and st in measured) or (rtf and st in rtf))}
     walls = {p: w / max(1, pools.get(p) or pools.get("cpu", 1)) for p, w in work.items()}
-    keep = 1 - max((skip or {}).values(), default=0.0)
-    chain = max((sum(stage_seconds(st, dur, costs, measured) * (keep if pool_of(st) in (skip or {}) else 1)
-                     for st in stages) for dur in media), default=0.0)
+    # The longest item's own stages; a pool every item skips (all captioned) is not in it.
+    chain_stages = [st for st in stages if (skip or {}).get(pool_of(st), 0.0) < 1]
+    chain = max((sum(stage_seconds(st, dur, costs, measured, rtf) for st in chain_stages) for dur in media),
+                default=0.0)
     bottleneck = max(walls, key=lambda p: walls[p]) if walls else None
     if chain > max(walls.values(), default=0.0):
         walls["one item's stages"] = chain

@@ -294,6 +294,8 @@ def _result_fields(item: dict[str, Any], fields: dict[str, Any], stage: str, out
     fields = dict(fields)
     fields["timings"] = {**(fields.get("timings") or item.get("timings") or {}), stage: round(out.seconds, 4)}
     fields.update(progress=1.0, attempts=0, error=None)
+    if not out.result.measured:
+        fields["unmeasured"] = sorted({*(fields.get("unmeasured") or item.get("unmeasured") or ()), stage})
     if out.result.artifacts:
         fields["artifacts"] = {**(fields.get("artifacts") or item.get("artifacts") or {}), **out.result.artifacts}
     meta = dict(out.result.meta)

@@ -25,6 +25,9 @@ class StageResult:
 
     artifacts: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    # False when the stage found its work already done (captions made the transcription, an earlier run's
+    # file): its seconds say nothing about the stage's speed, so estimates leave them out.
+    measured: bool = True
 
 
 @dataclass
