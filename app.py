@@ -3,6 +3,11 @@
 The page scripts sit in ``pages/screens/``, not directly in ``pages/``: Streamlit runs any
 top-level ``pages/*.py`` as an old-style page on a deep link (``/results`` opened first),
 bypassing this navigation.
+
+Streamlit serves the default page at ``/`` only (its ``url_path`` becomes ""), so a bookmark of
+``/batches`` found no page and showed "Page not found". The default page is therefore a hidden
+landing page that switches to Batches, and Batches keeps its own ``/batches`` address.
+Icons are Material symbols: an emoji renders as an empty box where no emoji font is installed.
 """
 
 import sys
@@ -21,16 +26,25 @@ if __name__ == "__main__" and not runtime.exists():
     sys.argv = ["streamlit", "run", __file__, *sys.argv[1:]]
     sys.exit(st_cli.main())
 
-st.set_page_config(page_title="Tubemill", page_icon="🎞️", layout="wide")
+st.set_page_config(page_title="Tubemill", page_icon=":material/movie:", layout="wide")
+
+batches = st.Page("pages/screens/batches.py", url_path="batches", title="Batches", icon=":material/list_alt:")
+
+
+def landing() -> None:
+    st.switch_page(batches)
+
 
 nav = st.navigation(
     [
-        st.Page("pages/screens/new_batch.py", url_path="new_batch", title="New batch", icon="➕"),
-        st.Page("pages/screens/generate.py", url_path="generate", title="Generate", icon="🎬"),
-        st.Page("pages/screens/batches.py", url_path="batches", title="Batches", icon="📋", default=True),
-        st.Page("pages/screens/results.py", url_path="results", title="Results", icon="📄"),
-        st.Page("pages/screens/system.py", url_path="system", title="System", icon="🖥️"),
-        st.Page("pages/screens/settings.py", url_path="settings", title="Settings", icon="⚙️"),
+        st.Page(landing, title="Tubemill", icon=":material/home:", url_path="home", default=True,
+                visibility="hidden"),
+        st.Page("pages/screens/new_batch.py", url_path="new_batch", title="New batch", icon=":material/add_circle:"),
+        st.Page("pages/screens/generate.py", url_path="generate", title="Generate", icon=":material/movie:"),
+        batches,
+        st.Page("pages/screens/results.py", url_path="results", title="Results", icon=":material/description:"),
+        st.Page("pages/screens/system.py", url_path="system", title="System", icon=":material/monitor_heart:"),
+        st.Page("pages/screens/settings.py", url_path="settings", title="Settings", icon=":material/settings:"),
     ]
 )
 nav.run()

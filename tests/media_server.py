@@ -24,6 +24,8 @@ Default routes (``install_default_routes``):
 - ``/captioned.html``: one ``<video>`` (mp4) with ``<track kind="subtitles" srclang="en"
   src="/captions/talk-delta.vtt">``, the .vtt served at that path;
 - ``/notmedia.html``: HTML without any media;
+- ``/media/ep-delta.mp3``: the mp3 with the title tag ``TAGGED_TITLE`` (its file name says nothing);
+- ``/sundials.html``: a page titled ``SINGLE_PAGE_TITLE`` with one ``<audio>`` (the mp3);
 - ``/missing.mp3``: 404 (so is any unknown path);
 - ``/flaky429.mp3``: 429 + ``Retry-After: 1`` for the first request, then the mp3;
 - ``/flaky500.mp3``: 500 for the first request, then the mp3;
@@ -107,6 +109,11 @@ FEED_ITEMS: list[tuple[str, str, str, int]] = [
     ("mp3", "ep-bravo", "Episode Bravo: Baking Bread", 1_700_086_400),
     ("webm", "ep-charlie", "Episode Charlie: The Comet", 1_700_172_800),
 ]
+
+# /media/ep-delta.mp3: the mp3 with this ``title`` tag (ffmpeg ``-metadata``), a file name that says nothing.
+TAGGED_TITLE = "Episode Delta: Sundials at Noon"
+# /sundials.html: a page with one <audio> (the mp3); yt-dlp calls its entry "Sundials (1)".
+SINGLE_PAGE_TITLE = "Sundials"
 
 RESET_AFTER_BYTES = 16 * 1024
 HANG_MAX_S = 120.0  # a hanging handler gives up by itself after this, even if stop() is never called
@@ -640,6 +647,22 @@ def rss_feed(
     return "\n".join(out)
 
 
+def tagged_copy(src: Path, title: str, name: str) -> Path:
+    """``src`` remuxed (no re-encode) with a ``title`` tag, beside it; made once, reused by later tests."""
+    out = src.with_name(name)
+    if not out.exists():
+        import subprocess
+
+        from tests.media import ffmpeg_exe
+
+        tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
+        subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src),
+                        "-map", "0:a", "-c", "copy", "-metadata", f"title={title}", str(tmp)],
+                       check=True, capture_output=True, timeout=60)
+        os.replace(tmp, out)
+    return out
+
+
 def html_page(title: str, body: str) -> str:
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title></head>\n'
@@ -678,6 +701,10 @@ def install_default_routes(server: MediaServer, media_files: Mapping[str, Path])
             "</video>"
         )))  # fmt: skip
     server.add_text("/notmedia.html", html_page("Nothing to see", "<p>Just words. No video, no audio.</p>"))
+    if "mp3" in media_files:  # titles and durations from the media itself (issue 14)
+        server.add_file("/media/ep-delta.mp3", tagged_copy(media_files["mp3"], TAGGED_TITLE, "ep-delta.mp3"))
+        server.add_text("/sundials.html", html_page(SINGLE_PAGE_TITLE, (
+            f'<audio controls><source src="{server.media["mp3"]}" type="audio/mpeg"></audio>')))
 
     server.add_status("/missing.mp3", 404)
     if "mp3" in media_files:
@@ -745,6 +772,8 @@ if __name__ == "__main__":
 __all__ = [
     "FEED_ITEMS",
     "MEDIA",
+    "SINGLE_PAGE_TITLE",
+    "TAGGED_TITLE",
     "Hit",
     "MediaRequestHandler",
     "MediaServer",
@@ -754,4 +783,5 @@ __all__ = [
     "media_files",
     "media_server",
     "rss_feed",
+    "tagged_copy",
 ]

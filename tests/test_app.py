@@ -171,3 +171,78 @@ def test_generate_page_previews_topics_and_starts(app_home: Path) -> None:
     s = engine_of().summary("videos")
     assert s.total == 1 and s.recipe[0] == "script" and s.recipe[-1] == "upload"
     engine_of().cancel("videos")
+
+
+def test_every_page_icon_is_a_material_icon() -> None:
+    """Navigation, page and button icons are Material symbols: an emoji shows as an empty box without an emoji font."""
+    import ast
+
+    files = [ROOT / "app.py", *sorted((ROOT / "pages").rglob("*.py"))]
+    icons = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.keyword) and node.arg in ("icon", "page_icon") and \
+                    isinstance(node.value, ast.Constant):
+                icons.append((path.name, node.value.value))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert not any(0x1F000 <= ord(c) <= 0x1FAFF or 0x2600 <= ord(c) <= 0x27BF for c in node.value), \
+                    (path.name, node.value)
+    assert len(icons) >= 8
+    assert all(str(v).startswith(":material/") for _, v in icons), icons
+
+
+def test_batches_failures_labels_item_detail_and_actions(app_home: Path) -> None:
+    """Failures are red in the progress line, the picker drops "active" once paused, the item panel shows the whole
+    error with its hint and log, and Skip skips the item; stage capacity marks a bottleneck."""
+    seed(app_home, ("done-batch", ["a", "b perm@probe_cpu"], "probe"), ("slow-batch", ["s sleep=5", "t sleep=5"],
+                                                                        "probe"))
+    at = app()
+    slow = engine_of().summary("slow-batch").id
+    assert "active" in at.selectbox(key="batches_select").options[0]
+    at.button(key=f"detail-p-{slow}").click().run()
+    label = at.selectbox(key="batches_select").options[0]
+    assert label.startswith("slow-batch") and label.endswith("· paused"), label
+    done = engine_of().summary("done-batch").id
+    at.selectbox(key="batches_select").select(done).run()
+    assert any(":red[:material/error: **1 failed**]" in (p.proto.text or "") for p in at.get("progress"))
+    table = at.dataframe[0].value
+    assert list(table["where"]) == ["done", "failed at stage 2/4 probe_cpu"]
+    assert any("Bottleneck:" in c.value for c in at.caption)
+    at.selectbox(key=f"batches_item_{done}").select(2).run()
+    assert not at.exception, at.exception
+    assert any("PermanentError" in e.value for e in at.error)
+    assert any(c.value.startswith("Hint:") for c in at.caption)
+    assert any("probe_cpu" in c.value for c in at.code)  # the log tail
+    at.button(key=f"batches-skip-{done}-2").click().run()
+    assert not at.exception, at.exception
+    assert engine_of().items(done, status=["skipped"])[0]["n"] == 2
+    assert any("Item 2 is skipped" in s.value for s in at.success)
+
+
+def test_new_batch_is_transcribe_only_with_one_model_dropdown(app_home: Path, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """No recipe picker; the bundled model first in a dropdown; Batch API choices only with an LLM configured."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    at = app("pages/screens/new_batch.py")
+    keys = {w.key for w in at.selectbox}
+    assert "nb_recipe" not in keys
+    model = at.selectbox(key="nb_model")
+    assert model.options[0].startswith("tiny.en (bundled")
+    assert not [r for r in at.radio if r.key == "nb_llm_mode"]
+    assert any("offline extractive" in c.value for c in at.caption)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdef")
+    at = app("pages/screens/new_batch.py")
+    assert at.radio(key="nb_llm_mode").options == ["realtime", "batch", "auto"]
+
+
+def test_results_show_failed_items_and_say_when_nothing_plays(app_home: Path) -> None:
+    """A batch with a failure lists it on Results with its whole error; an item with no media says so."""
+    seed(app_home, ("mixed", ["a", "b perm@probe_cpu"], "probe"))
+    at = app("pages/screens/results.py")
+    assert not at.exception, at.exception
+    assert any("Nothing to play" in c.value for c in at.caption)
+    bid = engine_of().summary("mixed").id
+    at.selectbox(key=f"results_failed_{bid}").select(2).run()
+    assert not at.exception, at.exception
+    assert any("PermanentError" in e.value for e in at.error)

@@ -9,9 +9,8 @@ from datetime import date
 import streamlit as st
 
 from pages.screens._engine import get_engine
-from pipeline.app import views
+from pipeline.app import batch_view, views
 from pipeline.app.progress import fmt_duration
-from pipeline.engine.recipe import default_recipe, offered_recipes
 from pipeline.errors import TubemillError
 from pipeline.recipes.transcribe.sources import Filters, printable
 
@@ -37,22 +36,29 @@ text = st.text_area("Sources, one per line", key="nb_sources", height=160, place
 uploads = st.file_uploader("…or upload a list of URLs (.txt) or media files", accept_multiple_files=True,
                            key="nb_uploads")
 
+RECIPE = "transcribe"  # New batch transcribes; Generate has its own page
+llm_cfg = views.llm_config(engine)
 with st.expander("Options", expanded=False):
     c1, c2, c3 = st.columns(3)
     name = c1.text_input("Batch name", value=st.session_state.get("nb_default_name") or
                          time.strftime("batch-%Y%m%d-%H%M"), key="nb_name")
-    recipes = offered_recipes()
-    recipe = c2.selectbox("Recipe", list(recipes), index=list(recipes).index(default_recipe()), key="nb_recipe",
-                          help=recipes[default_recipe()].doc)
-    captions = c3.selectbox("Captions", ["prefer", "never", "only"], key="nb_captions",
+    captions = c2.selectbox("Captions", ["prefer", "never", "only"], key="nb_captions",
                             help="prefer: use existing subtitles when present; only: skip videos without them")
-    c1, c2, c3 = st.columns(3)
-    model = c1.text_input("Whisper model", value=engine.settings.whisper_model, key="nb_model")
-    summarizer = c2.selectbox("Summarizer", ["auto", "llm", "offline"], key="nb_summarizer")
     language = c3.text_input("Language", value="", key="nb_language", placeholder="detect (captions: en)")
-    llm_mode = st.radio("LLM summaries", ["realtime", "batch", "auto"], horizontal=True, key="nb_llm_mode",
-                        help="batch: the OpenAI Batch API, about half the price, results within 24 h; auto: "
-                             f"batch above {engine.settings.llm_batch_min_items} videos")
+    c1, c2, c3 = st.columns(3)
+    models = batch_view.model_choices(engine.settings.whisper_model)
+    model = c1.selectbox("Whisper model", models, index=models.index(engine.settings.whisper_model)
+                         if engine.settings.whisper_model in models else 0, format_func=batch_view.model_label,
+                         key="nb_model", help="the same list as Settings; the default is Settings' model")
+    if llm_cfg.configured():
+        summarizer = c2.selectbox("Summarizer", ["auto", "llm", "offline"], key="nb_summarizer")
+        llm_mode = c3.radio("LLM summaries", ["realtime", "batch", "auto"], horizontal=True, key="nb_llm_mode",
+                            help="batch: the OpenAI Batch API, about half the price, results within 24 h; auto: "
+                                 f"batch above {engine.settings.llm_batch_min_items} videos")
+    else:
+        summarizer, llm_mode = "auto", "realtime"
+        c2.caption("Summaries: offline extractive summarizer. Set an API key or an LLM server on the Settings page "
+                   "for LLM summaries (and the Batch API).")
     c1, c2, c3 = st.columns(3)
     retry_limit = c1.number_input("Retry limit", 0, 20, engine.settings.retry.limit, key="nb_retry")
     on_error = c2.selectbox("On error", ["continue", "stop", "retry"], key="nb_on_error")
@@ -94,12 +100,12 @@ def make_preview() -> views.Preview | None:
                           date_after=after if isinstance(after, date) else None,
                           date_before=before if isinstance(before, date) else None,
                           newest=int(newest) or None, match_title=match_title or None)
-        cfg = views.llm_config(engine)
+        cfg = llm_cfg
         with st.spinner("Listing sources…"):
-            return views.build_preview(engine.home, gather_text(), recipe, filters, pools=engine.pool_sizes,
+            return views.build_preview(engine.home, gather_text(), RECIPE, filters, pools=engine.pool_sizes,
                                        summaries=engine.summaries(), llm_configured=cfg.configured(),
                                        llm_model=cfg.model, llm_prices=cfg.prices(), force=force,
-                                       ytdlp_options=engine.settings.ytdlp)
+                                       ytdlp_options=engine.settings.ytdlp, settings=engine.settings)
     except (TubemillError, OSError, ValueError) as exc:  # bad input or a full disk: a message, never a traceback
         st.error(plain(str(exc)))
         return None
@@ -115,7 +121,7 @@ if start:
     preview = preview or make_preview()
     if preview is not None and preview.count:
         try:
-            bid = engine.submit(name.strip() or "batch", preview.items(), recipe=recipe,
+            bid = engine.submit(name.strip() or "batch", preview.items(), recipe=RECIPE,
                                 options=options(preview.count))
         except (TubemillError, OSError, ValueError) as exc:
             st.error(plain(str(exc)))

@@ -10,6 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from pages.screens._engine import engine_or_stop
+from pipeline.app import batch_view
 from pipeline.config import secrets
 from pipeline.config.settings import SETTINGS_NAME, Settings, save_settings
 from pipeline.engine.core import MAX_POOL
@@ -17,7 +18,7 @@ from pipeline.errors import InvalidInput, TubemillError
 
 log = logging.getLogger("tubemill.app")
 
-WHISPER_MODELS = ["tiny.en", "tiny", "base", "small", "medium", "large-v3", "distil-large-v3"]
+WHISPER_MODELS = batch_view.WHISPER_MODELS  # New batch offers the same list
 WHISPER_DEVICES = ["auto", "cpu", "cuda"]
 POOLS = {"net": "net (downloads)", "cpu": "cpu (transcription)", "gpu": "gpu (0: none)", "llm": "llm (summaries)"}
 FLASH = "settings_flash"
@@ -100,7 +101,7 @@ def settings_form(engine_settings: Settings) -> Settings | None:
         known = s.whisper_model in WHISPER_MODELS
         model = cols[0].selectbox("Whisper model", WHISPER_MODELS,
                                   index=WHISPER_MODELS.index(s.whisper_model) if known else 0,
-                                  format_func=lambda m: f"{m} (bundled)" if m == "tiny.en" else m,
+                                  format_func=batch_view.model_label,
                                   key="whisper_model")
         local = cols[1].text_input("…or a local model folder (overrides the choice)",
                                    value="" if known else s.whisper_model, key="whisper_path")

@@ -12,7 +12,7 @@ import streamlit as st
 
 from pages.screens._engine import engine_or_stop, get_monitor
 from pipeline.app import doctor
-from pipeline.app.monitor import busy_rows, chart_rows
+from pipeline.app.monitor import busy_rows, chart_rows, time_chart
 from pipeline.common.units import fmt_duration
 from pipeline.config import secrets
 
@@ -57,8 +57,8 @@ def render_resources() -> None:
     if samples:
         st.caption(f"Last {fmt_duration(samples[-1]['t'] - samples[0]['t'])}, a reading every "
                    f"{monitor.interval_s:g} s")
-        st.line_chart(pd.DataFrame(chart_rows(samples)).set_index("time"), y_label="%")
-        st.line_chart(pd.DataFrame(busy_rows(samples)).set_index("time"), y_label="busy workers")
+        st.altair_chart(time_chart(chart_rows(samples), "%"), width="stretch")
+        st.altair_chart(time_chart(busy_rows(samples), "busy workers"), width="stretch")
 
 
 def render_pools() -> None:

@@ -143,3 +143,21 @@ def busy_rows(samples: list[Sample]) -> list[dict[str, Any]]:
 def _when(t: float) -> datetime:
     # Whole seconds: sub-second times make chart axes label milliseconds.
     return datetime.fromtimestamp(round(t))
+
+
+TIME_AXIS_FORMAT = "%H:%M:%S"  # 24-hour: Vega's default labels read 12-hour with no AM/PM
+
+
+def time_chart(rows: list[dict[str, Any]], y_title: str) -> Any:
+    """An Altair line chart of ``rows`` (``time`` plus one column per series) with a 24-hour time axis."""
+    import altair as alt
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    if df.empty:
+        df = pd.DataFrame({"time": pd.Series(dtype="datetime64[ns]")})
+    long = df.melt(id_vars=["time"], var_name="series", value_name="value")
+    return (alt.Chart(long).mark_line()
+            .encode(x=alt.X("time:T", title=None, axis=alt.Axis(format=TIME_AXIS_FORMAT, labelAngle=0)),
+                    y=alt.Y("value:Q", title=y_title), color=alt.Color("series:N", title=None),
+                    tooltip=[alt.Tooltip("time:T", format=TIME_AXIS_FORMAT), "series:N", "value:Q"]))

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.app.estimate import batch_estimate
+from pipeline.app.item_view import error_text, item_progress, progress_label
+from pipeline.config.settings import Settings
 from pipeline.engine.estimator import UNKNOWN_MEDIA_S, stage_seconds, wall_seconds
 from pipeline.engine.recipe import get_recipe, get_stage
 from pipeline.recipes.transcribe import library
@@ -109,7 +112,7 @@ def estimate_llm(entries: list[Entry], llm_configured: bool, model: str, prices:
 def build_preview(home: Path, text: str, recipe: str, filters: Filters, *, pools: dict[str, int],
                   summaries: list[BatchSummary], llm_configured: bool = False, llm_model: str = "",
                   llm_prices: tuple[float, float] | None = None, force: bool = False,
-                  ytdlp_options: dict[str, Any] | None = None) -> Preview:
+                  ytdlp_options: dict[str, Any] | None = None, settings: Settings | None = None) -> Preview:
     """Expand the sources (network for URLs) and estimate time and cost; starts nothing.
 
     ``ytdlp_options`` is the ``[ytdlp]`` table of the settings: the preview lists the way the batch will.
@@ -120,7 +123,7 @@ def build_preview(home: Path, text: str, recipe: str, filters: Filters, *, pools
     if not r.expands_sources:
         sources, invalid = parse_lines(text)
         return Preview(recipe=recipe, invalid=invalid, raw_sources=sources)
-    x: Expansion = expand(text, filters, ydl_opts=listing_options(ytdlp_options))
+    x: Expansion = expand(text, filters, ydl_opts=listing_options(ytdlp_options), probe=True)
     done = set() if force else set(library.status_of(home, [e.id for e in x.entries])["ids"])
     todo = [e for e in x.entries if e.id not in done]
     known = [e.duration for e in x.entries if e.duration]
@@ -128,55 +131,40 @@ def build_preview(home: Path, text: str, recipe: str, filters: Filters, *, pools
     p = Preview(recipe=recipe, entries=x.entries, invalid=x.invalid, failed=x.failed, duplicates=x.duplicates,
                 filtered=x.filtered, already_done=done, media_seconds=float(sum(known)),
                 unknown_durations=len(x.entries) - len(known))
-    p.est_seconds = estimate_seconds(todo, r.stages, measured_rates(summaries), pools, captioned, recipe)
+    if settings is not None:  # the one number: run --dry-run's, with pacing and this home's measured rates
+        p.est_seconds = batch_estimate(home, recipe, [e.to_item() for e in todo], settings).seconds
+    else:
+        p.est_seconds = estimate_seconds(todo, r.stages, measured_rates(summaries), pools, captioned, recipe)
     p.llm = estimate_llm(todo, llm_configured, llm_model, llm_prices)
     return p
 
 
 # ---------------------------------------------------------------------- batches page
-ITEM_COLUMNS = ("n", "title", "status", "stage", "progress", "attempts", "error", "flags")
+ITEM_COLUMNS = ("n", "title", "status", "progress", "where", "attempts", "error", "wait", "flags")
 
 
-def item_progress(item: dict[str, Any], n_stages: int) -> float:
-    """Whole-item progress: finished stages plus the running stage's fraction (a stage's own 100% between
-    stages would read as done)."""
-    if item["status"] == "done" or n_stages <= 0:
-        return 1.0 if item["status"] == "done" else 0.0
-    k = int(item.get("stage_index") or 0)
-    frac = float(item.get("progress") or 0.0) if item["status"] == "running" else 0.0
-    return min(1.0, (k + frac) / n_stages)
-
-
-def item_rows(items: list[dict[str, Any]], n_stages: int = 0) -> list[dict[str, Any]]:
+def item_rows(items: list[dict[str, Any]], stages: list[str] | int = 0,
+              waits: dict[int, str] | None = None) -> list[dict[str, Any]]:
+    """Table rows: one progress figure with its label, the whole error (hover or the item panel reads it),
+    and why a pending item waits when the engine says."""
+    names = list(stages) if not isinstance(stages, int) else [f"stage {i + 1}" for i in range(stages)]
+    waits = waits or {}
     rows = []
     for it in items:
-        err = it.get("error") or {}
         rows.append({
             "n": it["n"],
             "title": it.get("title") or it["source"],
             "status": it["status"],
-            "stage": it.get("stage") or "",
-            "progress": item_progress(it, n_stages),
+            "progress": item_progress(it, len(names)),
+            "where": progress_label(it, names),
             "attempts": int(it.get("attempts") or 0),
-            "error": f"{err.get('type', '')}: {err.get('message', '')}" if err else "",
+            "error": error_text(it),
+            "wait": waits.get(int(it["n"]), ""),
             "flags": ", ".join(it.get("flags") or []),
-            "next_try": (time.strftime("%Y-%m-%d %H:%M", time.localtime(it["next_attempt_at"]))
+            "next_try": (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(it["next_attempt_at"]))
                          if it["status"] == "waiting" and it.get("next_attempt_at") else ""),
         })  # fmt: skip
     return rows
-
-
-def throughput(summary: BatchSummary) -> list[dict[str, Any]]:
-    """Per stage: runs, mean seconds, and items per hour of busy time (from the store's running sums)."""
-    out = []
-    for stage in summary.recipe:
-        st = summary.stage_stats.get(stage)
-        if not st or not st.get("n"):
-            continue
-        mean = st["total_s"] / st["n"]
-        out.append({"stage": stage, "runs": int(st["n"]), "mean_s": round(mean, 3),
-                    "items_per_hour": round(3600 / mean, 1) if mean > 0 else None})
-    return out
 
 
 # ---------------------------------------------------------------------- results page
@@ -234,18 +222,6 @@ def load_json(path: Path) -> dict[str, Any] | None:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def player_source(item: dict[str, Any]) -> str | None:
-    """What the results page can play: kept audio, the local file, or the original URL."""
-    audio = (item.get("artifacts") or {}).get("audio")
-    if audio and Path(audio).is_file():
-        return audio
-    local = (item.get("meta") or {}).get("local_path")
-    if local and Path(local).is_file():
-        return local
-    src = item.get("source") or ""
-    return src if src.startswith(("http://", "https://")) else None
 
 
 # ---------------------------------------------------------------------- new batch

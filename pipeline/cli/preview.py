@@ -6,35 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipeline.app.estimate import batch_estimate
 from pipeline.app.progress import fmt_duration
 from pipeline.cli.base import EXIT_OK
-from pipeline.config.settings import Settings, load_settings
-from pipeline.engine.estimator import Estimate, estimate_batch, measured_rates
-from pipeline.engine.recipe import get_recipe
-from pipeline.engine.stage import get_stage
-
-
-def batch_estimate(home: Path, recipe: str, sources: list[Any], settings: Settings,
-                   done_ids: set[str] | None = None) -> Estimate:
-    """The wall time of this batch on this machine, from the one estimator: the recipe's stage costs, replaced
-    by what this home has measured; the pool sizes the engine will use; captioned items without transcription;
-    items already done in this home left out (the app's preview counts the same way)."""
-    from state.reader import read_summaries
-
-    pools = {p: max(0, int(settings.pools.get(p, 0))) for p in ("net", "cpu", "gpu", "llm")}
-    pools.update({p: max(1, pools[p]) for p in ("net", "cpu", "llm")})
-
-    def pool_of(stage: str) -> str:
-        res = get_stage(stage).resource
-        return "cpu" if res == "gpu" and not pools.get("gpu") else res
-
-    todo = [s for s in sources if not (isinstance(s, dict) and s.get("id") in (done_ids or set()))]
-    media = [float(s["duration"]) if isinstance(s, dict) and s.get("duration") else None for s in todo]
-    captioned = sum(1 for s in todo if isinstance(s, dict) and (s.get("meta") or {}).get("subtitles"))
-    skip = {"cpu": captioned / len(todo)} if captioned and todo else None
-    r = get_recipe(recipe)
-    means, rtf = measured_rates(s.stage_stats for s in read_summaries(home))
-    return estimate_batch(media, r.stages, pool_of, pools, r.costs, means, skip, rtf)
+from pipeline.config.settings import load_settings
 
 
 def preview(home: Path, name: str, recipe: str, sources: list[Any], *, as_json: bool = False) -> int:

@@ -117,7 +117,7 @@ def _read_sources(recipe: Recipe, text: str, args: argparse.Namespace, settings:
     elif recipe.expands_sources:
         from pipeline.recipes.transcribe.ytdlp import listing_options
 
-        expansion = expand(text, transcribe_args.filters(args), on_source=_listing_progress,
+        expansion = expand(text, transcribe_args.filters(args), on_source=_listing_progress, probe=args.dry_run,
                            ydl_opts=listing_options(settings.ytdlp, youtube.get("ytdlp_options"),
                                                     proxy=youtube.get("proxy")))
         _end_listing_progress()

@@ -14,6 +14,7 @@ from state.lock import read_owner
 from state.reader import find_summary, read_batch, read_summaries
 
 STATUS_ITEM_FIELDS = ("n", "source", "id", "title", "status", "stage", "attempts", "error", "flags")
+WAIT_LINES = 50  # items shown one per line with their wait reason; the rest are counted per reason
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -70,6 +71,23 @@ def summary_lines(name: str, items: list[dict[str, Any]]) -> list[str]:
 
 
 
+def wait_lines(items: list[dict[str, Any]], waits: dict[int, str], limit: int = WAIT_LINES) -> list[str]:
+    """Why each item left is not running ("why waiting"): the first ``limit`` one per line, the rest per reason."""
+    left = [it for it in items if it["n"] in waits]
+    out = []
+    for it in left[:limit]:
+        err = it.get("error") or {}
+        last = (f" (last error {err['type']}: {str(err.get('message', ''))[:80]})"
+                if it["status"] == "waiting" and err.get("type") else "")
+        out.append(f"  #{it['n']:<5} {it['status']:<8} {(it.get('title') or it['source'])[:50]}: why waiting: "
+                   f"{waits[it['n']]}{last}")
+    rest: dict[str, int] = {}
+    for it in left[limit:]:
+        rest[waits[it["n"]]] = rest.get(waits[it["n"]], 0) + 1
+    out += [f"  … and {c} more: {r}" for r, c in sorted(rest.items(), key=lambda kv: -kv[1])]
+    return out
+
+
 def cmd_status(args: argparse.Namespace, home: Path) -> int:
     """Every batch (with the download accounts), or one batch: its counts, summaries and the items to look at."""
     from pipeline.engine.ratelimit import read_account_rows
@@ -93,8 +111,10 @@ def cmd_status(args: argparse.Namespace, home: Path) -> int:
     s = find_summary(home, args.batch)
     header, items = read_batch(home, s.id)
     from pipeline.engine.outputs import _redact
+    from pipeline.engine.waits import from_files
     from pipeline.recipes.transcribe.report import summary_outcome
 
+    waits, batch_wait = from_files(home, s.id)
     if args.json:
         batch = _redact({**header, **{k: v for k, v in s.to_dict().items() if k not in ("counts",)},
                          "download_accounts": rows, "downloads_held": held})
@@ -102,22 +122,28 @@ def cmd_status(args: argparse.Namespace, home: Path) -> int:
             "batch": batch,
             "counts": s.counts,
             "summaries": summary_counts(items),
-            "items": [{**{k: it.get(k) for k in STATUS_ITEM_FIELDS}, "summary": summary_outcome(it)} for it in items],
+            "wait": batch_wait,
+            "items": [{**{k: it.get(k) for k in STATUS_ITEM_FIELDS}, "summary": summary_outcome(it),
+                       "wait": waits.get(it["n"])} for it in items],
         }))
         return EXIT_OK
     from pipeline.app.progress import active_lines, summary_line
 
     print(summary_line(s))
     print(f"  recipe: {' → '.join(s.recipe)}   output: {s.output_dir}")
+    if batch_wait:
+        print(f"  nothing runs: {batch_wait}")
     for line in active_lines(s):
         print(line)
     for line in summary_lines(s.name, items):
         print(line)
     for it in items:
-        if it["status"] in ("failed", "waiting"):
+        if it["status"] == "failed":
             err = it.get("error") or {}
             print(f"  #{it['n']:<5} {it['status']:<8} {it.get('title') or it['source'][:50]}: "
                   f"{err.get('type', '')}: {err.get('message', '')}")
+    for line in wait_lines(items, waits):
+        print(line)
     for line in account_lines(rows, held):
         print(line)
     return EXIT_OK

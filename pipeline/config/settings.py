@@ -82,14 +82,34 @@ class GovernorSettings:
     cache_s: float = 1.0
 
 
+# Sites known to rate-limit or flag downloaders: paced at the account ranges below. Every other http(s) host
+# gets the light generic range; loopback, the private network and local files are never paced.
+STRICT_SITES = ("youtube.com", "youtu.be", "googlevideo.com", "vimeo.com", "tiktok.com", "instagram.com",
+                "twitter.com", "x.com", "facebook.com", "twitch.tv", "soundcloud.com", "bilibili.com")
+SITE_KEYS = ("delay_min_s", "delay_max_s", "cookie_delay_min_s", "cookie_delay_max_s", "anon_delay_min_s",
+             "anon_delay_max_s")
+LOCAL_SITE = "local"  # loopback, private network, link-local, file: and local paths
+ANY_SITE = "*"  # a source that names no host (a bare id, a search): paced as a strict site
+
+
 @dataclass(frozen=True)
 class PacingSettings:
-    """Per-account download pacing (``[pacing]`` in settings.toml)."""
+    """Download pacing per (account, site) (``[pacing]`` in settings.toml).
+
+    ``cookie_delay_*``/``anon_delay_*`` are the ranges of ``strict_sites``; ``generic_delay_*`` that of any
+    other web host; ``sites`` overrides one site (``[pacing.sites."example.com"] delay_min_s = 2``, or the
+    ``cookie_``/``anon_`` forms; ``[pacing.sites.local]`` paces the local network after all). Backoff,
+    decay and cooldown apply per site, so a 429 from one host never slows another.
+    """
 
     cookie_delay_min_s: float = 180.0
     cookie_delay_max_s: float = 300.0
     anon_delay_min_s: float = 10.0
     anon_delay_max_s: float = 20.0
+    generic_delay_min_s: float = 0.0
+    generic_delay_max_s: float = 1.0
+    strict_sites: tuple[str, ...] = STRICT_SITES
+    sites: dict[str, dict[str, float]] = field(default_factory=dict)
     backoff_factor: float = 1.5
     max_multiplier: float = 8.0
     success_decay: float = 0.95
@@ -105,17 +125,59 @@ class PacingSettings:
 
     def __post_init__(self) -> None:
         if not (0 <= self.cookie_delay_min_s <= self.cookie_delay_max_s
-                and 0 <= self.anon_delay_min_s <= self.anon_delay_max_s):
+                and 0 <= self.anon_delay_min_s <= self.anon_delay_max_s
+                and 0 <= self.generic_delay_min_s <= self.generic_delay_max_s):
             raise ValueError("pacing delays need 0 <= min <= max")
         if self.backoff_factor < 1 or self.max_multiplier < 1 or not 0 < self.success_decay <= 1:
             raise ValueError("pacing: backoff_factor and max_multiplier must be >= 1, success_decay in (0, 1]")
         if not 0 <= self.min_buffer <= self.target_buffer <= self.max_buffer:
             raise ValueError("pacing: need 0 <= min_buffer <= target_buffer <= max_buffer")
+        object.__setattr__(self, "strict_sites", tuple(str(x).lower() for x in self.strict_sites))
+        object.__setattr__(self, "sites", self.parse_sites(self.sites))
+        for site in self.sites:
+            for cookies in (True, False):
+                lo, hi = self.delay_range(cookies, site)
+                if not 0 <= lo <= hi:
+                    raise ValueError(f"pacing.sites.{site}: delays need 0 <= min <= max")
 
-    def delay_range(self, cookies: bool) -> tuple[float, float]:
-        if cookies:
-            return self.cookie_delay_min_s, self.cookie_delay_max_s
-        return self.anon_delay_min_s, self.anon_delay_max_s
+    @staticmethod
+    def parse_sites(raw: Any, base: dict[str, dict[str, float]] | None = None) -> dict[str, dict[str, float]]:
+        """``[pacing.sites.NAME]`` tables as ``{site: {key: seconds}}``, laid over ``base``; names are lower case."""
+        if not isinstance(raw, dict):
+            raise ValueError("[pacing.sites] must hold one table per site")
+        out = {k: dict(v) for k, v in (base or {}).items()}
+        for name, conf in raw.items():
+            if not isinstance(conf, dict):
+                raise ValueError(f"pacing.sites.{name} must be a table (delay_min_s, delay_max_s, ...)")
+            bad = sorted(set(conf) - set(SITE_KEYS))
+            if bad:
+                raise ValueError(f"pacing.sites.{name}: unknown setting {bad[0]!r} (known: {', '.join(SITE_KEYS)})")
+            key = str(name).strip().lower().removeprefix("www.")
+            out[key] = {**out.get(key, {}), **{k: float(v) for k, v in conf.items()}}
+        return out
+
+    def strict(self, site: str | None) -> bool:
+        """A site paced as a person would download (the account ranges), not lightly."""
+        return site in (None, ANY_SITE) or site in self.strict_sites
+
+    def paced(self, site: str | None) -> bool:
+        """False for the local network and files (no spacing, no cooldown) unless ``sites`` names them."""
+        return site != LOCAL_SITE or LOCAL_SITE in self.sites
+
+    def delay_range(self, cookies: bool, site: str | None = None) -> tuple[float, float]:
+        """The spacing range of one account on ``site`` (a key from ``engine.sites.site_of``; None: strict)."""
+        if site == LOCAL_SITE:
+            lo, hi = 0.0, 0.0
+        elif self.strict(site):
+            lo, hi = ((self.cookie_delay_min_s, self.cookie_delay_max_s) if cookies
+                      else (self.anon_delay_min_s, self.anon_delay_max_s))
+        else:
+            lo, hi = self.generic_delay_min_s, self.generic_delay_max_s
+        own = self.sites.get(site or "") or {}
+        kind = "cookie" if cookies else "anon"
+        lo = own.get(f"{kind}_delay_min_s", own.get("delay_min_s", lo))
+        own_hi = own.get(f"{kind}_delay_max_s", own.get("delay_max_s"))
+        return lo, max(lo, hi) if own_hi is None else own_hi  # a raised minimum alone lifts the maximum too
 
 
 @dataclass(frozen=True)
@@ -135,10 +197,13 @@ class DownloadLimits:
     max_page_mb: float = 64.0
     allow_private_redirects: bool = False  # a remote source may not redirect to loopback or the private network
     keep_refreshed_cookies: bool = False  # keep cookies a site refreshes, in Tubemill's own copy (never the user's)
+    # Downloaded media kept in the item folders for playback, per batch (MB; 0 keeps none): the first items
+    # of a batch up to this total keep theirs as media.<ext>; keep_audio keeps every item's, uncapped.
+    keep_media_mb: float = 2048.0
 
     def __post_init__(self) -> None:
         if min(self.max_download_mb, self.stall_rate_kbps, self.stall_seconds, self.extract_timeout_s,
-               self.max_page_mb) < 0:
+               self.max_page_mb, self.keep_media_mb) < 0:
             raise ValueError("download limits must be >= 0 (0 turns one off)")
 
     def as_options(self) -> dict[str, Any]:
@@ -183,7 +248,9 @@ def _merge(cls: type, base: Any, raw: dict[str, Any], where: str) -> Any:
         if key not in known:
             raise ValueError(f"{where}: unknown setting {key!r}")
         current = getattr(base, key)
-        if isinstance(current, RetryPolicy | GovernorSettings | PacingSettings | DownloadLimits):
+        if key == "sites" and cls is PacingSettings:
+            updates[key] = PacingSettings.parse_sites(value, current)
+        elif isinstance(current, RetryPolicy | GovernorSettings | PacingSettings | DownloadLimits):
             updates[key] = _merge(type(current), current, value, f"{where}.{key}")
         elif key == "accounts" and cls is Settings:
             if not isinstance(value, dict):

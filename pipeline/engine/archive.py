@@ -19,7 +19,9 @@ SECRET_NAME_PATTERNS = (
     "cookies*.txt", "*cookies*", "*.pem", "*.key", "*.p12", "*.pfx", "token*.json", "client_secret*.json",
     ".env", ".env.*", "*.netrc", "_netrc",
 )  # fmt: skip
-SCRATCH_NAME_PATTERNS = (f"{TEMP_PREFIX}*", "*.tmp", "*.part", "*.part-frag*", "*.ytdl", "*.zip")
+# media.* is an item's kept copy for playback (up to [downloads] keep_media_mb a batch): gigabytes of audio
+# that were never asked for in the archive of the results (--keep-audio's audio.* still goes in).
+SCRATCH_NAME_PATTERNS = (f"{TEMP_PREFIX}*", "*.tmp", "*.part", "*.part-frag*", "*.ytdl", "*.zip", "media.*")
 SCRATCH_DIRS = (".tmp", "__pycache__")
 _SECRET_CONTENT = re.compile(
     rb"# (?:Netscape )?HTTP Cookie File"
@@ -55,7 +57,7 @@ def zip_members(folder: Path, ours: Iterable[Path] = ()) -> Iterable[tuple[Path,
       line with a long value;
     - scratch: ``.tmp``/``__pycache__`` folders, our atomic-write temp files (``.tmp-*``), ``*.tmp``,
       partial downloads (``*.part``, ``*.ytdl``), and every ``*.zip`` (this archive, its temp file
-      and earlier exports);
+      and earlier exports); media kept for playback (``media.*``);
     - symbolic links (they could point anywhere, e.g. at ``~/.ssh``).
 
     Files in ``ours`` (what this export just wrote) skip the name patterns only, so a batch

@@ -128,6 +128,25 @@ class EngineClient:
         return export_batch(header, items, folder, extra_manifest=Path(extra) if extra else None,
                             extras=recipe.outputs if recipe is not None else None)
 
+    # ------------------------------------------------------------------ wait reasons (pipeline/engine/waits.py)
+    def waits(self, ref: str) -> dict[int, str]:
+        """For each pending, waiting or parked item of the batch, one short reason why it is not running now
+        ("pacing: account anonymous on youtube.com until 14:02:11", "retry at 14:03:00 (attempt 2)", "paused")."""
+        return self._waits(ref)[0]
+
+    def batch_wait(self, ref: str) -> str | None:
+        """Why the batch runs nothing although items are left; None while something runs (or nothing is left)."""
+        return self._waits(ref)[1]
+
+    def _waits(self, ref: str) -> tuple[dict[int, str], str | None]:
+        from pipeline.engine import waits
+
+        if self.store is not None:
+            return waits.live(self, ref)  # type: ignore[arg-type]  # only an Engine owns a store
+        clock = getattr(self, "clock", None)
+        return waits.from_files(self.home, ref, clock.now() if clock is not None else None)
+
+    # ------------------------------------------------------------------ more reads
     def owner_info(self) -> dict[str, Any] | None:
         return read_owner(self.home)
 

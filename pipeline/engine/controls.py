@@ -166,6 +166,7 @@ class Controls:
                 item_log(item.get("workdir"), "skipped by hand")
                 self.e.outcomes.check_finished(bid)
             elif action == "remove":
+                self.e.scheduler.forget(bid, n)
                 store.remove_item(bid, n)
                 item_log(item.get("workdir"), "removed from the batch by hand (files kept)")
                 self.e.outcomes.check_finished(bid)

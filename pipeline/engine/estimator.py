@@ -82,13 +82,16 @@ class Estimate:
 def estimate_batch(media: Iterable[float | None], stages: Iterable[str], pool_of: Callable[[str], str],
                    pools: Mapping[str, int], costs: Mapping[str, Cost],
                    measured: Mapping[str, float] | None = None,
-                   skip: Mapping[str, float] | None = None, rtf: Mapping[str, float] | None = None) -> Estimate:
+                   skip: Mapping[str, float] | None = None, rtf: Mapping[str, float] | None = None,
+                   paced_s: float = 0.0) -> Estimate:
     """Wall time for items of the given media lengths: each pool's work ÷ its size, the slowest pool.
 
     ``skip[pool]`` is the fraction of that pool's work items will not need (captioned
     items skip transcription). Pools work at once (a download beside a transcription), so
     the slowest one sets the wall time — unless one item's own chain of stages is longer: an
     item's stages run one after another, so a short batch takes at least its longest item.
+    ``paced_s`` is the download pacing's own floor (downloads of one account on one site,
+    spaced): no pool size shortens it.
     """
     stages = list(stages)
     media = list(media)
@@ -110,6 +113,8 @@ def estimate_batch(media: Iterable[float | None], stages: Iterable[str], pool_of
     chain_stages = [st for st in stages if (skip or {}).get(pool_of(st), 0.0) < 1]
     chain = max((sum(stage_seconds(st, dur, costs, measured, rtf) for st in chain_stages) for dur in media),
                 default=0.0)
+    if paced_s > 0:
+        walls["download pacing"] = paced_s
     bottleneck = max(walls, key=lambda p: walls[p]) if walls else None
     if chain > max(walls.values(), default=0.0):
         walls["one item's stages"] = chain

@@ -1,35 +1,35 @@
-"""Download accounts: per-account pacing, adaptive backoff, cooldown, and the queue-aware pace.
+"""Download accounts: pacing per (account, site), adaptive backoff, cooldown, and the queue-aware pace.
 
 Why: a logged-in cookie jar that downloads faster than a person would gets flagged,
 and a flagged account is worse than a slow one. So every download is bound to one
-account, one at a time, spaced by a *random* delay (a fixed period looks scripted),
-and the site's pushback (429, bot checks) makes that account slower — not the batch.
+account and one site (:mod:`~pipeline.engine.sites`), one at a time there, spaced by a
+*random* delay (a fixed period looks scripted), and the site's pushback (429s, bot checks)
+makes that account slower *on that site* — not the batch, and not its other sites.
 
-Spacing is start to start: an account's next download starts no earlier than
-``last_start + delay`` and never while its previous one runs. The delay is drawn
-from ``[min, max]`` (cookies: 180–300 s, anonymous: 10–20 s), then:
+Spacing is start to start: an account's next download from a site starts no earlier than
+``last_start + delay`` and never while its previous one there runs. The delay is drawn
+from the site's range (``PacingSettings.delay_range``: sites known to rate-limit 180–300 s
+with cookies, 10–20 s anonymous; other web hosts 0–1 s; the local network and files none
+at all, any number at once), then:
 
-- multiplied by the account's multiplier: ×``backoff_factor`` per 429/bot check
+- multiplied by the (account, site) multiplier: ×``backoff_factor`` per 429/bot check
   (a ``Retry-After`` is honoured on top), decaying back to 1 by ``success_decay``
-  per successful download;
-- account-level trouble cools it down for ``cooldown_s``: ``failure_run`` rate limits or
-  bot checks in a row, or ``failure_run`` transient failures in a row spread over that
-  many items *and* at least two hosts. One bad URL retried, or one flaky host, is the
-  item's (or the host's) problem and never cools the account: its retries are the
-  item's, and the account's other downloads go on;
+  per successful download there; ``failure_run`` refusals in a row cool that site down;
+- account-level trouble cools the whole account for ``cooldown_s``: ``failure_run``
+  transient failures in a row spread over that many items *and* at least two hosts.
+  One bad URL retried, or one flaky host, is the item's (or the host's) problem;
 - an authentication failure disables it until its cookie file changes; the
   engine gives its queue to the others;
 - queue-aware: with fewer than ``min_buffer`` items downloaded but not yet
   transcribed the delay is the fast end of the range (the transcriber is starving),
   from ``target_buffer`` up the slow half, and at ``max_buffer`` downloads hold;
 - optionally the first ``fast_start_items`` downloads of each account run at
-  ``fast_start_factor`` of the delay to build the buffer (off by default: it is the
-  riskiest part of the batch for the account).
+  ``fast_start_factor`` of the delay to build the buffer (off by default).
 
-The pool is plain data driven by ``now`` values: the engine, the tests and the plan
-simulator all run it on their own clocks. The engine persists ``snapshot()`` to
-``<home>/accounts.json`` (names and counters only; never cookie contents or paths),
-so ``tubemill status`` in another process and a restarted engine see the same pacing.
+The pool is plain data driven by ``now`` values (the engine, tests and plan simulator run it on their
+own clocks). Names handed to it may be :class:`Lease` s (a name bound to a site; a plain name: site
+``"*"``). ``<home>/accounts.json`` holds ``to_dict()`` (names and counters, never cookie contents or
+paths) for ``tubemill status`` and a restarted engine; a file from before sites seeds the strict sites.
 """
 
 from __future__ import annotations
@@ -37,83 +37,22 @@ from __future__ import annotations
 import json
 import random
 import threading
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config.settings import PacingSettings
-from pipeline.config.ytdlp_options import proxy_address
+from pipeline.config.settings import ANY_SITE, PacingSettings
+from pipeline.engine import account
+from pipeline.engine.account import ANONYMOUS, Account, Lease, SitePace, split
+from pipeline.engine.sites import shown
 from pipeline.errors import CorruptStateFile
 from state.storage import atomic_write_bytes, read_json_file
 
 ACCOUNTS_FILE = "accounts.json"
-ANONYMOUS = "anonymous"
-
-
-@dataclass
-class Account:
-    """One download identity: a cookie file (a path handed to yt-dlp, never stored or shown), or a
-    browser whose cookie store yt-dlp reads (``browser``: ``"firefox"``, ``"chrome:Profile 1"``), or
-    neither (anonymous); optionally behind its own ``proxy`` (a secret: shown only as ``shown_proxy``).
-    One IP per identity is the point: a site that sees two accounts on one address links them."""
-
-    name: str
-    cookiefile: str | None = field(default=None, repr=False)
-    browser: str | None = field(default=None, repr=False)
-    proxy: str | None = field(default=None, repr=False)
-    multiplier: float = 1.0
-    next_ready_at: float = 0.0
-    cooldown_until: float = 0.0
-    last_start: float | None = None
-    last_delay: float = 0.0
-    busy: bool = False
-    downloads: int = 0
-    failures: int = 0
-    rate_limits: int = 0
-    failure_run: int = 0
-    disabled: str | None = None
-    disabled_at: float | None = None
-    cool_reason: str | None = None  # why the last cooldown started, for "waiting until … because …"
-    cookie_mtime: float | None = None
-    source: str = "anonymous"  # what the identity is, for display: "cookies file", "browser firefox", "anonymous"
-    shown_proxy: str | None = None  # the proxy without its user and password, for display
-    recent: list[tuple[str, str]] = field(default_factory=list, repr=False)  # (host, item) of the failure run
-
-    @property
-    def cookies(self) -> bool:
-        """Signed in (cookie file or browser): paced as a person, and refused cookies disable it."""
-        return self.cookiefile is not None or self.browser is not None
-
-    def describe(self) -> None:
-        """Refresh the display fields from the identity (no secret reaches them)."""
-        if self.cookiefile is not None:
-            self.source = "cookies file"
-        elif self.browser is not None:
-            self.source = f"browser {self.browser.split(':', 1)[0].split('+', 1)[0].strip().lower()}"
-        else:
-            self.source = "anonymous"
-        self.shown_proxy = proxy_address(self.proxy)
-
-    def state(self, now: float) -> tuple[str, float]:
-        """(state, seconds until ready) for display."""
-        if self.disabled:
-            return "disabled", 0.0
-        if self.busy:
-            return "downloading", 0.0
-        if self.cooldown_until > now:
-            return "cooling down", self.cooldown_until - now
-        if self.next_ready_at > now:
-            return "waiting", self.next_ready_at - now
-        return "ready", 0.0
-
-
-_PERSISTED = ("multiplier", "next_ready_at", "cooldown_until", "last_start", "last_delay", "downloads", "failures",
-              "rate_limits", "failure_run", "disabled", "disabled_at", "cookie_mtime", "source", "shown_proxy",
-              "cool_reason")
+__all__ = ["ANONYMOUS", "Account", "AccountPool", "Lease", "SitePace"]
 
 
 class AccountPool:
-    """Every download account the engine knows, with its pacing state. Thread-safe."""
+    """Every download account the engine knows, with its pacing state per site. Thread-safe."""
 
     def __init__(self, settings: PacingSettings | None = None, *, rng: random.Random | None = None) -> None:
         self.settings = settings or PacingSettings()
@@ -143,15 +82,14 @@ class AccountPool:
                 self.version += 1
             if cookie_mtime is not None and cookie_mtime != acct.cookie_mtime:
                 if acct.disabled and acct.cookie_mtime is not None:
-                    acct.disabled, acct.disabled_at = None, None
-                    acct.failure_run, acct.multiplier = 0, 1.0
+                    acct.reenable()
                 acct.cookie_mtime = cookie_mtime
                 self.version += 1
             return acct
 
     def get(self, name: str) -> Account | None:
         with self._lock:
-            return self._accounts.get(name)
+            return self._accounts.get(str(name))
 
     def names(self) -> list[str]:
         with self._lock:
@@ -159,7 +97,7 @@ class AccountPool:
 
     def enabled(self, names: list[str]) -> list[str]:
         with self._lock:
-            return [n for n in names if n in self._accounts and not self._accounts[n].disabled]
+            return [n for n in names if str(n) in self._accounts and not self._accounts[str(n)].disabled]
 
     def enable(self, name: str) -> bool:
         """Re-enable by hand (``tubemill accounts enable``): the user says the cookies are good again."""
@@ -167,42 +105,65 @@ class AccountPool:
             acct = self._accounts.get(name)
             if acct is None or not acct.disabled:
                 return False
-            acct.disabled, acct.disabled_at, acct.failure_run, acct.multiplier = None, None, 0, 1.0
+            acct.reenable()
             self.version += 1
             return True
 
     # -------------------------------------------------------------- pacing
+    def _site(self, a: Account, site: str, *, keep: bool = True) -> SitePace:
+        """The account's pacing on ``site``; a strict site never seen before starts from a pre-sites file's."""
+        s = a.sites.get(site)
+        if s is None:
+            s = SitePace(**a.legacy) if a.legacy and self.settings.strict(site) else SitePace()
+            if keep:
+                a.sites[site] = s
+        return s
+
     def acquire(self, names: list[str], now: float) -> Account | None:
-        """A ready account among ``names`` (the one idle longest), marked busy; None if all wait."""
+        """A ready account among ``names`` (the one idle longest on the site), marked busy; None if all wait."""
         with self._lock:
-            best: Account | None = None
+            best: tuple[Account, SitePace, str] | None = None
             for n in names:
-                a = self._accounts.get(n)
-                if a is None or a.disabled or a.busy or a.cooldown_until > now or a.next_ready_at > now:
+                name, site = split(n)
+                a = self._accounts.get(name)
+                if a is None or a.disabled or a.cooldown_until > now:
                     continue
-                if best is None or (a.last_start or 0.0) < (best.last_start or 0.0):
-                    best = a
-            if best is not None:
-                best.busy = True
-                best.last_start = now
-                self.version += 1
-            return best
+                s = self._site(a, site, keep=False)
+                if (s.busy and self.settings.paced(site)) or s.cooldown_until > now or s.next_ready_at > now:
+                    continue
+                if best is None or (s.last_start or 0.0) < (best[1].last_start or 0.0):
+                    best = (a, s, site)
+            if best is None:
+                return None
+            a, _, site = best
+            s = self._site(a, site)
+            s.busy += 1
+            s.last_start = now
+            a.last_site = site
+            self.version += 1
+            return a
 
     def next_ready(self, names: list[str], now: float) -> float | None:
         """When the earliest of ``names`` that is waiting becomes ready (None: one is busy or none usable)."""
         with self._lock:
             times = []
             for n in names:
-                a = self._accounts.get(n)
-                if a is None or a.disabled or a.busy:
+                name, site = split(n)
+                a = self._accounts.get(name)
+                if a is None or a.disabled:
                     continue
-                times.append(max(a.next_ready_at, a.cooldown_until, now))
+                s = self._site(a, site, keep=False)
+                if s.busy and self.settings.paced(site):
+                    continue
+                times.append(max(s.next_ready_at, s.cooldown_until, a.cooldown_until, now))
             return min(times) if times else None
 
-    def draw_delay(self, acct: Account, buffer: int | None = None) -> float:
-        """The spacing before this account's next download, from its range, multiplier and the buffer."""
+    def draw_delay(self, acct: Account, buffer: int | None = None, site: str | None = None) -> float:
+        """The spacing before this account's next download on ``site`` (None: its last), from the site's range,
+        its multiplier there and the buffer."""
         s = self.settings
-        lo, hi = s.delay_range(acct.cookies)
+        site = acct.last_site if site is None else site
+        lo, hi = s.delay_range(acct.cookies, site)
         if s.queue_aware and buffer is not None and buffer < s.min_buffer:
             base = lo  # the transcriber is starving: the fast end of the safe range
         elif s.queue_aware and buffer is not None and buffer >= s.target_buffer:
@@ -211,70 +172,82 @@ class AccountPool:
             base = self.rng.uniform(lo, hi)
         if acct.downloads < s.fast_start_items:
             base *= s.fast_start_factor
-        return base * acct.multiplier
+        return base * self._site(acct, site, keep=False).multiplier
 
-    def _pace(self, acct: Account, now: float, buffer: int | None) -> None:
-        delay = self.draw_delay(acct, buffer)
-        start = acct.last_start if acct.last_start is not None else now
-        acct.last_delay = delay
-        acct.next_ready_at = max(start + delay, now)
+    def _take(self, name: str) -> tuple[Account, SitePace, str]:
+        """The account and site a download ran on, freed."""
+        name, site = split(name)
+        a = self._accounts[name]
+        s = self._site(a, site)
+        s.busy = max(0, s.busy - 1)
+        a.last_site = site
+        return a, s, site
+
+    def _pace(self, a: Account, s: SitePace, site: str, now: float, buffer: int | None) -> None:
+        delay = self.draw_delay(a, buffer, site)
+        start = s.last_start if s.last_start is not None else now
+        s.last_delay = delay
+        s.next_ready_at = max(start + delay, now)
 
     def success(self, name: str, now: float, buffer: int | None = None) -> None:
         with self._lock:
-            a = self._accounts[name]
-            a.busy = False
+            a, s, site = self._take(name)
             a.downloads += 1
-            a.failure_run = 0
+            s.downloads += 1
+            a.failure_run, s.rate_run = 0, 0
             a.recent = []
-            a.multiplier = max(1.0, a.multiplier * self.settings.success_decay)
-            self._pace(a, now, buffer)
+            s.multiplier = max(1.0, s.multiplier * self.settings.success_decay)
+            self._pace(a, s, site, now, buffer)
             self.version += 1
 
     def rate_limited(self, name: str, now: float, retry_after: float | None = None) -> None:
-        """429 or a bot check: slower from now on (×backoff), and not before ``Retry-After``."""
+        """429 or a bot check: slower on that site from now on (×backoff), and not before ``Retry-After``."""
         with self._lock:
-            a = self._accounts[name]
-            a.busy = False
+            a, s, site = self._take(name)
             a.rate_limits += 1
             a.failures += 1
-            a.failure_run += 1
-            a.multiplier = min(self.settings.max_multiplier, a.multiplier * self.settings.backoff_factor)
-            a.last_start = now  # the spacing restarts from the refusal
-            self._pace(a, now, None)
+            s.rate_limits += 1
+            s.rate_run += 1
+            s.multiplier = min(self.settings.max_multiplier, s.multiplier * self.settings.backoff_factor)
+            s.last_start = now  # the spacing restarts from the refusal
+            self._pace(a, s, site, now, None)
             if retry_after:
-                a.next_ready_at = max(a.next_ready_at, now + retry_after)
-            a.recent.append(("*", "*"))  # a refusal is the site talking to this account, whatever the item
-            if a.failure_run >= self.settings.failure_run:
-                self._cool(a, now, f"{a.failure_run} rate limits or bot checks in a row")
+                s.next_ready_at = max(s.next_ready_at, now + retry_after)
+            if s.rate_run >= self.settings.failure_run and self.settings.paced(site):
+                s.cooldown_until = now + self.settings.cooldown_s
+                s.cool_reason = f"{s.rate_run} rate limits or bot checks in a row on {shown(site)}"
+                s.rate_run = 0
             self.version += 1
 
     def failure(self, name: str, now: float, *, counts: bool = True, host: str | None = None,
                 item: str | None = None) -> None:
         """Any other failed download: paced as usual. A transient one (``counts``) joins the failure run,
-        which cools the account only when it spans ``failure_run`` items and two hosts."""
+        which cools the account only when it spans ``failure_run`` items and two hosts (the local network's
+        failures are its own servers' and never count)."""
         with self._lock:
-            a = self._accounts[name]
-            a.busy = False
+            a, s, site = self._take(name)
             if counts:
                 a.failures += 1
+            if counts and self.settings.paced(site):
                 a.failure_run += 1
                 a.recent = [*a.recent, (host or "?", item or "?")][-max(1, self.settings.failure_run):]
                 hosts = {h for h, _ in a.recent}
                 items = {i for _, i in a.recent}
                 if (a.failure_run >= self.settings.failure_run and len(items) >= self.settings.failure_run
-                        and (len(hosts) >= 2 or "*" in hosts)):
-                    self._cool(a, now, f"{a.failure_run} transient failures in a row on {len(items)} items and "
-                                       f"{len(hosts)} hosts")
-            else:
+                        and len(hosts) >= 2):
+                    a.cooldown_until = now + self.settings.cooldown_s
+                    a.cool_reason = (f"{a.failure_run} transient failures in a row on {len(items)} items and "
+                                     f"{len(hosts)} hosts")
+                    a.failure_run, a.recent = 0, []
+            elif not counts:
                 a.failure_run = 0
                 a.recent = []
-            self._pace(a, now, None)
+            self._pace(a, s, site, now, None)
             self.version += 1
 
     def auth_failed(self, name: str, now: float, reason: str) -> None:
         with self._lock:
-            a = self._accounts[name]
-            a.busy = False
+            a, _, _ = self._take(name)
             a.failures += 1
             a.disabled, a.disabled_at = reason[:200], now
             self.version += 1
@@ -282,36 +255,38 @@ class AccountPool:
     def unused(self, name: str, now: float) -> None:
         """The stage stopped (cancel, shutdown) or sent no request: free the account, keep its spacing."""
         with self._lock:
-            a = self._accounts[name]
-            a.busy = False
-            self._pace(a, now, None)
+            a, s, site = self._take(name)
+            self._pace(a, s, site, now, None)
             self.version += 1
 
-    def _cool(self, a: Account, now: float, why: str) -> None:
-        a.cooldown_until = now + self.settings.cooldown_s
-        a.cool_reason = why
-        a.failure_run = 0
-        a.recent = []
+    def soonest(self, names: list[str], now: float) -> tuple[str, str, float, str | None, str] | None:
+        """(account, state, ready at, cooldown cause, site) of the first of ``names`` ready on its site (state
+        "ready" when one is now), or None when one is downloading there (the wait is that download) or none is
+        usable."""
+        with self._lock:
+            best: tuple[str, str, float, str | None, str] | None = None
+            for n in names:
+                name, site = split(n)
+                a = self._accounts.get(name)
+                if a is None or a.disabled:
+                    continue
+                state, wait, why = a.why(now, site, paced=self.settings.paced(site),
+                                         pace=self._site(a, site, keep=False))
+                if state == "downloading":
+                    return None
+                if best is None or now + wait < best[2]:
+                    best = (a.name, state, now + wait, why, site)
+            return best
 
     def wait_reason(self, names: list[str], now: float) -> tuple[float, str] | None:
         """(seconds, why) the queue of ``names`` waits before an account is free, or None when one is ready
         now (or busy: then the wait is the running download, not pacing)."""
-        with self._lock:
-            best: tuple[float, str] | None = None
-            for n in names:
-                a = self._accounts.get(n)
-                if a is None or a.disabled:
-                    continue
-                if a.busy:
-                    return None
-                state, wait = a.state(now)
-                if state == "ready":
-                    return None
-                why = f"{a.name} {state}" + (f" ({a.cool_reason})" if state == "cooling down" and a.cool_reason
-                                             else "")
-                if best is None or wait < best[0]:
-                    best = (wait, why)
-            return best
+        soon = self.soonest(names, now)
+        if soon is None or soon[1] == "ready":
+            return None
+        name, state, until, why, site = soon
+        where = f" on {shown(site)}" if site != ANY_SITE and state == "waiting" else ""
+        return until - now, f"{name} {state}{where}" + (f" ({why})" if state == "cooling down" and why else "")
 
     # -------------------------------------------------------------- buffer
     def hold_reason(self, buffer: int, disk_free_mb: float | None = None, floor_mb: float = 0.0,
@@ -333,40 +308,67 @@ class AccountPool:
 
     # -------------------------------------------------------------- visibility and persistence
     def snapshot(self, now: float) -> list[dict[str, Any]]:
-        """One row per account: identity kind, proxy address, state, wait, multiplier, counters. No cookie path
-        or content, no proxy credentials."""
+        """One row per account: identity kind, proxy address, state, wait, multiplier (the highest of its sites),
+        counters, and one row per site it has pacing on. No cookie path or content, no proxy credentials."""
         with self._lock:
             rows = []
             for a in self._accounts.values():
                 state, wait = a.state(now)
+                sites = []
+                for key, s in sorted(a.sites.items()):
+                    if s.idle(now) and not s.downloads and not s.rate_limits:
+                        continue
+                    s_state, s_wait = a.state(now, key, paced=self.settings.paced(key))
+                    sites.append({"site": key, "state": s_state, "wait_s": round(s_wait, 1),
+                                  "until": round(now + s_wait, 1) if s_wait else None,
+                                  "multiplier": round(s.multiplier, 3), "downloads": s.downloads,
+                                  "rate_limits": s.rate_limits})
                 rows.append({
                     "account": a.name, "cookies": a.cookies or a.source != "anonymous", "source": a.source,
                     "proxy": a.shown_proxy,
                     "state": state, "wait_s": round(wait, 1),
-                    "multiplier": round(a.multiplier, 3), "downloads": a.downloads, "failures": a.failures,
+                    "multiplier": round(max([a.multiplier, *(s.multiplier for s in a.sites.values())]), 3),
+                    "downloads": a.downloads, "failures": a.failures,
                     "rate_limits": a.rate_limits, "last_delay_s": round(a.last_delay, 1),
-                    "disabled": a.disabled,
+                    "disabled": a.disabled, "sites": sites,
                 })
             return rows
 
     def to_dict(self, now: float) -> dict[str, Any]:
+        """What ``accounts.json`` holds: per account its counters and its pacing per site (sites back to a
+        fresh state are left out, so a batch over thousands of hosts does not grow the file for good)."""
         with self._lock:
-            return {
-                "saved_at": now,
-                "held": self.held,
-                "accounts": {a.name: {k: v for k, v in asdict(a).items() if k in _PERSISTED}
-                             for a in self._accounts.values()},
-            }
+            out: dict[str, Any] = {}
+            for a in self._accounts.values():
+                row: dict[str, Any] = {k: getattr(a, k) for k in account.PERSISTED}
+                row["sites"] = {key: {k: getattr(s, k) for k in account.SITE_FIELDS} for key, s in a.sites.items()
+                                if key == a.last_site or not s.idle(now)}
+                if a.legacy and not SitePace(**a.legacy).idle(now):
+                    row["legacy"] = a.legacy
+                out[a.name] = row
+            return {"saved_at": now, "held": self.held, "accounts": out}
 
     def load(self, data: dict[str, Any]) -> None:
-        """Pacing state of a previous run (a restart does not make a cooled-down account hot again)."""
+        """Pacing state of a previous run (a restart does not make a cooled-down account hot again). A file
+        from before sites kept one pace per account: it seeds each strict site the account meets."""
         with self._lock:
             for name, fields in (data.get("accounts") or {}).items():
+                if not isinstance(fields, dict):
+                    continue
                 acct = self._accounts.get(name) or Account(str(name))
-                for k in _PERSISTED:
+                for k in account.PERSISTED:
                     if k in fields:
                         setattr(acct, k, fields[k])
-                acct.busy = False
+                sites = fields.get("sites")
+                if isinstance(sites, dict):
+                    acct.sites = {str(key): SitePace(**{k: v for k, v in s.items() if k in account.SITE_FIELDS})
+                                  for key, s in sites.items() if isinstance(s, dict)}
+                    legacy = fields.get("legacy")
+                    acct.legacy = dict(legacy) if isinstance(legacy, dict) else None
+                else:
+                    acct.legacy = {k: fields[k] for k in account.LEGACY_FIELDS if k in fields} or None
+                    acct.last_site = ANY_SITE
+                    acct.sites = {ANY_SITE: SitePace(**acct.legacy)} if acct.legacy else {}
                 self._accounts[acct.name] = acct
             self.version += 1
 

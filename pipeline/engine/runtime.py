@@ -1,23 +1,29 @@
 """What the pages read of a running batch, published by the scheduler about once a second: the items
-running now, why nothing starts (a held pool, accounts waiting, and until when), and the ETA."""
+running now, why nothing starts (a held pool, accounts waiting, and until when), the ETA, and why each
+queued item waits (:mod:`~pipeline.engine.waits`, in ``<home>/waits.json`` for followers)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from pipeline.common.units import fmt_duration
+from pipeline.engine import waits
 from pipeline.engine.estimator import estimate_eta
-from pipeline.engine.pacing import PACED
+from pipeline.engine.pacing import on_site
+from state.models import BatchState
 
 if TYPE_CHECKING:
     from pipeline.engine.scheduler import Scheduler
 
 
 def publish_runtime(sched: Scheduler) -> None:
-    """Each running batch's active items, hold reason and ETA into the store (pages read them there)."""
+    """Each running batch's active items, hold reason, ETA and wait reasons into the store (pages read them
+    there) and the home's wait file (followers read it)."""
     e = sched.e
     assert e.store is not None
     accounts = e.pacing.accounts
+    now = e.clock.now()
+    snapshot: dict[str, waits.Groups] = {}
     for run in list(sched.runs.values()):
         s = e.store.summary(run.batch_id)
         active = []
@@ -26,17 +32,23 @@ def publish_runtime(sched: Scheduler) -> None:
             active.append({"n": n, "title": it.get("title") or it["source"][:80], "stage": stage,
                            "progress": it.get("progress", 0.0)})
         held = next((f"{p}: {r}" for p, r in sched.held.items() if r), None)
-        if held is None and accounts.held and run.ready[PACED]:
+        if held is None and accounts.held and run.paced:
             held = f"downloads: {accounts.held}"
         eta = estimate_eta([st.name for st in run.stages], [sched.pool_for(st) for st in run.stages],
                            e.store.remaining_by_stage(run.batch_id), s.stage_stats, e.pool_sizes, run.costs)
-        waiting = accounts.wait_reason(e.pacing.of(run.accounts), e.clock.now()) if (
-            run.ready[PACED] and not run.running) else None
-        if waiting is not None:
-            # Nothing runs because every account of the batch waits: say who, why and until when, and count
-            # the wait in the ETA (a cooled account once showed "ETA 10s" for a 30-minute wait).
-            secs, why = waiting
+        names = e.pacing.of(run.accounts)
+        queues = [site for site, q in run.paced.items() if q] if not run.running else []
+        site_waits = [accounts.wait_reason(on_site(names, site), now) for site in queues]
+        if queues and all(w is not None for w in site_waits):
+            # Nothing runs because every account of the batch waits on every site it needs: say who, why and
+            # until when, and count the wait in the ETA (a cooled account once showed "ETA 10s" for 30 minutes).
+            secs, why = min(w for w in site_waits if w is not None)
             held = held or f"downloads wait {fmt_duration(secs)}: {why}"
             eta = (eta or 0.0) + secs
+        groups = waits.queue_groups(sched, run, now)
+        snapshot[run.batch_id] = groups
+        if held is None and not run.running and s.state == BatchState.ACTIVE:
+            held = waits.batch_held(groups)  # "0 running" never stands without a reason
         e.store.set_runtime(run.batch_id, active=active, eta_s=eta, held=held)
-    e.pacing.save(e.clock.now(), only_if_changed=True)
+    sched.waits_published = waits.publish(e.home, snapshot, now, sched.waits_published)
+    e.pacing.save(now, only_if_changed=True)

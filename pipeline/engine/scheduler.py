@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline import errors
 from pipeline.config.settings import RetryPolicy
 from pipeline.engine import ratelimit
-from pipeline.engine.pacing import PACED, buffer_stages, buffered
+from pipeline.engine.pacing import PACED, buffer_stages, buffered, dispatch_paced, on_site
 from pipeline.engine.recipe import companions
 from pipeline.engine.runtime import publish_runtime
 from pipeline.engine.stage import Stage, StageContext, safe_name
@@ -47,6 +46,7 @@ class BatchRun:
     on_error: str
     output_dir: Path
     ready: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # heaps of (-stage_index, n)
+    paced: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # site -> heap of its downloads
     gated: deque[tuple[int, int]] = field(default_factory=deque)
     running: dict[int, str] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -54,7 +54,7 @@ class BatchRun:
     # for minutes); it goes back to the queue, resuming from its .part. Other running stages finish.
     pause: threading.Event = field(default_factory=threading.Event)
     accounts: list[str] | None = None  # the batch's own cookie files; None: the home's accounts
-    in_use: dict[int, str] = field(default_factory=dict)  # item -> account of its running download
+    in_use: dict[int, str] = field(default_factory=dict)  # item -> account (a Lease: with its site) downloading
     buffer_stages: tuple[int, ...] = ()  # next-stage indexes of items downloaded but not yet transcribed
     opts: Any = None  # the recipe's parsed options (ctx.opts)
     # The recipe's DAG: after[k] = later stages that need nothing from stage k on, so they may start with it.
@@ -77,9 +77,10 @@ class Scheduler:
         self.timers: list[tuple[float, str, int]] = []
         self.busy: dict[str, int] = dict.fromkeys(engine.pool_sizes, 0)
         self.held: dict[str, str | None] = dict.fromkeys(engine.pool_sizes, None)
-        self._rr: dict[str, int] = dict.fromkeys([*engine.pool_sizes, PACED], 0)
+        self.rr: dict[str, int] = dict.fromkeys([*engine.pool_sizes, PACED], 0)
         self.completions: queue.SimpleQueue[tuple[BatchRun, int, int, str, Future[Outcome]]] = queue.SimpleQueue()
         self._last_runtime = 0.0
+        self.waits_published: bytes | None = None  # the wait reasons followers last got
 
     # ------------------------------------------------------------------ one pass
     def tick(self, now: float, mono: float) -> None:
@@ -107,8 +108,9 @@ class Scheduler:
         times = [self.timers[0][0]] if self.timers else []
         accounts = self.e.pacing.accounts
         for run in self.runs.values():
-            if run.ready[PACED] and not accounts.held:
-                t = accounts.next_ready(self.e.pacing.of(run.accounts), now)
+            for site, heap in run.paced.items():
+                t = accounts.next_ready(on_site(self.e.pacing.of(run.accounts), site), now) if (
+                    heap and not accounts.held) else None
                 if t is not None:
                     times.append(t)
         return min(times) if times else None
@@ -118,7 +120,7 @@ class Scheduler:
 
     # ------------------------------------------------------------------ queues
     def activate(self, run: BatchRun, needs: dict[str, tuple[str, ...]] | None = None) -> None:
-        run.ready = {p: [] for p in [*self.e.pool_sizes, PACED]}
+        run.ready = {p: [] for p in self.e.pool_sizes}
         run.after = companions([s.name for s in run.stages], needs or {})
         run.buffer_stages = buffer_stages(run.stages, self.pool_for)
         self.runs[run.batch_id] = run
@@ -129,7 +131,8 @@ class Scheduler:
         store = self.e.store
         assert store is not None
         run = self.runs[bid]
-        queued = {n for q in run.ready.values() for _, n in q} | set(run.running) | {n for _, n in run.gated}
+        queued = {n for q in [*run.ready.values(), *run.paced.values()] for _, n in q} | set(run.running)
+        queued |= {n for _, n in run.gated}
         queued |= {n for _, b, n in self.timers if b == bid}
         for item in store.items(bid, status=[ItemStatus.PENDING, ItemStatus.WAITING]):
             n = item["n"]
@@ -140,6 +143,18 @@ class Scheduler:
             else:
                 self.ready(run, item)
 
+    def forget(self, bid: str, n: int) -> None:
+        """An item removed from its batch leaves every queue and timer (it is no longer in the store)."""
+        run = self.runs.get(bid)
+        if run is not None:
+            for heaps in (run.ready, run.paced):
+                for key, q in heaps.items():
+                    heaps[key] = [x for x in q if x[1] != n]
+                    heapq.heapify(heaps[key])
+            run.gated = deque(x for x in run.gated if x[1] != n)
+        self.timers = [t for t in self.timers if (t[1], t[2]) != (bid, n)]
+        heapq.heapify(self.timers)
+
     def drop(self, bid: str) -> BatchRun | None:
         """Forget a cancelled batch's queues and timers (running stages stop at their next check)."""
         run = self.runs.get(bid)
@@ -147,6 +162,7 @@ class Scheduler:
             run.cancel.set()
             for q in run.ready.values():
                 q.clear()
+            run.paced.clear()
             run.gated.clear()
         self.timers = [t for t in self.timers if t[1] != bid]
         heapq.heapify(self.timers)
@@ -165,10 +181,11 @@ class Scheduler:
         # Items further along go first: results arrive one by one instead of all at the end, and
         # downloaded audio waiting for transcription does not pile up on disk.
         stage = run.stages[k]
-        queue_name = self.pool_for(stage)
-        if stage.account_bound and self._needs_account(run, stage, item):
-            queue_name = PACED
-        heapq.heappush(run.ready[queue_name], (-k, item["n"]))
+        if stage.account_bound and self._needs_account(run, stage, item):  # waits for its (account, site)
+            site = self.e.pacing.site(item, self.e.settings.pacing)
+            heapq.heappush(run.paced.setdefault(site, []), (-k, item["n"]))
+            return
+        heapq.heappush(run.ready[self.pool_for(stage)], (-k, item["n"]))
 
     def wait_until(self, bid: str, n: int, due: float) -> None:
         heapq.heappush(self.timers, (due, bid, n))
@@ -214,7 +231,7 @@ class Scheduler:
         assert e.store is not None
         runs = [r for r in self.runs.values() if not r.cancel.is_set()]
         runs = [r for r in runs if e.store.header(r.batch_id)["state"] == BatchState.ACTIVE]
-        if any(r.ready[PACED] for r in runs):
+        if any(r.paced for r in runs):
             self._dispatch_paced(runs, now)
         for pool, size in e.pool_sizes.items():
             if not size or not runs:
@@ -226,7 +243,7 @@ class Scheduler:
             self.held[pool] = held
             if held:
                 continue
-            i = self._rr[pool]
+            i = self.rr[pool]
             idle_rounds = 0
             while free > 0 and idle_rounds < len(runs):
                 run = runs[i % len(runs)]
@@ -236,53 +253,12 @@ class Scheduler:
                     continue
                 idle_rounds = 0
                 _, n = heapq.heappop(run.ready[pool])
-                if self._start(run, n, pool, now):
+                if self.start_item(run, n, pool, now):
                     free -= 1
-            self._rr[pool] = i % max(1, len(runs))
+            self.rr[pool] = i % max(1, len(runs))
 
     def _dispatch_paced(self, runs: list[BatchRun], now: float) -> None:
-        """Start account-bound stages: each takes a ready account of its batch, one download per account.
-
-        A batch whose accounts are all disabled has its waiting downloads failed with a
-        clear error (refresh the cookies, then retry-failed); other batches go on.
-        """
-        pool, pacing = "net", self.e.pacing
-        free = self.e.pool_sizes[pool] - self.busy[pool]
-        if free <= 0 or self.pacing_hold():
-            return
-        for run in runs:
-            if run.ready[PACED] and not pacing.accounts.enabled(pacing.of(run.accounts)):
-                self._fail_paced(run, now)
-        i, idle_rounds = self._rr[PACED], 0
-        while free > 0 and idle_rounds < len(runs):
-            run = runs[i % len(runs)]
-            i += 1
-            acct = pacing.accounts.acquire(pacing.of(run.accounts), now) if run.ready[PACED] else None
-            if acct is None:
-                idle_rounds += 1
-                continue
-            idle_rounds = 0
-            started = False
-            while run.ready[PACED] and not started:
-                _, n = heapq.heappop(run.ready[PACED])
-                started = self._start(run, n, pool, now, account=acct)
-            if started:
-                free -= 1
-            else:
-                pacing.accounts.unused(acct.name, now)
-        self._rr[PACED] = i % max(1, len(runs))
-
-    def _fail_paced(self, run: BatchRun, now: float) -> None:
-        store = self.e.store
-        assert store is not None
-        names = ", ".join(self.e.pacing.of(run.accounts))
-        err = errors.AuthFailed(f"every download account of this batch is disabled ({names}): refresh the "
-                                "cookie file(s), then retry the failed items")
-        while run.ready[PACED]:
-            _, n = heapq.heappop(run.ready[PACED])
-            item = store.item(run.batch_id, n)
-            self.e.outcomes.fail_item(run.batch_id, item, err, run.stages[int(item.get("stage_index", 0))].name, now)
-        self.e.outcomes.check_finished(run.batch_id)
+        dispatch_paced(self, runs, now)
 
     def buffer(self) -> int:
         """Items downloaded but not yet transcribed, over every active batch."""
@@ -296,11 +272,14 @@ class Scheduler:
         floor = float(e.settings.governor.min_free_disk_mb)
         return e.pacing.hold_reason(self.buffer(), e.governor.readings().disk_free_mb, floor)
 
-    def _start(self, run: BatchRun, n: int, pool: str, now: float,
-               account: ratelimit.Account | None = None) -> bool:
+    def start_item(self, run: BatchRun, n: int, pool: str, now: float,
+               account: ratelimit.Account | None = None, lease: ratelimit.Lease | None = None) -> bool:
         e = self.e
         assert e.store is not None
-        item = e.store.item(run.batch_id, n)
+        try:
+            item = e.store.item(run.batch_id, n)
+        except KeyError:  # removed from the batch by hand while it sat in a queue
+            return False
         if item["status"] not in (ItemStatus.PENDING, ItemStatus.WAITING):
             return False
         k = int(item.get("stage_index", 0))
@@ -313,7 +292,7 @@ class Scheduler:
             **({"account": account.name} if account else {}),
         )
         if account is not None:
-            run.in_use[n] = account.name
+            run.in_use[n] = lease or ratelimit.Lease(account.name)
         run.running[n] = stage.name
         extra = self._with_it(run, item, k) if account is None and run.after and run.after[k] else []
         if extra:

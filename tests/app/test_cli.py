@@ -67,12 +67,12 @@ def test_run_status_json_and_manifest(home: Path, src: Path, tmp_path: Path) -> 
     st = tm(home, "status", "lectures", "--json")
     assert st.returncode == 0
     doc = json.loads(st.stdout)
-    assert set(doc) == {"batch", "counts", "items", "summaries"}
+    assert set(doc) == {"batch", "counts", "items", "summaries", "wait"}
     assert doc["batch"]["name"] == "lectures" and doc["batch"]["state"] == "done"
     assert doc["counts"]["done"] == 2 and doc["counts"]["failed"] == 2
     assert [i["source"] for i in doc["items"]] == ["ep1", "ep2 fail=1@probe_cpu", "ep3 perm@probe_gpu", "ep4"]
     assert set(doc["items"][0]) == {"n", "source", "id", "title", "status", "stage", "attempts", "error", "flags",
-                                    "summary"}
+                                    "summary", "wait"}
     assert doc["items"][2]["error"]["type"] == "PermanentError"
     m = json.loads(manifest.read_text())
     assert len(m["items"]) == 4 and (Path(doc["batch"]["output_dir"]) / "manifest.csv").exists()

@@ -154,3 +154,24 @@ def test_paste_run_pause_resume_download(app_url: str, browser_page, home: Path,
     page.goto(app_url + "/settings")
     expect(page.get_by_role("heading", name="Settings")).to_be_visible()
     page.screenshot(path=str(shots / "7-settings.png"), full_page=True)
+
+
+PAGES = {"new_batch": "New batch", "generate": "Generate videos", "batches": "Batches", "results": "Results",
+         "system": "System", "settings": "Settings"}
+
+
+def test_each_page_url_opened_first(app_url: str, browser_page) -> None:  # type: ignore[no-untyped-def]
+    """A bookmark or reload of any page's URL, opened first in a fresh tab, shows that page and no
+    "Page not found" dialog (the default page once had no address of its own); / lands on Batches."""
+    from playwright.sync_api import expect
+
+    page = browser_page
+    for path, heading in [*PAGES.items(), ("", "Batches")]:
+        fresh = page.context.new_page()
+        fresh.goto(f"{app_url}/{path}")
+        expect(fresh.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        fresh.wait_for_timeout(1000)  # the dialog arrives with the first script run, after the heading may
+        expect(fresh.get_by_text("Page not found")).to_have_count(0)
+        if not path:
+            expect(fresh).to_have_url(re.compile(r"/batches$"))
+        fresh.close()

@@ -109,7 +109,9 @@ def test_real_batch_is_predicted_within_15_percent(make_engine: Callable[..., En
     audio_s = sum(float(it["duration"]) for it in calib.items("calibrate")) / 4
     calib.shutdown()
 
-    pacing = PacingSettings(anon_delay_min_s=1.5, anon_delay_max_s=1.9, queue_aware=False)
+    # Loopback is not paced by default (pacing per site); pace it here like the strict sites the plan models.
+    pacing = PacingSettings(anon_delay_min_s=1.5, anon_delay_max_s=1.9, queue_aware=False,
+                            sites={"local": {"delay_min_s": 1.5, "delay_max_s": 1.9}})
     settings = fast_settings(pacing=pacing)
     model = StageModel(audio_minutes=audio_s / 60, **{
         k: v for k, v in model_from_stats([stats_path]).__dict__.items() if k != "audio_minutes"})

@@ -49,7 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="summaries now (realtime), through the Batch API (half price, within 24 h), or auto: "
                         "the Batch API above llm_batch_min_items items when no --deadline is set")
     t.add_argument("--deadline", help="a deadline for the batch (ISO date/time): auto mode stays realtime")
-    t.add_argument("--keep-audio", action="store_true", help="keep downloaded audio in each item folder")
+    t.add_argument("--keep-audio", action="store_true",
+                   help="keep every downloaded audio (audio.EXT) in its item folder, whatever its size (without it, "
+                   "media is kept for playback up to [downloads] keep_media_mb per batch)")
     t.add_argument("--force", action="store_true", help="redo videos already finished in earlier batches")
 
 

@@ -123,7 +123,9 @@ def reuse(hit: Finished, dest: Path) -> list[str]:
 
 
 def status_of(home: Path, ids: list[str]) -> dict[str, Any]:
-    """For a preview: how many of these ids are already finished here."""
-    lib = load(home)
-    done = [i for i in ids if i in lib]
+    """For a preview: how many of these ids a batch would reuse (finished here, outputs still on disk).
+
+    A record whose folder was deleted or moved is redone by the batch, so it is not "already done".
+    """
+    done = [i for i in dict.fromkeys(ids) if lookup(home, i) is not None]
     return {"already_done": len(done), "ids": done}

@@ -62,7 +62,8 @@ class TranscribeOptions(LLMChoice):
     llm_model: str | None = None  # None: settings.toml's llm_model
     llm_base_url: str | None = None  # None: settings.toml's llm_base_url, else OPENAI_BASE_URL
     # export
-    keep_audio: bool = False  # keep the downloaded audio in the item's folder
+    keep_audio: bool = False  # keep the downloaded audio in the item's folder (audio.<ext>), whatever its size
+    keep_media_mb: float = _LIMITS.keep_media_mb  # else keep media for playback (media.<ext>) up to this per batch
     # download, and every yt-dlp call
     format: str = "bestaudio/best"  # yt-dlp's format selector for the download
     socket_timeout: float = 30.0  # seconds; a pass-through socket_timeout wins
@@ -187,7 +188,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "model": _text, "device": _text, "vad": _yes, "beam_size": _whole, "word_timestamps": _yes,
     "summarizer": _text, "llm_mode": _text, "llm_mode_effective": _text, "deadline": _text,
     "llm_fallback_realtime": _yes, "summary_retries": _retries, "llm_model": _text, "llm_base_url": _text,
-    "keep_audio": _yes,
+    "keep_audio": _yes, "keep_media_mb": _number,
     "format": _text, "socket_timeout": _number, "cookies": _text, "proxy": _text, "ytdlp_options": _mapping,
     "wait_for_live": _yes, "keep_refreshed_cookies": _yes,
     "max_download_mb": _number, "stall_rate_kbps": _number, "stall_seconds": _number, "extract_timeout_s": _number,

@@ -58,6 +58,8 @@ class Entry:
     parent: str | None = None  # playlist / channel / feed title
     subtitles: list[str] = field(default_factory=list)
     playlist_index: int | None = None  # which media of a multi-media page
+    media_url: str | None = None  # the media file behind a page entry (playback, the duration probe)
+    title_from: str | None = None  # "file name": a stand-in title that media tags or a feed may replace
 
     def to_item(self) -> dict[str, Any]:
         """Fields for ``Store.create_batch``: the item's source is what the stages fetch."""
@@ -81,6 +83,21 @@ class Expansion:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason) that could not be listed
     duplicates: int = 0
     filtered: int = 0
+
+
+def merge_duplicate(kept: Entry, again: Entry) -> None:
+    """What a repeat of ``kept`` knows better, taken into it: a feed's title over a file name, a duration.
+
+    The same file given as a URL line and as a feed's enclosure is one video; whichever line came first,
+    the batch should get the feed's "Episode 3: Sundials" and its ``itunes:duration``, not "ep3" and "?".
+    """
+    if again.title and (kept.title is None or (kept.title_from and not again.title_from)):
+        kept.title, kept.title_from = again.title, again.title_from
+    for name in ("duration", "upload_date", "parent", "media_url"):
+        if getattr(kept, name) is None and getattr(again, name) is not None:
+            setattr(kept, name, getattr(again, name))
+    if again.subtitles and not kept.subtitles:
+        kept.subtitles = list(again.subtitles)
 
 
 def strip_smuggle(url: str) -> str:

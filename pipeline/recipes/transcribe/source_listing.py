@@ -85,12 +85,18 @@ def _entry_from_info(line: str, e: dict[str, Any], parent: dict[str, Any] | None
     cid = f"{raw_id}-{short_hash(url + (f'#{index}' if index else ''), 8)}" if generic else str(raw_id)
     subs = e.get("subtitles") if isinstance(e.get("subtitles"), dict) else {}
     autos = e.get("automatic_captions") if isinstance(e.get("automatic_captions"), dict) else {}
+    title = clean_title(e.get("title"))
+    if generic and title and parent is None and str(raw_id).endswith("-1") and title.endswith(" (1)"):
+        title = title[:-4].rstrip() or title  # a page's only video: "Sundials", not "Sundials (1)"
+    stem = clean_title(Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).stem)
     return Entry(
         source=line,
         url=url or line,
         id=cid,
         archive_id=f"{'generic' if generic else ie.lower()} {raw_id}",
-        title=clean_title(e.get("title")),
+        title=title,
+        title_from="file name" if generic and title is not None and title == stem else None,
+        media_url=_media_url(e, url) if generic else None,
         duration=_duration(e.get("duration")),
         upload_date=_upload_date(e),
         extractor="generic" if generic else ie.lower(),
@@ -100,10 +106,25 @@ def _entry_from_info(line: str, e: dict[str, Any], parent: dict[str, Any] | None
     )
 
 
+def _media_url(e: dict[str, Any], url: str) -> str | None:
+    """The media file a resolved page entry plays (``url`` of its one format), when it is a plain http(s) URL
+    other than the page: what the results page plays and the duration probe reads; never refuses the entry.
+    Asked of generic pages only: a site's format URLs are signed for one client address and soon expire."""
+    raw = e.get("url")
+    if e.get("_type") in ("url", "url_transparent") or not isinstance(raw, str):
+        return None
+    media = strip_smuggle(raw)
+    if media == url or _entry_scheme(media) not in ("http", "https") or len(media) > 4096:
+        return None
+    return None if SURROGATE.search(media) or bad_char(media) is not None else media
+
+
 def media_entry(url: str) -> Entry:
-    """A direct media URL, listed without a request: yt-dlp would only report its base name (NOTES)."""
+    """A direct media URL, listed without a request: yt-dlp would only report its base name (NOTES). The
+    file name stands in for a title until media tags (the probe, the download) say better."""
     stem = clean_title(Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).stem) or "media"
-    return Entry(source=url, url=url, id=f"{stem}-{short_hash(url, 8)}", archive_id=f"generic {stem}", title=stem)
+    return Entry(source=url, url=url, id=f"{stem}-{short_hash(url, 8)}", archive_id=f"generic {stem}", title=stem,
+                 title_from="file name")
 
 
 def unlisted_entry(line: str) -> Entry:

@@ -96,5 +96,5 @@ def local_entries(line: str, skipped: list[tuple[str, str]] | None = None) -> li
             skipped.append((printable(str(f)), f"cannot read this file ({os_reason(exc)})"))
             continue
         out.append(Entry(source=line, url=None, id=cid, archive_id=f"local {cid}", title=clean_title(f.stem),
-                         local_path=str(f), extractor="local"))
+                         title_from="file name", local_path=str(f), extractor="local"))
     return out

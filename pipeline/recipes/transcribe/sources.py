@@ -15,7 +15,8 @@ after such a character would be wrong.
 This module is the front door: :func:`expand` and its summary here, the parts by job beside it and
 named here too for every caller — the input's text and lines (:mod:`.source_text`), what kind of source
 a line is (:mod:`.source_kinds`), entries and filters (:mod:`.source_entries`), local files and folders
-(:mod:`.source_local`), URL listings (:mod:`.source_listing`) and repaired feeds (:mod:`.source_feeds`).
+(:mod:`.source_local`), URL listings (:mod:`.source_listing`), repaired feeds (:mod:`.source_feeds`) and
+the bounded duration and title probe of direct media (:mod:`.source_probe`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pipeline.recipes.transcribe.source_entries import (
     Filters,
     apply_filters,
     clean_title,
+    merge_duplicate,
     strip_smuggle,
 )
 from pipeline.recipes.transcribe.source_feeds import FEED_MAX_BYTES, feed_info, repair_feed
@@ -46,6 +48,7 @@ from pipeline.recipes.transcribe.source_listing import (
     unlisted_entry,
 )
 from pipeline.recipes.transcribe.source_local import MAX_FOLDER_ENTRIES, local_entries, local_id
+from pipeline.recipes.transcribe.source_probe import PROBE_BUDGET_S, probe_entries
 from pipeline.recipes.transcribe.source_text import (
     MAX_INPUT_BYTES,
     MAX_LINE_CHARS,
@@ -58,10 +61,11 @@ from pipeline.recipes.transcribe.source_text import (
 
 __all__ = [
     "FEED_MAX_BYTES", "LISTING_DEADLINE_S", "MAX_FOLDER_ENTRIES", "MAX_INPUT_BYTES", "MAX_LINE_CHARS",
-    "MAX_TITLE_CHARS", "MEDIA_EXTS", "SMUGGLE", "SYSTEM_DIRS", "Entry", "Expansion", "Filters", "InvalidLine",
+    "MAX_TITLE_CHARS", "MEDIA_EXTS", "PROBE_BUDGET_S", "SMUGGLE", "SYSTEM_DIRS", "Entry", "Expansion", "Filters",
+    "InvalidLine",
     "apply_filters", "classify", "clean_title", "decode_input", "drop_undecodable", "expand", "feed_info",
-    "list_url", "local_entries", "local_id", "media_entry", "numbered_lines", "parse_lines", "printable",
-    "read_input", "repair_feed", "strip_smuggle", "summarize_expansion",
+    "list_url", "local_entries", "local_id", "media_entry", "merge_duplicate", "numbered_lines", "parse_lines",
+    "printable", "probe_entries", "read_input", "repair_feed", "strip_smuggle", "summarize_expansion",
 ]
 
 
@@ -71,6 +75,7 @@ def expand(
     *,
     ydl_opts: dict[str, Any] | None = None,
     on_source: Callable[[int, int, str], None] | None = None,
+    probe: bool = False,
 ) -> Expansion:
     """Parse, classify, list and filter every source; deduplicate by canonical id.
 
@@ -79,14 +84,20 @@ def expand(
     cannot be a source is reported once per occurrence, each with its own line number
     (a repeated good line is listed once); a folder's unreadable files and a feed's
     unusable entries are reported on the folder's or feed's line, and the rest of it runs.
+
+    A repeated line counts as duplicates the videos its first occurrence gave, as a video listed by two
+    lines does. With ``probe``, direct media whose listing gave no duration (or only a file name for a
+    title) are probed, bounded in time (:func:`.source_probe.probe_entries`): for the preview and
+    ``--dry-run``, whose totals need durations before anything is downloaded. Off by default, since the
+    probe is a request to every such URL and a listing for a batch about to run does not need it.
     """
     filters = filters or Filters()
     lines, invalid = numbered_lines(text)
     result = Expansion(invalid=list(invalid))
     total = len({line for _, line in lines})
     verdicts: dict[str, str | InvalidInput] = {}
-    listed: set[str] = set()
-    seen: set[str] = set()
+    listed: dict[str, int] = {}  # line -> how many videos it gave (after the filters), for its repeats
+    seen: dict[str, Entry] = {}
     for no, line in lines:
         if line not in verdicts:
             try:
@@ -98,14 +109,17 @@ def expand(
             result.invalid.append(InvalidLine(no, line, str(kind)))
             continue
         if line in listed:
+            result.duplicates += listed[line]  # a repeated line: each video it gave is removed once more
             continue
-        listed.add(line)
+        listed[line] = 0
         if on_source:
             on_source(len(listed), total, line)
         found = _entries_of(no, line, kind, filters, ydl_opts, result)
         if found is not None:
-            _keep(found, kind, filters, result, seen)
+            listed[line] = _keep(found, kind, filters, result, seen)
     result.invalid.sort(key=lambda bad: bad.line_no)
+    if probe:
+        probe_entries(result.entries, ydl_opts)
     return result
 
 
@@ -132,16 +146,20 @@ def _entries_of(no: int, line: str, kind: str, filters: Filters, ydl_opts: dict[
     return found
 
 
-def _keep(found: list[Entry], kind: str, filters: Filters, result: Expansion, seen: set[str]) -> None:
-    """Filter one line's entries into ``result``, counting what the filters and earlier lines took."""
+def _keep(found: list[Entry], kind: str, filters: Filters, result: Expansion, seen: dict[str, Entry]) -> int:
+    """Filter one line's entries into ``result``, counting what the filters and earlier lines took; returns
+    how many passed the filters (what each repeat of this line counts as duplicates). A video listed again
+    lends the first listing what it knows better (:func:`merge_duplicate`)."""
     kept = apply_filters(found, filters) if kind != "local" or filters != Filters() else found
     result.filtered += len(found) - len(kept)
     for e in kept:
         if e.id in seen:
             result.duplicates += 1
+            merge_duplicate(seen[e.id], e)
             continue
-        seen.add(e.id)
+        seen[e.id] = e
         result.entries.append(e)
+    return len(kept)
 
 
 def summarize_expansion(x: Expansion) -> Iterable[str]:

@@ -83,8 +83,9 @@ class ChildLogger(YtdlpLogger):
 
 
 # ---------------------------------------------------------------------- one call
-_INFO_KEYS = ("id", "title", "duration", "ext", "extractor", "extractor_key", "live_status", "is_live",
+_INFO_KEYS = ("id", "title", "track", "duration", "ext", "extractor", "extractor_key", "live_status", "is_live",
               "release_timestamp", "webpage_url")
+_GENERIC = ("generic", "html5mediaembed")  # whose ``url`` is a page's plain media file, kept for playback
 
 
 def trim_info(info: dict[str, Any] | None, lang: str | None) -> dict[str, Any]:
@@ -93,6 +94,8 @@ def trim_info(info: dict[str, Any] | None, lang: str | None) -> dict[str, Any]:
         info = next((e for e in info["entries"] if e), {})
     info = info or {}
     out = {k: info[k] for k in _INFO_KEYS if info.get(k) is not None}
+    if str(info.get("extractor_key") or "").lower() in _GENERIC and isinstance(info.get("url"), str):
+        out["url"] = info["url"]  # a site's format URL is signed and short-lived: never passed on
     if lang:
         for table in ("subtitles", "automatic_captions"):
             tracks = info.get(table) or {}

@@ -19,6 +19,7 @@ from typing import Any
 from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from pipeline.recipes.transcribe import library
+from pipeline.recipes.transcribe.kept_media import playable_url
 from pipeline.recipes.transcribe.options import options_of
 from pipeline.recipes.transcribe.source_kinds import classify
 from pipeline.recipes.transcribe.ytdlp import call_limits, call_options, check_live
@@ -139,6 +140,8 @@ def _save_track(item: dict[str, Any], ctx: StageContext, track: _Track, policy: 
         result_meta["title"] = info["title"]
     if info.get("duration") and not item.get("duration"):
         result_meta["duration"] = float(info["duration"])
+    if media_url := playable_url(info, item.get("source") or ""):
+        result_meta["media_url"] = media_url  # no download, so nothing kept: playback streams the page's file
     files = ensure_transcript_files(item, ctx, transcript, result_meta)  # the core result, on disk now
     ctx.progress(1.0)
     return StageResult(artifacts={"json": str(out), **files}, meta=result_meta)

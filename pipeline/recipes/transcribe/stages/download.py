@@ -19,7 +19,10 @@ from typing import Any
 
 from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
+from pipeline.recipes.transcribe.kept_media import playable_url
 from pipeline.recipes.transcribe.options import options_of
+from pipeline.recipes.transcribe.source_entries import clean_title
+from pipeline.recipes.transcribe.source_probe import Probed, media_seconds, probe_file
 from pipeline.recipes.transcribe.ytdlp import call_limits, call_options
 from pipeline.recipes.transcribe.ytdlp_run import YtdlpCall
 
@@ -42,7 +45,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     if local:
         if not Path(local).exists():
             raise errors.NotFound(f"local file {local} no longer exists")
-        return StageResult(artifacts={"audio": local}, meta={"audio_local": True})
+        return StageResult(artifacts={"audio": local}, meta={"audio_local": True, **learned(item, {}, Path(local))})
     tmp = ctx.tmpdir
     done = find_audio(tmp)
     if done:
@@ -68,13 +71,34 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     audio = find_audio(tmp)
     if audio is None:
         raise errors.RetryableError("yt-dlp finished but left no audio file")
-    meta: dict[str, Any] = {}
-    if info.get("duration") and not item.get("duration"):
-        meta["duration"] = float(info["duration"])
-    if info.get("title") and not item.get("title"):
-        meta["title"] = info["title"]
+    meta = learned(item, info, audio)
     ctx.progress(1.0)
     return StageResult(artifacts={"audio": str(audio)}, meta=meta)
+
+
+def learned(item: dict[str, Any], info: dict[str, Any], audio: Path) -> dict[str, Any]:
+    """What the download taught about the item: a duration it lacked, a better title, the media's own URL.
+
+    A title is replaced only when the item has none or a file-name stand-in (``title_from``): the
+    file's ``title`` tag first (ffprobe of the download: yt-dlp reads no tags of a direct file), then
+    yt-dlp's ``track``. A title the listing or the user gave is kept. The item's folder keeps the name it
+    was given at its start; the full title goes to the item record and the manifest.
+    """
+    meta: dict[str, Any] = {}
+    weak = not item.get("title") or (item.get("meta") or {}).get("title_from") == "file name"
+    tags = probe_file(audio) if weak or not item.get("duration") else Probed()
+    duration = media_seconds(info.get("duration")) or tags.duration
+    if duration and not item.get("duration"):
+        meta["duration"] = duration
+    title = (tags.title or clean_title(info.get("track"))) if weak else None
+    if title is None and not item.get("title"):
+        title = clean_title(info.get("title"))
+    if title and title != item.get("title"):
+        meta["title"], meta["title_from"] = title, "tags"
+    media_url = playable_url(info, item.get("source") or "")
+    if media_url:
+        meta["media_url"] = media_url
+    return meta
 
 
 def needs_account(item: dict[str, Any], workdir: Path) -> bool:

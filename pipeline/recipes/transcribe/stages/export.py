@@ -5,7 +5,9 @@ made the transcript (:func:`ensure_transcript_files`); this last stage of the
 transcribe recipe completes ``meta.json`` with the summary's outcome and records the
 video in the home's library and download archive, so a later batch reuses these files
 instead of redoing them.
-Temporary audio goes with the item's scratch folder unless ``--keep-audio``.
+Downloaded audio is kept for playback as ``media.<ext>`` (the item artifact ``media``) up to ``keep_media_mb``
+per batch (:mod:`pipeline.recipes.transcribe.kept_media`), as ``audio.<ext>`` with ``--keep-audio``, and
+otherwise goes with the item's scratch folder.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
-from pipeline.recipes.transcribe import library
+from pipeline.recipes.transcribe import kept_media, library
 from pipeline.recipes.transcribe.options import options_of
 from state.storage import atomic_write_bytes
 
@@ -29,7 +31,7 @@ FILES = {"txt": "transcript.txt", "srt": "transcript.srt", "vtt": "transcript.vt
 CORE = ("txt", "srt", "vtt", "json", "meta")
 RECORD_META = ("upload_date", "parent", "extractor", "tags", "summary_engine", "llm_model", "llm_usage", "llm_cost_usd",
                "model_fallback", "repetition", "reused_from", "summary_outcome", "summary_reason",
-               "summary_adjustments", "language_probability")
+               "summary_adjustments", "language_probability", "title_from", "media_url")
 
 
 def item_record(item: dict[str, Any], ctx: StageContext, transcript: dict[str, Any],
@@ -83,22 +85,42 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     meta = item.get("meta") or {}
     record = item_record(item, ctx, transcript)
     atomic_write_bytes(ctx.path(FILES["meta"]), json.dumps(record, ensure_ascii=False, indent=1).encode())
-    audio = (item.get("artifacts") or {}).get("audio")
     artifacts = {k: str(ctx.path(v)) for k, v in FILES.items() if ctx.path(v).exists()}
-    if audio and options_of(ctx).keep_audio and Path(audio).exists():
-        kept = ctx.path("audio" + Path(audio).suffix)
-        if Path(audio).resolve() != kept and not meta.get("local_path"):
-            shutil.move(audio, kept)
-        artifacts["audio"] = str(kept if kept.exists() else audio)
-    elif audio and not meta.get("local_path") and Path(audio).is_relative_to(ctx.workdir):
-        try:
-            os.unlink(audio)  # the scratch folder goes too when the item finishes; free the disk now
-        except OSError:
-            pass
+    artifacts.update(_kept_media(item, ctx))
     if item.get("id"):
         library.record(ctx.home, id=item["id"], archive_id=meta.get("archive_id"), workdir=str(ctx.workdir),
                        batch=ctx.batch_name, title=item.get("title"))
     return StageResult(artifacts=artifacts)
+
+
+def _kept_media(item: dict[str, Any], ctx: StageContext) -> dict[str, str]:
+    """The item's ``audio``/``media`` artifacts once its scratch folder goes: ``--keep-audio`` keeps the audio
+    as ``audio.<ext>``; else it is kept as ``media.<ext>`` while the batch is under ``keep_media_mb``
+    (:mod:`..kept_media`), else deleted. A local source plays from where it is (``media`` is its path)."""
+    opts = options_of(ctx)
+    audio = (item.get("artifacts") or {}).get("audio")
+    local = (item.get("meta") or {}).get("local_path")
+    out: dict[str, str] = {}
+    if audio and opts.keep_audio and Path(audio).exists():
+        kept = ctx.path("audio" + Path(audio).suffix)
+        if Path(audio).resolve() != kept and not local:
+            shutil.move(audio, kept)
+        out["audio"] = out["media"] = str(kept if kept.exists() else audio)
+    elif local:
+        if Path(local).is_file():
+            out["media"] = local
+    elif (earlier := kept_media.find(ctx.workdir)) is not None:
+        out["media"] = str(earlier)  # a re-run export: kept the first time
+    elif audio and Path(audio).is_relative_to(ctx.workdir) and Path(audio).exists():
+        kept = kept_media.keep(Path(audio), ctx.workdir, opts.keep_media_mb)
+        if kept is not None:
+            out["media"] = str(kept)
+        else:
+            try:
+                os.unlink(audio)  # the scratch folder goes too when the item finishes; free the disk now
+            except OSError:
+                pass
+    return out
 
 
 register(Stage("export", run, resource="cpu", doc="txt/srt/vtt/json/md/meta per item"))
