@@ -54,7 +54,7 @@ def long_clip(folder: Path, name: str, rounds: int) -> Path:
 
 def run_batch(home: Path, name: str, text: str) -> dict[str, float]:
     settings = load_settings(home)
-    x = expand(text, ydl_opts=listing_options(settings.ytdlp))
+    x = expand(text, ydl_opts=listing_options(settings.ytdlp), probe=True)  # as run --dry-run lists
     sources = [e.to_item() for e in x.entries]
     est = batch_estimate(home, "transcribe", sources, settings)
     with Engine(home, settings=settings) as engine:

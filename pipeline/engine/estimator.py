@@ -10,6 +10,7 @@ overlap).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -108,7 +109,24 @@ def estimate_batch(media: Iterable[float | None], stages: Iterable[str], pool_of
                          if media and fraction < 1 else 0.0,
                          "work_s": round(total, 3),
                          "measured": bool((measured and st in measured) or (rtf and st in rtf))}
-    walls = {p: w / max(1, pools.get(p) or pools.get("cpu", 1)) for p, w in work.items()}
+    # Items take a pool's workers first come, first served: list-schedule each pool's per-item work onto
+    # its workers (a big item that starts last ends last; many small ones come to work ÷ workers).
+    per_item: dict[str, list[float]] = {}
+    for dur in media:
+        mine: dict[str, float] = {}
+        for st in stages:
+            pool = pool_of(st)
+            mine[pool] = mine.get(pool, 0.0) + stage_seconds(st, dur, costs, measured, rtf)
+        for pool, w in mine.items():
+            per_item.setdefault(pool, []).append(w)
+    walls = {}
+    for p, w in work.items():
+        size = max(1, pools.get(p) or pools.get("cpu", 1))
+        share = w / sum(per_item[p]) if sum(per_item.get(p, ())) else 0.0  # the skipped (captioned) part is gone
+        free = [0.0] * min(size, len(per_item.get(p, ())) or 1)
+        for job in per_item.get(p, ()):
+            heapq.heapreplace(free, free[0] + job * share)
+        walls[p] = max(free)
     # The longest item's own stages; a pool every item skips (all captioned) is not in it.
     chain_stages = [st for st in stages if (skip or {}).get(pool_of(st), 0.0) < 1]
     chain = max((sum(stage_seconds(st, dur, costs, measured, rtf) for st in chain_stages) for dur in media),

@@ -40,12 +40,13 @@ def find_audio(tmp: Path) -> Path | None:
 
 def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     if ctx.path(TRANSCRIPT).exists():  # captions or reuse already gave us the transcript
-        return StageResult()
+        return StageResult(measured=False)
     local = (item.get("meta") or {}).get("local_path")
     if local:
         if not Path(local).exists():
             raise errors.NotFound(f"local file {local} no longer exists")
-        return StageResult(artifacts={"audio": local}, meta={"audio_local": True, **learned(item, {}, Path(local))})
+        return StageResult(artifacts={"audio": local}, meta={"audio_local": True, **learned(item, {}, Path(local))},
+                           measured=False)  # nothing fetched: no download speed to learn
     tmp = ctx.tmpdir
     done = find_audio(tmp)
     if done:

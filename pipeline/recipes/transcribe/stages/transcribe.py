@@ -259,7 +259,8 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     out = ctx.path(TRANSCRIPT)
     if out.exists():  # captions, a reused earlier result, or a previous run of this stage
         transcript = json.loads(out.read_text(encoding="utf-8"))
-        return StageResult(artifacts={"json": str(out), **ensure_transcript_files(item, ctx, transcript)})
+        return StageResult(artifacts={"json": str(out), **ensure_transcript_files(item, ctx, transcript)},
+                           measured=False)  # no Whisper ran: these seconds say nothing about its speed
     audio = (item.get("artifacts") or {}).get("audio")
     if not audio or not Path(audio).exists():
         raise errors.RetryableError("no downloaded audio to transcribe (the download stage will run again)")
