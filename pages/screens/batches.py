@@ -71,6 +71,9 @@ def items_table(s) -> None:  # type: ignore[no-untyped-def]
     st.dataframe(rows, hide_index=True, width="stretch",
                  column_config={"progress": PROGRESS, "error": st.column_config.TextColumn(
                      "error", help="the whole error: hover a cell, or open the item below")})
+    shown = [(k, r) for k, r in sorted(waits.items()) if any(it["n"] == k for it in items)][:5]
+    for k, reason in shown:  # the table is drawn on a canvas: the reasons also as text, for reading and finding
+        st.caption(f":material/hourglass_top: Why #{k} waits: {views.md_text(reason)}")
     by_n = {it["n"]: it for it in items}
     n = st.selectbox("Item detail", list(by_n), index=None, key=f"batches_item_{s.id}",
                      placeholder="choose an item: its full error, log, timings, files and actions",

@@ -175,3 +175,80 @@ def test_each_page_url_opened_first(app_url: str, browser_page) -> None:  # type
         if not path:
             expect(fresh).to_have_url(re.compile(r"/batches$"))
         fresh.close()
+
+
+def pick(page, label: str, option: str) -> None:  # type: ignore[no-untyped-def]
+    """Choose ``option`` (a substring of its text) in the Streamlit selectbox labelled ``label``."""
+    box = page.get_by_role("combobox", name=label, exact=True)
+    box.click()
+    page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
+
+
+@pytest.fixture
+def paced_home(home: Path) -> Path:
+    """Loopback downloads 15 s apart (by default loopback is not paced): a download that waits, visibly."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "settings.toml").write_text("[pacing]\nanon_delay_min_s = 0.0\nanon_delay_max_s = 0.0\n"
+                                        "[pacing.sites.local]\ndelay_min_s = 15.0\ndelay_max_s = 15.0\n")
+    return home
+
+
+def test_status_story(paced_home: Path, app_url: str, browser_page, home: Path,  # type: ignore[no-untyped-def]
+                      media_server: MediaServer) -> None:
+    """What the app says while a batch runs: the first result without a reload (timed), why an item waits,
+    a failed item's whole error and log, skip from the item panel, and a page-embedded item that plays from
+    its kept media, not from the page."""
+    from playwright.sync_api import expect
+
+    page = browser_page
+    shots = artifacts()
+    urls = [media_server.url("/captioned.html"), media_server.url("/sundials.html"),
+            media_server.url("/media/talk-bravo.mp3"), media_server.url("/missing.mp3")]
+    page.goto(app_url + "/results")
+    expect(page.get_by_role("heading", name="Results")).to_be_visible()
+    page.goto(app_url + "/new_batch")
+    box = page.get_by_label("Sources, one per line")
+    box.fill("\n".join(urls))
+    box.press("Control+Enter")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.get_by_text("Estimated time")).to_be_visible()
+    page.get_by_role("button", name="Start batch").click()
+    t0 = time.monotonic()
+    expect(page.get_by_role("heading", name="Batches")).to_be_visible()
+
+    page.goto(app_url + "/results")  # opened once: the result arrives without a reload
+    expect(page.get_by_text("Transcript — select a line to play from there")).to_be_visible(timeout=60_000)
+    first = time.monotonic() - t0
+    print(f"time to first result: {first:.1f} s from Start (captioned item, loopback)")
+    page.screenshot(path=str(shots / "status-1-first-result.png"), full_page=True)
+
+    # Loopback is paced here (the home's settings): the second download waits, and says so, on Batches.
+    page.goto(app_url + "/batches")
+    expect(page.get_by_text(re.compile(r"Why #\d+ waits: pacing: account anonymous on the local network until"))
+           .first).to_be_visible(timeout=60_000)
+    page.screenshot(path=str(shots / "status-2-waiting.png"), full_page=True)
+
+    name = next(s.name for s in read_summaries(home))
+    expect(page.get_by_text(re.compile(r"1 failed"))).to_be_visible(timeout=120_000)
+    pick(page, "Item detail", "missing")
+    expect(page.get_by_role("alert").filter(has_text="NotFound").first).to_be_visible()
+    expect(page.locator("code", has_text="HTTP 404: not found").first).to_be_visible()  # the whole message
+    expect(page.get_by_text("Hint: The URL returns 404").first).to_be_visible()
+    page.get_by_role("tab", name="Log").click()
+    expect(page.locator("code", has_text=re.compile(r"download")).first).to_be_visible()  # its log.txt
+    page.screenshot(path=str(shots / "status-3-failed-item.png"), full_page=True)
+    page.get_by_role("button", name="Skip").click()
+    expect(page.get_by_text(re.compile(r"Item \d+ is skipped"))).to_be_visible()
+    deadline = time.monotonic() + 180
+    while counts(home, name).get("skipped") != 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert counts(home, name).get("skipped") == 1
+
+    expect(page.get_by_text(re.compile(r"3 of 4 done")).first).to_be_visible(timeout=180_000)
+    page.goto(app_url + "/results")
+    pick(page, "Video", "Sundials")
+    audio = page.locator("audio").first
+    expect(audio).to_be_attached(timeout=30_000)
+    src = audio.get_attribute("src") or ""
+    assert src and not src.endswith(".html"), src  # the kept media (served by the app), never the page
+    page.screenshot(path=str(shots / "status-4-playback.png"), full_page=True)
