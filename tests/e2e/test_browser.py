@@ -114,11 +114,11 @@ def test_paste_run_pause_resume_download(app_url: str, browser_page, home: Path,
     page.get_by_role("button", name="Start batch").click()
     expect(page.get_by_role("heading", name="Batches")).to_be_visible()
     name = next(s.name for s in read_summaries(home))
-    expect(page.get_by_text(re.compile(rf"[1-9]\d* of {ITEMS} done"))).to_be_visible(timeout=120_000)
+    expect(page.get_by_text(re.compile(rf"[1-9]\d* of {ITEMS} done")).first).to_be_visible(timeout=120_000)
     page.screenshot(path=str(shots / "2-batches-running.png"), full_page=True)
 
     page.get_by_role("button", name="Pause").first.click()
-    expect(page.get_by_text(re.compile(r"of \d+ done · .*paused"))).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(re.compile(r"of \d+ done · .*paused")).first).to_be_visible(timeout=60_000)
     deadline = time.monotonic() + 60
     while counts(home, name).get("running") and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -129,8 +129,8 @@ def test_paste_run_pause_resume_download(app_url: str, browser_page, home: Path,
     page.screenshot(path=str(shots / "3-batches-paused.png"), full_page=True)
 
     page.get_by_role("button", name="Resume").first.click()
-    expect(page.get_by_text(re.compile(rf"{ITEMS} of {ITEMS} done"))).to_be_visible(timeout=180_000)
-    expect(page.get_by_text(re.compile(r"· done$"))).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(re.compile(rf"{ITEMS} of {ITEMS} done")).first).to_be_visible(timeout=180_000)
+    expect(page.get_by_text(re.compile(r"· done$")).first).to_be_visible(timeout=60_000)
     page.screenshot(path=str(shots / "4-batches-done.png"), full_page=True)
 
     page.goto(app_url + "/results")
@@ -229,7 +229,7 @@ def test_status_story(paced_home: Path, app_url: str, browser_page, home: Path, 
     page.screenshot(path=str(shots / "status-2-waiting.png"), full_page=True)
 
     name = next(s.name for s in read_summaries(home))
-    expect(page.get_by_text(re.compile(r"1 failed"))).to_be_visible(timeout=120_000)
+    expect(page.get_by_text(re.compile(r"1 failed")).first).to_be_visible(timeout=120_000)
     pick(page, "Item detail", "missing")
     expect(page.get_by_role("alert").filter(has_text="NotFound").first).to_be_visible()
     expect(page.locator("code", has_text="HTTP 404: not found").first).to_be_visible()  # the whole message
