@@ -89,6 +89,9 @@ class EngineClient:
     def _item_action_here(self, ref: str, n: int, action: str) -> None:
         raise NotImplementedError  # the owning Engine applies it
 
+    def _finishing_state(self, bid: str) -> str | None:
+        return None  # the owning Engine knows which batches it is finishing
+
     # ------------------------------------------------------------------ reads
     def summaries(self) -> list[BatchSummary]:
         if self.store is not None:
@@ -121,6 +124,9 @@ class EngineClient:
         (the transcribe recipe's PDF and ZIP)."""
         s = self.summary(ref)
         header = {k: v for k, v in s.to_dict().items() if k not in ("active", "held", "eta_s")}
+        final = self._finishing_state(s.id)
+        if final:  # written as the batch finishes: the manifest records the state it ends in, not "active"
+            header["state"] = final
         extra = s.options.get("output_manifest")
         folder = Path(s.output_dir or self.output_root / safe_name(s.name))
         items = self.items(s.id)

@@ -275,6 +275,9 @@ class Engine(EngineClient):
     def _control_here(self, op: str, ref: str | None) -> int:
         return self.controls.apply(op, ref)
 
+    def _finishing_state(self, bid: str) -> str | None:
+        return self.outcomes.finishing.get(bid)
+
     def _item_action_here(self, ref: str, n: int, action: str) -> None:
         assert self.store is not None
         self.controls.item_action(self.store.resolve(ref), n, action)

@@ -36,6 +36,8 @@ class Outcomes:
         self.e = engine
         self.finished_hooks: list[Callable[[str], None]] = []
         self.exporting: set[str] = set()
+        # The state a batch being exported will have once its outputs exist (its manifest says so already).
+        self.finishing: dict[str, str] = {}
         self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tubemill-export")
 
     def record(self, run: BatchRun, n: int, k: int, out: Outcome) -> None:
@@ -263,6 +265,7 @@ class Outcomes:
                 store.set_batch(bid, finished_at=self.e.clock.now())
             self.e.scheduler.runs.pop(bid, None)
             self.exporting.add(bid)
+            self.finishing[bid] = str(BatchState.DONE if s.state != BatchState.CANCELLED else s.state)
             store.set_runtime(bid, active=[], eta_s=0.0, held="writing batch outputs")
             self._hooks.submit(self._finish, bid, s.state != BatchState.CANCELLED)
 
@@ -276,6 +279,7 @@ class Outcomes:
         finally:
             with self.e.lock:
                 self.exporting.discard(bid)
+                self.finishing.pop(bid, None)
                 store = self.e.store
                 if store is not None:
                     if mark_done and store.header(bid)["state"] != BatchState.CANCELLED:

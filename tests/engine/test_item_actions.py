@@ -71,3 +71,14 @@ def test_retry_now_cuts_a_backoff_short(tmp_path: Path) -> None:
         e.item_action(bid, 1, "retry")
         wait_for(lambda: finished(e, bid), timeout=5)
         assert e.items(bid)[0]["status"] == "done"
+
+
+def test_finished_manifest_records_the_final_state(tmp_path: Path) -> None:
+    """manifest.json is written just before the batch is marked done: it says done, not active."""
+    import json
+
+    with Engine(tmp_path / "home", settings=fast_settings()) as e:
+        bid = e.submit("b", ["ep1", "ep2"], recipe="probe")
+        wait_for(lambda: finished(e, bid))
+        folder = Path(e.summary(bid).output_dir)
+    assert json.loads((folder / "manifest.json").read_text())["batch"]["state"] == "done"
