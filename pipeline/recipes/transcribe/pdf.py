@@ -276,10 +276,17 @@ class _PdfWriter:
             page = str(sec.page_number)
             room = width - pdf.get_string_width(page) - 4
             name = self.text(sec.name)
-            if pdf.get_string_width(name) > room:
-                while name and pdf.get_string_width(name + "…") > room:
-                    name = name[: max(0, int(len(name) * 0.9) - 1)]
-                name += "…"
+            if pdf.get_string_width(name) > room:  # cut at a word, never inside one (unless one word is too long)
+                words = name.split(" ")
+                while len(words) > 1 and pdf.get_string_width(" ".join(words) + " …") > room:
+                    words.pop()
+                name = " ".join(words)
+                if pdf.get_string_width(name + " …") > room:
+                    while name and pdf.get_string_width(name + "…") > room:
+                        name = name[:-1]
+                    name += "…"
+                else:
+                    name = name.rstrip(" ,;:-") + " …"
             link = pdf.add_link(page=sec.page_number)
             pdf.cell(width - pdf.get_string_width(page) - 2, self.TOC_LINE_H, name, link=link)
             pdf.cell(0, self.TOC_LINE_H, page, align="R", link=link, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
