@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from textwrap import shorten  # at a word, never inside one
 from typing import IO, Any
 
 from pipeline.common.units import fmt_duration
@@ -27,7 +28,8 @@ def summary_line(s: BatchSummary) -> str:
 def active_lines(s: BatchSummary, limit: int = 8) -> list[str]:
     out = []
     for a in s.active[:limit]:
-        out.append(f"  #{a['n']:<5} {a['stage']:<14} {a.get('progress', 0) * 100:5.1f}%  {str(a['title'])[:60]}")
+        title = shorten(str(a["title"]), 60, placeholder=" …")
+        out.append(f"  #{a['n']:<5} {a['stage']:<14} {a.get('progress', 0) * 100:5.1f}%  {title}")
     if len(s.active) > limit:
         out.append(f"  … and {len(s.active) - limit} more")
     return out
