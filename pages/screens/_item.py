@@ -8,6 +8,7 @@ from typing import Any
 import streamlit as st
 
 from pipeline.app import item_view, views
+from pipeline.common.formats import fmt_timestamp
 from pipeline.errors import TubemillError
 from state.models import BatchSummary
 
@@ -44,6 +45,11 @@ def render_item_detail(engine: Any, s: BatchSummary, item: dict[str, Any], where
                      icon=":material/error:")
             st.code(e["message"] or "(no message)", language=None, wrap_lines=True)
             st.caption(f"Hint: {views.md_text(e['hint'])}")
+        found, recent = item_view.live_segments(item) if d.status == "running" else (0, [])
+        if recent:
+            st.caption(f":material/graphic_eq: Transcribing: {found} segment(s) so far")
+            st.code("\n".join(f"[{fmt_timestamp(seg.get('start', 0))}] {seg['text']}" for seg in recent),
+                    language=None, wrap_lines=True)
         if flash:
             getattr(st, flash[0])(flash[1])
         can_act = hasattr(engine, "item_action")

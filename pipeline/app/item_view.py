@@ -7,6 +7,7 @@ place and 36 % in another: the figure is the item's way through all its stages, 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +160,27 @@ def item_notes(item: dict[str, Any]) -> list[str]:
     if meta.get("script_fallback"):
         notes.append(f"Script: the offline writer stood in for the LLM ({meta['script_fallback']})")
     return notes
+
+
+def live_segments(item: dict[str, Any], last: int = 12) -> tuple[int, list[dict[str, Any]]]:
+    """While Whisper runs: how many segments it has found, and the last few (start, end, text), from the
+    file the transcribe stage appends to (``.tmp/transcript.partial.jsonl``); (0, []) when there is none."""
+    if not item.get("workdir"):
+        return 0, []
+    path = Path(item["workdir"]) / ".tmp" / "transcript.partial.jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return 0, []
+    out = []
+    for line in lines[-last:]:
+        try:
+            seg = json.loads(line)
+        except ValueError:  # the line being written
+            continue
+        if isinstance(seg, dict) and "text" in seg:
+            out.append(seg)
+    return len(lines), out
 
 
 def item_detail(item: dict[str, Any], stages: list[str], batch_name: str = "BATCH") -> ItemDetail:

@@ -211,6 +211,14 @@ def check_audio(path: Path) -> None:
         raise errors.PermanentError(f"cannot read {path.name} as media: {exc}") from exc
 
 
+PARTIAL = "transcript.partial.jsonl"  # in the item's .tmp: scratch, never exported, gone with the item
+
+
+def partial_path(ctx: StageContext) -> Path:
+    """Where the segments found so far go, one JSON object a line (``pipeline.app.item_view`` reads them)."""
+    return ctx.tmpdir / PARTIAL
+
+
 def transcribe_file(audio: Path, loaded: LoadedModel, ctx: StageContext | None = None,
                     *, vad: bool = True, beam_size: int = 5, language: str | None = None,
                     word_timestamps: bool = False) -> dict[str, Any]:
@@ -227,6 +235,8 @@ def transcribe_file(audio: Path, loaded: LoadedModel, ctx: StageContext | None =
         raise errors.PermanentError(f"cannot decode {audio.name}: {exc}") from exc
     duration = float(info.duration or 0.0)
     segments = []
+    partial = partial_path(ctx) if ctx is not None else None
+    live = partial.open("w", encoding="utf-8") if partial is not None else None
     try:
         for seg in segments_iter:
             if ctx is not None:
@@ -239,10 +249,16 @@ def transcribe_file(audio: Path, loaded: LoadedModel, ctx: StageContext | None =
                 entry["words"] = [{"start": round(w.start, 3), "end": round(w.end, 3), "word": w.word,
                                    "probability": round(w.probability, 3)} for w in seg.words]
             segments.append(entry)
+            if live is not None:  # each segment as Whisper finds it: the item panel shows them while it runs
+                live.write(json.dumps({k: entry[k] for k in ("start", "end", "text")}, ensure_ascii=False) + "\n")
+                live.flush()
     except errors.TubemillError:
         raise
     except Exception as exc:
         raise errors.PermanentError(f"transcription failed on {audio.name}: {exc}") from exc
+    finally:
+        if live is not None:
+            live.close()
     return {
         "language": info.language,
         "language_probability": round(float(info.language_probability or 0.0), 3),
@@ -286,6 +302,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     if tr["duration"] and not item.get("duration"):
         meta["duration"] = tr["duration"]
     atomic_write_bytes(out, json.dumps(tr, ensure_ascii=False).encode())
+    partial_path(ctx).unlink(missing_ok=True)  # the whole transcript is on disk now
     # The core result: its files go to disk now, before any enrichment can fail or crash.
     files = ensure_transcript_files(item, ctx, tr, meta)
     return StageResult(artifacts={"json": str(out), **files}, meta=meta)
