@@ -3,11 +3,14 @@
 It is :func:`pipeline.engine.estimator.estimate_batch` fed with what this home knows: the
 recipe's stage costs, replaced by the stage rates this home has measured (per media second
 for the transcription), the pool sizes the engine will use, the items that need no
-transcription (captions), and the download pacing of the sites the items come from.
+transcription (captions), and the download pacing of the sites the items come from. A fresh
+home prices the stages it has not measured with the recipe's short calibration of this
+machine (transcribe: a few seconds of Whisper, once, cached) where the recipe has one.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +40,16 @@ def batch_estimate(home: Path, recipe: str, sources: list[Any], settings: Settin
     skip = {"cpu": captioned / len(todo)} if captioned and todo else None
     r = get_recipe(recipe)
     means, rtf = measured_rates(s.stage_stats for s in read_summaries(home))
+    calibrated: dict[str, float] = {}
+    if r.calibrate is not None and any(st not in rtf and st not in means and r.costs.get(st) and
+                                       r.costs[st].per_media_s > 0 for st in r.stages):
+        calibrated = {k: v for k, v in r.calibrate(home, settings).items() if k not in rtf and k not in means}
     paced = pacing_seconds([s.get("source") if isinstance(s, dict) else s for s in todo], settings)
-    return estimate_batch(media, r.stages, pool_of, pools, r.costs, means, skip, rtf, paced_s=paced)
+    est = estimate_batch(media, r.stages, pool_of, pools, r.costs, means, skip, {**calibrated, **rtf},
+                         paced_s=paced)
+    for st in calibrated:  # priced by the calibration, not measured by a batch
+        est.stages[st]["measured"] = False
+    return replace(est, calibrated=tuple(sorted(calibrated)))
 
 
 def pacing_seconds(sources: list[Any], settings: Settings, accounts: int = 1) -> float:

@@ -74,10 +74,12 @@ class Estimate:
     pools: dict[str, float]  # seconds of work per pool ÷ its size
     stages: dict[str, dict[str, Any]]  # per stage: pool, runs, seconds each (mean), work seconds, measured here?
     bottleneck: str | None
+    calibrated: tuple[str, ...] = ()  # stages priced by a short calibration of this machine, not by batches
 
     def to_dict(self) -> dict[str, Any]:
         return {"estimate_s": round(self.seconds, 3), "items": self.items, "bottleneck": self.bottleneck,
-                "pools_s": {k: round(v, 3) for k, v in self.pools.items()}, "stages": self.stages}
+                "pools_s": {k: round(v, 3) for k, v in self.pools.items()}, "stages": self.stages,
+                "calibrated": list(self.calibrated)}
 
 
 def estimate_batch(media: Iterable[float | None], stages: Iterable[str], pool_of: Callable[[str], str],

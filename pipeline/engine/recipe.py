@@ -86,6 +86,9 @@ class Recipe:
     outputs: Outputs | None = None
     # What the batch's manifest entries and errors.md add for this recipe (file columns, sections).
     report: Report = NO_REPORT
+    # calibrate(home, settings) -> {stage: seconds per media second} measured on this machine (cached by the
+    # recipe), for a home that has not measured those stages yet: a fresh home's estimate.
+    calibrate: Callable[[Path, Any], Mapping[str, float]] | None = None
     # Long-lived helpers started with the scheduler: factory(engine) -> Service.
     services: tuple[Callable[[Any], Service], ...] = ()
     # parse_options(batch options, live settings) -> the recipe's frozen options object, handed to stages

@@ -23,7 +23,13 @@ def test_dry_run_json_has_the_estimate(tmp_path: Path, media_server: MediaServer
     assert doc["items"] == 3 and doc["recipe"] == "transcribe" and doc["media_s"] > 0
     assert doc["estimate_s"] > 0 and doc["bottleneck"]
     assert set(doc["stages"]) == {"captions", "download", "transcribe", "summarize", "export"}
-    assert all(not st["measured"] for st in doc["stages"].values())  # a fresh home: the recipe's costs
+    assert all(not st["measured"] for st in doc["stages"].values())  # a fresh home: no batch measured it yet
+    assert doc["calibrated"] == ["transcribe"]  # … but Whisper was timed on this machine, once
+    assert (home / "calibration.json").exists()
     transcribe = doc["stages"]["transcribe"]
     assert transcribe["pool"] == "cpu" and 0 < transcribe["seconds_each"] < 10  # ≈ 8 s episodes × rtf
+    again = subprocess.run([sys.executable, "-m", "pipeline.cli", "--home", str(home), "run",
+                            media_server.url("/feed.xml"), "--dry-run", "--json"],
+                           cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=120)
+    assert json.loads(again.stdout.strip().splitlines()[-1])["estimate_s"] == doc["estimate_s"]  # cached
     assert not (home / "batches").exists() or not list((home / "batches").iterdir())
