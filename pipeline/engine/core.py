@@ -28,6 +28,7 @@ from pipeline.config.settings import Settings, default_home, load_settings
 from pipeline.engine.client import EngineClient
 from pipeline.engine.clock import SystemClock
 from pipeline.engine.controls import Controls
+from pipeline.engine.estimator import starting_costs
 from pipeline.engine.governor import Governor
 from pipeline.engine.outcomes import Outcomes
 from pipeline.engine.pacing import ACCOUNT_SCAN_S, Pacing
@@ -312,7 +313,9 @@ class Engine(EngineClient):
         recipe = recipe_of(opts)
         same = recipe is not None and list(recipe.stages) == list(h["recipe"])  # not an explicit stage list
         if recipe is not None:
-            run.costs = {name: cost.seconds(None) for name, cost in recipe.costs.items()}
+            run.costs = starting_costs(recipe.stages, recipe.costs,
+                                       [it.get("duration") for it in self.store.items(bid)],
+                                       [x.stage_stats for x in self.store.summaries() if x.id != bid])
         self.scheduler.activate(run, dict(recipe.needs) if same and recipe is not None else None)
         self.outcomes.check_finished(bid)
 

@@ -150,6 +150,17 @@ def wall_seconds(media: Iterable[float | None], stages: Iterable[str], pool_of: 
     return estimate_batch(media, stages, pool_of, pools, costs, measured, skip).seconds
 
 
+def starting_costs(stages: Iterable[str], costs: Mapping[str, Cost], durations: Iterable[Any],
+                   home_stats: Iterable[Mapping[str, Mapping[str, float]]]) -> dict[str, float]:
+    """Each stage's seconds for a batch's ETA before the batch has measured it: the home's measured rates
+    (per media second where the stage's cost grows with the media), else the recipe's cost, for the
+    batch's mean media length."""
+    known = [float(d) for d in durations if d]
+    media = sum(known) / len(known) if known else None
+    means, rtf = measured_rates(home_stats)
+    return {name: stage_seconds(name, media, costs, means, rtf) for name in stages}
+
+
 def estimate_eta(
     stage_names: list[str],
     stage_pools: list[str],
@@ -162,12 +173,13 @@ def estimate_eta(
 
     ``remaining_at[k]`` counts unfinished items whose next stage is ``k``; an item at
     stage ``k`` still has to run every stage from ``k`` on. A stage not measured yet costs
-    ``defaults[stage]`` (its recipe's cost), else the mean of the measured stages.
+    ``defaults[stage]`` (its recipe's cost for this batch's items, or this home's measured rate), else
+    the mean of the measured stages; before anything is measured the defaults alone give the ETA.
     """
     means = {s: v["total_s"] / v["n"] for s, v in stats.items() if v.get("n")}
     if not remaining_at:
         return 0.0
-    if not means:
+    if not means and not defaults:
         return None
     means = {**(defaults or {}), **means}
     fallback = sum(means.values()) / len(means)

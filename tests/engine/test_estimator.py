@@ -58,3 +58,14 @@ def test_unmeasured_runs_stay_out_of_the_rates(tmp_path: Path) -> None:
     stats = {s.name: s.stage_stats for s in read_summaries(home)}
     assert stats["measured"]["est_quick"]["n"] == 2 and stats["measured"]["est_quick"]["media_s"] == 20.0
     assert "est_quick" not in stats["reused"]
+
+
+def test_starting_eta_comes_from_the_home_and_the_items() -> None:
+    """Before a batch has measured anything its ETA is the home's rates for its items' lengths, not nothing."""
+    from pipeline.engine.estimator import estimate_eta, starting_costs
+
+    home = [{"work": {"n": 2, "total_s": 4.0, "media_s": 40.0, "media_total_s": 4.0}}]
+    costs = starting_costs(["fetch", "work"], COSTS, [100.0, 300.0, None], home)
+    assert costs == {"fetch": 2.0, "work": 20.0}  # 0.1 s per media second measured here × a 200 s mean
+    eta = estimate_eta(["fetch", "work"], ["net", "cpu"], {0: 3}, {}, {"net": 1, "cpu": 1}, costs)
+    assert eta == 60.0
