@@ -75,6 +75,8 @@ def test_a_paused_batch_says_paused_also_in_status(make_engine: Callable[..., En
     assert "nothing runs: paused" in out and out.count("why waiting: paused") == 3
     e.resume("p")
     assert e.wait("p", timeout=20).counts["done"] == 3
+    assert e.store is not None
+    e.store.flush()  # status reads the files: let the last transitions reach them (group commit)
     cmd_status(argparse.Namespace(batch="p", json=True), home)
     doc = json.loads(capsys.readouterr().out)
     assert doc["wait"] is None and all(it["wait"] is None for it in doc["items"])
