@@ -108,7 +108,7 @@ def test_paste_run_pause_resume_download(app_url: str, browser_page, home: Path,
     box.press("Control+Enter")  # a text area only reaches the script on Ctrl+Enter or blur (NOTES)
     page.get_by_role("button", name="Preview").click()
     expect(page.get_by_text("Line 11 skipped")).to_be_visible()
-    expect(page.get_by_text("Estimated time")).to_be_visible()
+    expect(page.get_by_text("Estimated time")).to_be_visible(timeout=60_000)  # a fresh home times Whisper once
     page.screenshot(path=str(shots / "1-new-batch-preview.png"), full_page=True)
 
     page.get_by_role("button", name="Start batch").click()
@@ -179,9 +179,17 @@ def test_each_page_url_opened_first(app_url: str, browser_page) -> None:  # type
 
 def pick(page, label: str, option: str) -> None:  # type: ignore[no-untyped-def]
     """Choose ``option`` (a substring of its text) in the Streamlit selectbox labelled ``label``."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     box = page.get_by_role("combobox", name=label, exact=True)
-    box.click()
-    page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
+    for attempt in range(5):  # a live fragment's rerun (every 2 s) may close the list under the click
+        box.click()
+        try:
+            page.get_by_role("option", name=re.compile(re.escape(option))).first.click(timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 4:
+                raise
 
 
 @pytest.fixture
@@ -211,7 +219,7 @@ def test_status_story(paced_home: Path, app_url: str, browser_page, home: Path, 
     box.fill("\n".join(urls))
     box.press("Control+Enter")
     page.get_by_role("button", name="Preview").click()
-    expect(page.get_by_text("Estimated time")).to_be_visible()
+    expect(page.get_by_text("Estimated time")).to_be_visible(timeout=60_000)  # a fresh home times Whisper once
     page.get_by_role("button", name="Start batch").click()
     t0 = time.monotonic()
     expect(page.get_by_role("heading", name="Batches")).to_be_visible()
@@ -237,7 +245,7 @@ def test_status_story(paced_home: Path, app_url: str, browser_page, home: Path, 
     page.get_by_role("tab", name="Log").click()
     expect(page.locator("code", has_text=re.compile(r"download")).first).to_be_visible()  # its log.txt
     page.screenshot(path=str(shots / "status-3-failed-item.png"), full_page=True)
-    page.get_by_role("button", name="Skip").click()
+    page.get_by_role("button", name="Skip").click(timeout=15_000)
     expect(page.get_by_text(re.compile(r"Item \d+ is skipped"))).to_be_visible()
     deadline = time.monotonic() + 180
     while counts(home, name).get("skipped") != 1 and time.monotonic() < deadline:
