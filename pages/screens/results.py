@@ -16,6 +16,7 @@ from pipeline.common.formats import fmt_timestamp
 engine = engine_or_stop()
 st.title("Results")
 REFRESH_S = 2.0
+IDLE_REFRESH_S = 10.0  # a page opened before its batch starts must still notice it
 
 
 def download(label: str, path: Path, mime: str, key: str) -> None:
@@ -154,6 +155,7 @@ def live() -> None:
     show_item(summary, bid, by_n[n] if n in by_n else shown[0])
 
 
-# Refresh while something runs (finished items appear without a reload); a quiet home is not re-read.
+# Refresh while something runs (finished items appear without a reload); a quiet home is re-read slowly, so a
+# Results page opened before its batch starts still shows it (and then refreshes fast on the next page run).
 busy = any(s.state == "active" for s in engine.summaries())
-st.fragment(live, run_every=REFRESH_S if busy else None)()
+st.fragment(live, run_every=REFRESH_S if busy else IDLE_REFRESH_S)()
