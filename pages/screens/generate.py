@@ -36,7 +36,7 @@ topics = parse_topics(source_text)
 for bad in topics.invalid:
     st.warning(f"Line {bad.line_no} skipped — {bad.reason}: `{bad.text[:80]}`")
 if topics.items:
-    per_video = views.per_item_seconds("generate", float(length), views.measured_rates(engine.summaries()))
+    per_video = views.per_item_seconds("generate", float(length), engine.summaries())
     st.metric("Videos", len(topics.items), help=f"≈ {fmt_duration(per_video * len(topics.items))} of work")
     st.dataframe([{"topic": i["source"], **i["meta"]} for i in topics.items], hide_index=True, width="stretch")
     if st.button("Start generating", type="primary", key="gen_start"):

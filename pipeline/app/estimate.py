@@ -10,7 +10,7 @@ machine (transcribe: a few seconds of Whisper, once, cached) where the recipe ha
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +18,22 @@ from pipeline.config.settings import Settings
 from pipeline.engine.estimator import Estimate, estimate_batch, measured_rates
 from pipeline.engine.recipe import get_recipe
 from pipeline.engine.stage import get_stage
+from state.models import BatchSummary
 
 
 def batch_estimate(home: Path, recipe: str, sources: list[Any], settings: Settings,
-                   done_ids: set[str] | None = None) -> Estimate:
+                   done_ids: set[str] | None = None, *, pools: Mapping[str, int] | None = None,
+                   summaries: Iterable[BatchSummary] | None = None) -> Estimate:
     """The wall time of this batch on this machine, from the one estimator: the recipe's stage costs, replaced
     by what this home has measured; the pool sizes the engine will use; captioned items without transcription;
-    items already done in this home left out (the app's preview counts the same way)."""
+    items already done in this home left out (the app's preview counts the same way).
+
+    ``pools`` and ``summaries``: a running engine's own (the app); by default the settings' pool sizes and
+    the home's batch files (the CLI's dry run, with no engine).
+    """
     from state.reader import read_summaries
 
-    pools = {p: max(0, int(settings.pools.get(p, 0))) for p in ("net", "cpu", "gpu", "llm")}
-    pools.update({p: max(1, pools[p]) for p in ("net", "cpu", "llm")})
+    pools = dict(pools) if pools is not None else settings.worker_pools()
 
     def pool_of(stage: str) -> str:
         res = get_stage(stage).resource
@@ -39,17 +44,14 @@ def batch_estimate(home: Path, recipe: str, sources: list[Any], settings: Settin
     captioned = sum(1 for s in todo if isinstance(s, dict) and (s.get("meta") or {}).get("subtitles"))
     skip = {"cpu": captioned / len(todo)} if captioned and todo else None
     r = get_recipe(recipe)
-    means, rtf = measured_rates(s.stage_stats for s in read_summaries(home))
-    calibrated: dict[str, float] = {}
-    if r.calibrate is not None and any(st not in rtf and st not in means and r.costs.get(st) and
-                                       r.costs[st].per_media_s > 0 for st in r.stages):
-        calibrated = {k: v for k, v in r.calibrate(home, settings).items() if k not in rtf and k not in means}
+    means, rtf = measured_rates(s.stage_stats for s in (summaries if summaries is not None
+                                                         else read_summaries(home)))
+    unmeasured = [st for st in r.stages if st not in rtf and st not in means and st in r.costs
+                  and r.costs[st].per_media_s > 0]
+    calibrated = r.calibrate(home, settings) if r.calibrate is not None and unmeasured else None
     paced = pacing_seconds([s.get("source") if isinstance(s, dict) else s for s in todo], settings)
-    est = estimate_batch(media, r.stages, pool_of, pools, r.costs, means, skip, {**calibrated, **rtf},
-                         paced_s=paced)
-    for st in calibrated:  # priced by the calibration, not measured by a batch
-        est.stages[st]["measured"] = False
-    return replace(est, calibrated=tuple(sorted(calibrated)))
+    return estimate_batch(media, r.stages, pool_of, pools, r.costs, means, skip, rtf, paced_s=paced,
+                          calibrated=calibrated)
 
 
 def pacing_seconds(sources: list[Any], settings: Settings, accounts: int = 1) -> float:

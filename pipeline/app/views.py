@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,8 @@ from typing import Any
 from pipeline.app.estimate import batch_estimate
 from pipeline.app.item_view import error_text, item_progress, progress_label
 from pipeline.config.settings import Settings
-from pipeline.engine.estimator import UNKNOWN_MEDIA_S, stage_seconds, wall_seconds
-from pipeline.engine.recipe import get_recipe, get_stage
+from pipeline.engine.estimator import UNKNOWN_MEDIA_S, measured_rates, stage_seconds
+from pipeline.engine.recipe import get_recipe
 from pipeline.recipes.transcribe import library
 from pipeline.recipes.transcribe.options import batch_options as batch_options  # the new batch page's options
 from pipeline.recipes.transcribe.sources import Entry, Expansion, Filters, InvalidLine, expand, parse_lines
@@ -66,34 +67,13 @@ class Preview:
         return [e.to_item() for e in self.entries] if self.entries else list(self.raw_sources)
 
 
-def measured_rates(summaries: list[BatchSummary]) -> dict[str, float]:
-    """Mean seconds per stage run over every batch this home has run (the store keeps the sums)."""
-    totals: dict[str, list[float]] = {}
-    for s in summaries:
-        for stage, st in s.stage_stats.items():
-            t = totals.setdefault(stage, [0.0, 0.0])
-            t[0] += st.get("total_s", 0.0)
-            t[1] += st.get("n", 0)
-    return {k: v[0] / v[1] for k, v in totals.items() if v[1]}
-
-
-def estimate_seconds(entries: list[Entry], stages: tuple[str, ...], rates: dict[str, float],
-                     pools: dict[str, int], captioned: int = 0, recipe: str = "transcribe") -> float:
-    """Wall-time estimate through the one estimator (``engine.estimator``): the recipe's stage costs, or what
-    this home measured, per pool ÷ its size, slowest pool wins (stages overlap across pools)."""
-    def pool_of(stage: str) -> str:
-        res = get_stage(stage).resource
-        return "cpu" if res == "gpu" and not pools.get("gpu") else res
-
-    skip = {"cpu": captioned / len(entries)} if captioned and entries else None  # captioned: no transcription
-    return wall_seconds([e.duration for e in entries], stages, pool_of, pools, get_recipe(recipe).costs, rates,
-                        skip)
-
-
-def per_item_seconds(recipe: str, media_s: float | None, rates: dict[str, float]) -> float:
-    """One item's work over every stage of the recipe (what the Generate page shows per video)."""
+def per_item_seconds(recipe: str, media_s: float | None, summaries: Iterable[BatchSummary]) -> float:
+    """One item's work over every stage of the recipe (what the Generate page shows per video), priced as the
+    one estimator prices it: this home's measured rates (per media second where they grow with it), else the
+    recipe's costs."""
     r = get_recipe(recipe)
-    return sum(stage_seconds(st, media_s, r.costs, rates) for st in r.stages)
+    means, rtf = measured_rates(s.stage_stats for s in summaries)
+    return sum(stage_seconds(st, media_s, r.costs, means, rtf) for st in r.stages)
 
 
 def estimate_llm(entries: list[Entry], llm_configured: bool, model: str, prices: tuple[float, float] | None
@@ -112,7 +92,7 @@ def estimate_llm(entries: list[Entry], llm_configured: bool, model: str, prices:
 def build_preview(home: Path, text: str, recipe: str, filters: Filters, *, pools: dict[str, int],
                   summaries: list[BatchSummary], llm_configured: bool = False, llm_model: str = "",
                   llm_prices: tuple[float, float] | None = None, force: bool = False,
-                  ytdlp_options: dict[str, Any] | None = None, settings: Settings | None = None) -> Preview:
+                  ytdlp_options: dict[str, Any] | None = None, settings: Settings) -> Preview:
     """Expand the sources (network for URLs) and estimate time and cost; starts nothing.
 
     ``ytdlp_options`` is the ``[ytdlp]`` table of the settings: the preview lists the way the batch will.
@@ -127,14 +107,12 @@ def build_preview(home: Path, text: str, recipe: str, filters: Filters, *, pools
     done = set() if force else set(library.status_of(home, [e.id for e in x.entries])["ids"])
     todo = [e for e in x.entries if e.id not in done]
     known = [e.duration for e in x.entries if e.duration]
-    captioned = sum(1 for e in todo if e.subtitles)
     p = Preview(recipe=recipe, entries=x.entries, invalid=x.invalid, failed=x.failed, duplicates=x.duplicates,
                 filtered=x.filtered, already_done=done, media_seconds=float(sum(known)),
                 unknown_durations=len(x.entries) - len(known))
-    if settings is not None:  # the one number: run --dry-run's, with pacing and this home's measured rates
-        p.est_seconds = batch_estimate(home, recipe, [e.to_item() for e in todo], settings).seconds
-    else:
-        p.est_seconds = estimate_seconds(todo, r.stages, measured_rates(summaries), pools, captioned, recipe)
+    # The one number: run --dry-run's, with pacing and this home's measured rates, on this engine's pools.
+    p.est_seconds = batch_estimate(home, recipe, [e.to_item() for e in todo], settings, pools=pools,
+                                   summaries=summaries).seconds
     p.llm = estimate_llm(todo, llm_configured, llm_model, llm_prices)
     return p
 

@@ -236,6 +236,14 @@ class Settings:
     def output_root(self, home: Path) -> Path:
         return Path(self.output_dir).expanduser() if self.output_dir else Path(home) / "output"
 
+    def worker_pools(self) -> dict[str, int]:
+        """The pool sizes the engine runs with: net, cpu and llm at least one worker; gpu 0 means gpu stages
+        run in the cpu pool (the preview and the dry run price a batch on these same sizes)."""
+        sizes = {p: max(0, int(self.pools.get(p, 0))) for p in ("net", "cpu", "gpu", "llm")}
+        for p in ("net", "cpu", "llm"):
+            sizes[p] = max(1, sizes[p])
+        return sizes
+
     def with_max_workers(self, n: int) -> Settings:
         """``--max-workers N``: no pool runs more than N stages at once."""
         return replace(self, pools={k: min(v, n) if v else v for k, v in self.pools.items()})

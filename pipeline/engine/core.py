@@ -89,7 +89,7 @@ class Engine(EngineClient):
         self.pacing = Pacing(self.home, accounts or AccountPool(self.settings.pacing, rng=random.Random(seed)))
         self.output_root = self.settings.output_root(self.home)
         self.governor = governor or Governor(self.output_root, self.settings.governor)
-        self.pool_sizes = self._pool_sizes(self.settings.pools)
+        self.pool_sizes = self.settings.worker_pools()
         self._own_executors = executors is None
         # Threads start lazily up to max_workers, and pool_sizes bounds the concurrency, so a
         # pool can grow at run time (Settings page) without replacing its executor.
@@ -117,13 +117,6 @@ class Engine(EngineClient):
             self.on_batch_finished(self.export)
 
     # ------------------------------------------------------------------ lifecycle
-    @staticmethod
-    def _pool_sizes(pools: dict[str, int]) -> dict[str, int]:
-        sizes = {p: max(0, int(pools.get(p, 0))) for p in ("net", "cpu", "gpu", "llm")}
-        for p in ("net", "cpu", "llm"):
-            sizes[p] = max(1, sizes[p])
-        return sizes
-
     @property
     def accounts(self) -> AccountPool:
         return self.pacing.accounts
@@ -223,7 +216,7 @@ class Engine(EngineClient):
     def apply_settings(self, settings: Settings) -> None:
         """Take new pool sizes, retry policy and governor floors now; running stages are not disturbed."""
         with self.lock:
-            sizes = self._pool_sizes(settings.pools)
+            sizes = settings.worker_pools()
             if self._own_executors:
                 sizes = {p: min(n, MAX_POOL) for p, n in sizes.items()}
             if bool(sizes.get("gpu")) != bool(self.pool_sizes.get("gpu")):

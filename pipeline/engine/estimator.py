@@ -86,7 +86,7 @@ def estimate_batch(media: Iterable[float | None], stages: Iterable[str], pool_of
                    pools: Mapping[str, int], costs: Mapping[str, Cost],
                    measured: Mapping[str, float] | None = None,
                    skip: Mapping[str, float] | None = None, rtf: Mapping[str, float] | None = None,
-                   paced_s: float = 0.0) -> Estimate:
+                   paced_s: float = 0.0, calibrated: Mapping[str, float] | None = None) -> Estimate:
     """Wall time for items of the given media lengths: each pool's work ÷ its size, the slowest pool.
 
     ``skip[pool]`` is the fraction of that pool's work items will not need (captioned
@@ -94,60 +94,48 @@ def estimate_batch(media: Iterable[float | None], stages: Iterable[str], pool_of
     the slowest one sets the wall time — unless one item's own chain of stages is longer: an
     item's stages run one after another, so a short batch takes at least its longest item.
     ``paced_s`` is the download pacing's own floor (downloads of one account on one site,
-    spaced): no pool size shortens it.
+    spaced): no pool size shortens it. ``calibrated`` prices stages per media second the way
+    ``rtf`` does, for stages no batch has measured yet (a short timing of this machine).
     """
     stages = list(stages)
     media = list(media)
+    skip = skip or {}
+    calibrated = {k: v for k, v in (calibrated or {}).items() if k not in (rtf or {}) and k not in (measured or {})}
+    rates = {**calibrated, **(rtf or {})}
+    place = {st: pool_of(st) for st in stages}
+    # Each item's seconds per stage, priced once; every figure below is a sum over this table.
+    table = [{st: stage_seconds(st, dur, costs, measured, rates) for st in stages} for dur in media]
     work: dict[str, float] = {}
     per_stage: dict[str, dict[str, Any]] = {}
     for st in stages:
-        pool = pool_of(st)
-        total = sum(stage_seconds(st, dur, costs, measured, rtf) for dur in media)
-        fraction = (skip or {}).get(pool, 0.0)
-        total *= 1 - fraction
-        work[pool] = work.get(pool, 0.0) + total
-        per_stage[st] = {"pool": pool, "runs": round(len(media) * (1 - fraction), 2),
-                         "seconds_each": round(total / (len(media) * (1 - fraction)), 3)
-                         if media and fraction < 1 else 0.0,
+        keep = 1 - skip.get(place[st], 0.0)
+        total = sum(row[st] for row in table) * keep
+        work[place[st]] = work.get(place[st], 0.0) + total
+        per_stage[st] = {"pool": place[st], "runs": round(len(media) * keep, 2),
+                         "seconds_each": round(total / (len(media) * keep), 3) if media and keep > 0 else 0.0,
                          "work_s": round(total, 3),
                          "measured": bool((measured and st in measured) or (rtf and st in rtf))}
     # Items take a pool's workers first come, first served: list-schedule each pool's per-item work onto
-    # its workers (a big item that starts last ends last; many small ones come to work ÷ workers).
-    per_item: dict[str, list[float]] = {}
-    for dur in media:
-        mine: dict[str, float] = {}
-        for st in stages:
-            pool = pool_of(st)
-            mine[pool] = mine.get(pool, 0.0) + stage_seconds(st, dur, costs, measured, rtf)
-        for pool, w in mine.items():
-            per_item.setdefault(pool, []).append(w)
+    # its workers (a big item that starts last ends last; many small ones come to work ÷ workers), each
+    # job scaled by the share of the pool's work items need (captioned items skip the transcription).
     walls = {}
-    for p, w in work.items():
-        size = max(1, pools.get(p) or pools.get("cpu", 1))
-        share = w / sum(per_item[p]) if sum(per_item.get(p, ())) else 0.0  # the skipped (captioned) part is gone
-        free = [0.0] * min(size, len(per_item.get(p, ())) or 1)
-        for job in per_item.get(p, ()):
+    for p in work:
+        jobs = [sum(row[st] for st in stages if place[st] == p) for row in table]
+        share = 1 - skip.get(p, 0.0)
+        free = [0.0] * max(1, min(max(1, pools.get(p) or pools.get("cpu", 1)), len(jobs)))
+        for job in jobs:
             heapq.heapreplace(free, free[0] + job * share)
         walls[p] = max(free)
     # The longest item's own stages; a pool every item skips (all captioned) is not in it.
-    chain_stages = [st for st in stages if (skip or {}).get(pool_of(st), 0.0) < 1]
-    chain = max((sum(stage_seconds(st, dur, costs, measured, rtf) for st in chain_stages) for dur in media),
-                default=0.0)
+    chain = max((sum(row[st] for st in stages if skip.get(place[st], 0.0) < 1) for row in table), default=0.0)
     if paced_s > 0:
         walls["download pacing"] = paced_s
     bottleneck = max(walls, key=lambda p: walls[p]) if walls else None
     if chain > max(walls.values(), default=0.0):
         walls["one item's stages"] = chain
         bottleneck = "one item's stages"
-    return Estimate(max(walls.values(), default=0.0), len(media), walls, per_stage, bottleneck)
-
-
-def wall_seconds(media: Iterable[float | None], stages: Iterable[str], pool_of: Callable[[str], str],
-                 pools: Mapping[str, int], costs: Mapping[str, Cost],
-                 measured: Mapping[str, float] | None = None,
-                 skip: Mapping[str, float] | None = None) -> float:
-    """The seconds of :func:`estimate_batch` (the preview's and the dry run's number)."""
-    return estimate_batch(media, stages, pool_of, pools, costs, measured, skip).seconds
+    return Estimate(max(walls.values(), default=0.0), len(media), walls, per_stage, bottleneck,
+                    tuple(sorted(st for st in calibrated if st in stages)))
 
 
 def starting_costs(stages: Iterable[str], costs: Mapping[str, Cost], durations: Iterable[Any],
