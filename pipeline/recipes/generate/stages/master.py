@@ -37,7 +37,8 @@ def is_current(ctx: StageContext) -> bool:
     """narration.m4a exists and was made from the clips narration.json lists now."""
     audio, js = ctx.path(NARRATION_AUDIO), ctx.path(NARRATION_JSON)
     try:
-        return audio.stat().st_size > 0 and audio.stat().st_mtime_ns >= js.stat().st_mtime_ns
+        made = audio.stat()
+        return made.st_size > 0 and made.st_mtime_ns >= js.stat().st_mtime_ns
     except OSError:
         return False
 

@@ -72,6 +72,7 @@ from pipeline.common.ffmpeg import Encoder, detect_encoder, probe, run_ffmpeg
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from pipeline.recipes.generate.options import options_of
 from pipeline.recipes.generate.stages import master
+from pipeline.recipes.generate.stages.narrate import NARRATION_AUDIO
 from pipeline.recipes.generate.video import FPS, NARRATION, PLAN, font_path, plan_size, read_json, scene_png
 from state.storage import atomic_write_bytes
 
@@ -270,9 +271,14 @@ def check_video(path: Path, audio_s: float, size: tuple[int, int], fps: int = FP
 # ---------------------------------------------------------------- stage
 
 
+def _audio_rel(narration: dict[str, Any]) -> str:
+    """The narration track narration.json names (narrate writes ``narration.m4a``; the master stage makes it)."""
+    return str(narration.get("audio") or NARRATION_AUDIO)
+
+
 def _audio(ctx: StageContext, narration: dict[str, Any]) -> tuple[Path, float, str]:
-    rel = narration.get("audio") or "narration.m4a"
-    path = ctx.path(str(rel))
+    rel = _audio_rel(narration)
+    path = ctx.path(rel)
     if not path.exists():
         raise errors.PermanentError(f"narration audio {rel} is missing: the narrate stage has not finished")
     info = probe(path)
@@ -310,8 +316,8 @@ def _inputs(ctx: StageContext) -> tuple[dict[str, Any], dict[str, Any], tuple[in
     return plan, narration, plan_size(plan), burn
 
 
-def _segments_ready(ctx: StageContext, segs: list[Segment], size: tuple[int, int], burn: bool) -> list[Path]:
-    enc = detect_encoder(options_of(ctx).encoder)
+def _segments_ready(ctx: StageContext, segs: list[Segment], size: tuple[int, int], burn: bool,
+                    enc: Encoder) -> list[Path]:
     seg_dir = ctx.tmpdir.resolve() / "render"
     seg_dir.mkdir(parents=True, exist_ok=True)
     return _encode_segments(ctx, ctx.workdir.resolve(), segs, enc, size, burn, seg_dir)
@@ -321,10 +327,9 @@ def run_encode(item: dict[str, Any], ctx: StageContext) -> StageResult:
     """The scene segments, encoded ahead of the mux while the narration is mastered beside it."""
     started = time.monotonic()
     plan, narration, size, burn = _inputs(ctx)
-    audio = ctx.path(str(narration.get("audio") or "narration.m4a"))
-    audio_s = _audio(ctx, narration)[1] if audio.exists() and master.is_current(ctx) else None
+    audio_s = _audio(ctx, narration)[1] if ctx.path(_audio_rel(narration)).exists() and master.is_current(ctx) else None
     segs = scene_frames(plan, narration, frame_clock(narration, audio_s))
-    _segments_ready(ctx, segs, size, burn)
+    _segments_ready(ctx, segs, size, burn, detect_encoder(options_of(ctx).encoder))
     ctx.progress(1.0)
     return StageResult(meta={"segments": len(segs), "encode_s": round(time.monotonic() - started, 3)})
 
@@ -334,7 +339,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     plan, narration, size, burn = _inputs(ctx)
     if int(plan.get("fps") or FPS) != FPS:
         log.warning("plan asks for %s fps; rendering %d fps", plan.get("fps"), FPS)
-    if narration.get("scenes") and not ctx.path(str(narration.get("audio") or "narration.m4a")).exists():
+    if narration.get("scenes") and not ctx.path(_audio_rel(narration)).exists():
         master.master(ctx)  # a batch made before the master stage existed, or a lost track
     audio, audio_s, audio_codec = _audio(ctx, narration)
     segs = scene_frames(plan, narration, frame_clock(narration, audio_s))
@@ -354,7 +359,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
 
     enc = detect_encoder(options_of(ctx).encoder)
     wd = ctx.workdir.resolve()  # ffmpeg runs here and gets relative paths: nothing to escape in filter strings
-    paths = _segments_ready(ctx, segs, size, burn)  # the encode stage's, or whatever it left undone
+    paths = _segments_ready(ctx, segs, size, burn, enc)  # the encode stage's, or whatever it left undone
     if ctx.cancelled():
         raise errors.Cancelled("render cancelled")
 
