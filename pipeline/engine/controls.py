@@ -141,9 +141,9 @@ class Controls:
             if status == ItemStatus.RUNNING or (run is not None and n in run.running):
                 raise errors.TubemillError(f"item {n} is running; wait for its stage to finish, or pause the batch")
             if action == "retry":
-                if status in (ItemStatus.FAILED, ItemStatus.CANCELLED, ItemStatus.SKIPPED):
-                    if status == ItemStatus.SKIPPED:
-                        raise errors.TubemillError(f"item {n} was skipped; add its source to the batch again")
+                if status == ItemStatus.SKIPPED:
+                    raise errors.TubemillError(f"item {n} was skipped; add its source to the batch again")
+                if status in (ItemStatus.FAILED, ItemStatus.CANCELLED):
                     store.transition(bid, n, ItemStatus.PENDING, attempts=0, next_attempt_at=None, error=None,
                                      progress=0.0)
                 elif status == ItemStatus.WAITING:

@@ -23,12 +23,12 @@ import hashlib
 import json
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline import errors
+from pipeline.common.parallel import each_done
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from pipeline.recipes.generate.audio import LOUDNORM, pcm_duration, speech_bounds, to_pcm, write_silence
 from pipeline.recipes.generate.options import GenerateOptions, options_of
@@ -235,16 +235,9 @@ def _speak_all(ctx: StageContext, scenes: list[dict[str, Any]], s: Settings) -> 
     if todo:
         done(todo[0], speak(todo[0]))
         rest = todo[1:]
-        workers = max(1, min(len(rest), SPEAK_WORKERS if s.mode != "espeak" else (os.cpu_count() or 1)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="narrate") as pool:
-            futures = {pool.submit(speak, i): i for i in rest}
-            try:
-                for f in as_completed(futures):  # progress is reported from the stage's own thread
-                    done(futures[f], f.result())
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        workers = min(len(rest), SPEAK_WORKERS if s.mode != "espeak" else (os.cpu_count() or 1))
+        for i, clip in each_done(speak, rest, workers, "narrate"):
+            done(i, clip)  # progress from the stage's own thread
     if ctx.cancelled():
         raise errors.Cancelled("narration cancelled")
     return [c for c in clips if c is not None], reused

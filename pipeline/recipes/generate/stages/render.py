@@ -62,13 +62,13 @@ import os
 import re
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline import errors
 from pipeline.common.ffmpeg import Encoder, detect_encoder, probe, run_ffmpeg
+from pipeline.common.parallel import each_done
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from pipeline.recipes.generate.options import options_of
 from pipeline.recipes.generate.stages import master
@@ -214,17 +214,9 @@ def _encode_segments(ctx: StageContext, wd: Path, segs: list[Segment], enc: Enco
         os.replace(part, path)
         return seg.frames
 
-    if todo:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="render") as pool:
-            futures = [pool.submit(encode, seg, path) for seg, path in todo]
-            try:
-                for f in as_completed(futures):  # progress is reported from the stage's own thread
-                    done += f.result()
-                    ctx.progress(0.9 * done / total)
-            except BaseException:
-                for f in futures:  # queued scenes never start; running ones see ctx.cancelled() or finish
-                    f.cancel()
-                raise
+    for _, frames in each_done(lambda job: encode(*job), todo, workers, "render"):
+        done += frames
+        ctx.progress(0.9 * done / total)  # from the stage's own thread
     return paths
 
 
