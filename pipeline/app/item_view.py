@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.engine.controls import ITEM_ACTIONS
 from pipeline.engine.report import hint_for
 from pipeline.recipes.transcribe import kept_media
 
@@ -135,18 +136,6 @@ class ItemDetail:
     actions: list[str] = field(default_factory=list)  # what item_action allows for this status
 
 
-ACTIONS_BY_STATUS = {
-    "failed": ("retry", "skip", "remove"),
-    "waiting": ("retry", "skip", "remove"),
-    "cancelled": ("retry", "skip", "remove"),
-    "pending": ("skip", "remove"),
-    "parked": ("skip", "remove"),
-    "running": (),  # the engine refuses: the stage would finish into a record changed under it
-    "done": ("remove",),
-    "skipped": ("remove",),
-}
-
-
 def item_notes(item: dict[str, Any]) -> list[str]:
     """What a recipe recorded that a user should see next to the result: a fallback taken, a step skipped."""
     meta = item.get("meta") or {}
@@ -203,7 +192,7 @@ def item_detail(item: dict[str, Any], stages: list[str], batch_name: str = "BATC
     return ItemDetail(n=int(item["n"]), title=str(item.get("title") or item.get("source") or ""), status=status,
                       progress=item_progress(item, len(stages)), label=progress_label(item, stages),
                       chain=stage_chain(item, stages), error=error, log=log_tail(item.get("workdir")), files=files,
-                      notes=item_notes(item), actions=list(ACTIONS_BY_STATUS.get(status, ())))
+                      notes=item_notes(item), actions=list(ITEM_ACTIONS.get(status, ())))  # the rest greyed out
 
 
 def player_source(item: dict[str, Any]) -> str | None:

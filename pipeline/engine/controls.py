@@ -127,10 +127,13 @@ class Controls:
 
     def item_action(self, bid: str, n: int, action: str) -> None:
         """One item, by hand: ``retry`` (run again now, from its stage, with a fresh attempt budget), ``skip``
-        (the batch goes on without it) or ``remove`` (out of the batch; its files stay). A running item is
-        refused: its stage would finish into a record that changed under it."""
+        (the batch goes on without it) or ``remove`` (out of the batch; its files stay). What each status
+        allows is :data:`ITEM_ACTIONS`; a running item allows nothing: its stage would finish into a record
+        that changed under it."""
         assert self.e.store is not None
         store = self.e.store
+        if action not in ("retry", "skip", "remove"):
+            raise errors.ConfigError(f"unknown item action {action!r} (retry, skip or remove)")
         with self.e.lock:
             try:
                 item = store.item(bid, n)
@@ -140,18 +143,13 @@ class Controls:
             run = self.e.scheduler.runs.get(bid)
             if status == ItemStatus.RUNNING or (run is not None and n in run.running):
                 raise errors.TubemillError(f"item {n} is running; wait for its stage to finish, or pause the batch")
+            if action == "retry" and status == ItemStatus.PENDING:
+                return  # already next in line for its stage
+            if action not in ITEM_ACTIONS.get(status, ()):
+                raise errors.TubemillError(_refusal(n, status, action))
             if action == "retry":
-                if status == ItemStatus.SKIPPED:
-                    raise errors.TubemillError(f"item {n} was skipped; add its source to the batch again")
-                if status in (ItemStatus.FAILED, ItemStatus.CANCELLED):
-                    store.transition(bid, n, ItemStatus.PENDING, attempts=0, next_attempt_at=None, error=None,
-                                     progress=0.0)
-                elif status == ItemStatus.WAITING:
-                    store.transition(bid, n, ItemStatus.PENDING, next_attempt_at=None)
-                elif status == ItemStatus.PENDING:
-                    return  # already next in line for its stage
-                else:
-                    raise errors.TubemillError(f"item {n} is {status}: nothing to retry")
+                fresh = {} if status == ItemStatus.WAITING else {"attempts": 0, "error": None, "progress": 0.0}
+                store.transition(bid, n, ItemStatus.PENDING, next_attempt_at=None, **fresh)
                 item_log(item.get("workdir"), "retry now, asked by hand")
                 if store.header(bid)["state"] in (BatchState.DONE, BatchState.CANCELLED):
                     store.set_batch(bid, state=BatchState.ACTIVE, finished_at=None)
@@ -160,18 +158,14 @@ class Controls:
                 else:
                     self.e.activate(bid)
             elif action == "skip":
-                if status in (ItemStatus.DONE, ItemStatus.SKIPPED):
-                    raise errors.TubemillError(f"item {n} is already {status}")
                 store.transition(bid, n, ItemStatus.SKIPPED, next_attempt_at=None, stage=None)
                 item_log(item.get("workdir"), "skipped by hand")
                 self.e.outcomes.check_finished(bid)
-            elif action == "remove":
+            else:
                 self.e.scheduler.forget(bid, n)
                 store.remove_item(bid, n)
                 item_log(item.get("workdir"), "removed from the batch by hand (files kept)")
                 self.e.outcomes.check_finished(bid)
-            else:
-                raise errors.ConfigError(f"unknown item action {action!r} (retry, skip or remove)")
         self.e.kick()
 
     def release(self, bid: str, n: int) -> None:
@@ -242,6 +236,27 @@ class Controls:
                     control.put_reply(self.e.home, rid, ok=False, message=f"unknown request {op!r}")
             except (errors.TubemillError, errors.UnknownBatch, errors.BatchExists, ValueError) as exc:
                 control.put_reply(self.e.home, rid, ok=False, message=str(exc))
+
+
+# What a user may do to an item of each status (the app greys out the rest). Retrying a pending item is a
+# no-op, not a refusal (it is next in line already); a running item allows nothing.
+ITEM_ACTIONS: dict[str, tuple[str, ...]] = {
+    ItemStatus.FAILED: ("retry", "skip", "remove"),
+    ItemStatus.WAITING: ("retry", "skip", "remove"),
+    ItemStatus.CANCELLED: ("retry", "skip", "remove"),
+    ItemStatus.PENDING: ("skip", "remove"),
+    ItemStatus.PARKED: ("skip", "remove"),
+    ItemStatus.RUNNING: (),
+    ItemStatus.DONE: ("remove",),
+    ItemStatus.SKIPPED: ("remove",),
+}
+
+
+def _refusal(n: int, status: str, action: str) -> str:
+    if action == "retry":
+        return (f"item {n} was skipped; add its source to the batch again" if status == ItemStatus.SKIPPED
+                else f"item {n} is {status}: nothing to retry")
+    return f"item {n} is already {status}"
 
 
 def _item_key(src: str | dict[str, Any]) -> str:
