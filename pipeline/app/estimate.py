@@ -54,10 +54,11 @@ def batch_estimate(home: Path, recipe: str, sources: list[Any], settings: Settin
                           calibrated=calibrated)
 
 
-def pacing_seconds(sources: list[Any], settings: Settings, accounts: int = 1) -> float:
+def pacing_seconds(sources: list[Any], settings: Settings) -> float:
     """How long the download pacing alone keeps a batch going: per site, the spacing between its downloads
-    (the middle of the site's range) times one less than their number, shared by the accounts; sites are
-    paced side by side, so the slowest site counts. Loopback, the private network and files: nothing."""
+    (the middle of the anonymous account's range) times one less than their number; sites are paced side
+    by side, so the slowest site counts. Loopback, the private network and files: nothing. (One account:
+    a batch's extra cookie accounts would share a site's downloads; the dry run does not know them.)"""
     from pipeline.engine.sites import site_of
 
     per_site: dict[str, int] = {}
@@ -68,5 +69,5 @@ def pacing_seconds(sources: list[Any], settings: Settings, accounts: int = 1) ->
     worst = 0.0
     for site, n in per_site.items():
         lo, hi = settings.pacing.delay_range(False, site)
-        worst = max(worst, (n - 1) / max(1, accounts) * (lo + hi) / 2)
+        worst = max(worst, (n - 1) * (lo + hi) / 2)
     return worst
