@@ -34,7 +34,7 @@ from pipeline.engine.outcomes import Outcomes
 from pipeline.engine.pacing import ACCOUNT_SCAN_S, Pacing
 from pipeline.engine.ratelimit import AccountPool
 from pipeline.engine.recipe import Service, default_recipe, frozen_options, load_recipes, recipe_of, recipe_stages
-from pipeline.engine.scheduler import BatchRun, Scheduler
+from pipeline.engine.scheduler import FIRST_ALONE_S, BatchRun, Scheduler
 from pipeline.engine.stage import get_stage, safe_name
 from state import control
 from state.lock import HomeLock, ensure_home
@@ -305,10 +305,12 @@ class Engine(EngineClient):
         run.accounts = self.pacing.batch_accounts(opts, self.settings)
         recipe = recipe_of(opts)
         same = recipe is not None and list(recipe.stages) == list(h["recipe"])  # not an explicit stage list
+        items = self.store.items(bid)
         if recipe is not None:
-            run.costs = starting_costs(recipe.stages, recipe.costs,
-                                       [it.get("duration") for it in self.store.items(bid)],
+            run.costs = starting_costs(recipe.stages, recipe.costs, [it.get("duration") for it in items],
                                        [x.stage_stats for x in self.store.summaries() if x.id != bid])
+        if not getattr(self.clock, "virtual", False) and not any(it.get("timings") for it in items):
+            run.first_alone_until = self.clock.now() + FIRST_ALONE_S  # a fresh batch: its first item alone
         self.scheduler.activate(run, dict(recipe.needs) if same and recipe is not None else None)
         self.outcomes.check_finished(bid)
 

@@ -144,7 +144,7 @@ def dispatch_paced(sched: Scheduler, runs: list[BatchRun], now: float) -> None:
     while free > 0 and idle_rounds < len(runs):
         run = runs[i % len(runs)]
         i += 1
-        if _start_paced(sched, run, now):
+        if not run.alone(now) and _start_paced(sched, run, now):
             idle_rounds = 0
             free -= 1
         else:
