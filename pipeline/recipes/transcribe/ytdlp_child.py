@@ -53,6 +53,7 @@ from pipeline.recipes.transcribe.ytdlp_guard import (  # noqa: E402
     GuardedYoutubeDL,
     OutboundBlocked,
 )
+from pipeline.recipes.transcribe.ytdlp_procs import WARM_PAGES_FLAG  # noqa: E402
 
 # An idle child (≈55 MB) waits this long for its next call before it exits: long enough to bridge the pauses
 # of a batch (pacing, a long transcription), short enough not to sit in memory all day after one.
@@ -196,12 +197,12 @@ def warm_up_pages() -> None:
         ydl.close()
 
 
-def serve(ops: queue.Queue[str | None], emit: Emit, state: dict[str, bool]) -> None:
+def serve(ops: queue.Queue[str | None], emit: Emit, state: dict[str, bool], *, pages_warm: bool = False) -> None:
     """Answer ops until stdin ends (or nothing comes for :data:`IDLE_EXIT_S`). A process serves many calls,
     one after the other (each ``extract`` … ``end`` with a YoutubeDL of its own), so the warm-up is paid once;
     the parent kills it only to stop a call (cancel, a stall, the cap)."""
     session: Session | None = None
-    served = pages_warm = False
+    served = False
     try:
         while True:
             if served and session is None and not pages_warm and ops.empty():
@@ -278,8 +279,11 @@ def main() -> None:
 
     threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
     warm_up()
+    pages = WARM_PAGES_FLAG in sys.argv[1:]
+    if pages:  # started ahead of a batch (the preview): its first page should not pay for the embeds either
+        warm_up_pages()
     emit({"ev": "ready", "pid": os.getpid()})
-    serve(ops, emit, state)
+    serve(ops, emit, state, pages_warm=pages)
     out.flush()
 
 

@@ -22,6 +22,9 @@ from pathlib import Path
 
 CHILD_MODULE = "pipeline.recipes.transcribe.ytdlp_child"
 SPARES = 2
+PREPARE_MAX = 4  # ≈55 MB each, for a few minutes at most
+PREPARE_READY_S = 10.0
+WARM_PAGES_FLAG = "--warm-pages"  # the child also pays the first HTML page's cost before it says ready
 
 
 def _child_env() -> dict[str, str]:
@@ -36,10 +39,11 @@ def _fingerprint() -> tuple[str, ...]:
     return (sys.executable, *(os.environ.get(k, "") for k in ("PYTHONPATH", "PYTHONHOME", "LANG", "LC_ALL")))
 
 
-def _spawn() -> subprocess.Popen[bytes]:
+def _spawn(*, pages: bool = False) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", CHILD_MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, env=_child_env(), start_new_session=True, close_fds=True, bufsize=0,
+        [sys.executable, "-m", CHILD_MODULE, *([WARM_PAGES_FLAG] if pages else [])], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env(), start_new_session=True,
+        close_fds=True, bufsize=0,
     )
 
 
@@ -69,13 +73,16 @@ class _Spares:
     A call takes one (or starts one), and gives it back when the call ended cleanly: a child serves
     many calls, so the import and extractor table are paid once per concurrent call, not per download.
     A child the parent had to kill (cancel, stall, cap) is simply gone. Nothing is started ahead of
-    need: on a small machine a spare warming up beside Whisper costs more than the second it saves.
+    need during a batch: on a small machine a spare warming up beside Whisper costs more than the second it
+    saves. The one exception is :meth:`prepare`, when a user is about to start a batch (the preview): then
+    the first item's yt-dlp call (≈1–1.5 s cold) is the whole wait for the first result.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._lock = threading.Lock()
         self._procs: list[tuple[tuple[str, ...], subprocess.Popen[bytes]]] = []
+        self._preparing = 0
 
     def take(self) -> subprocess.Popen[bytes]:
         """An idle child for this environment if there is one (a warmed one first), else a fresh child."""
@@ -86,6 +93,44 @@ class _Spares:
             if ready or self._procs:
                 return self._procs.pop(ready[0] if ready else 0)[1]
         return _spawn()
+
+    def prepare(self, count: int = 1, pages: int | None = None) -> int:
+        """Warm children until ``count`` (at most :data:`PREPARE_MAX`) are idle, the first ``pages`` of them
+        (default: all) with the first HTML page paid too (≈1 s more each, for calls that read a page);
+        returns how many will be started. For the first wave of a batch about to start: its concurrent
+        calls would otherwise all start cold at the same moment, on the same cores.
+
+        Returns at once. The children start one after the other, each once the previous is ready, so the
+        first is ready soonest (three warming together on two cores are all ready only after ≈5 s);
+        :meth:`take` prefers a ready one. Unused ones exit after :data:`~.ytdlp_child.IDLE_EXIT_S`."""
+        mark = _fingerprint()
+        with self._lock:
+            self._prune(mark)
+            todo = max(0, min(count, PREPARE_MAX) - len(self._procs) - self._preparing)
+            self._preparing += todo
+        if todo:
+            first_pages = count if pages is None else pages
+            threading.Thread(target=self._warm, args=(mark, todo, first_pages), name="tubemill-ytdlp-warm",
+                             daemon=True).start()
+        return todo
+
+    def _warm(self, mark: tuple[str, ...], todo: int, pages: int) -> None:
+        started = 0
+        try:
+            for i in range(todo):
+                try:
+                    proc = _spawn(pages=i < pages)
+                except OSError:
+                    return  # no process to spare: a call starts its own, as without this
+                with self._lock:
+                    self._procs.append((mark, proc))
+                    self._preparing -= 1
+                started += 1
+                with contextlib.suppress(OSError, ValueError):
+                    select.select([proc.stdout], [], [], PREPARE_READY_S)  # ready (or taken, or gone)
+        finally:
+            with self._lock:
+                self._preparing -= todo - started
 
     def give_back(self, proc: subprocess.Popen[bytes]) -> bool:
         """Keep a child whose call ended cleanly for the next call; False (the caller closes it) when full."""
