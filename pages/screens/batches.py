@@ -70,7 +70,9 @@ def items_table(s) -> None:  # type: ignore[no-untyped-def]
     rows = views.item_rows(items, list(s.recipe), waits)
     st.dataframe(rows, hide_index=True, width="stretch",
                  column_config={"progress": PROGRESS, "error": st.column_config.TextColumn(
-                     "error", help="the whole error: hover a cell, or open the item below")})
+                     "error", help="cut to fit: the whole error, its hint and the log are in the item panel below"),
+                     "title": st.column_config.TextColumn(
+                     "title", help="shortened at a word: the whole title is in the item panel below and the manifest")})
     shown = [(k, r) for k, r in sorted(waits.items()) if any(it["n"] == k for it in items)][:5]
     for k, reason in shown:  # the table is drawn on a canvas: the reasons also as text, for reading and finding
         st.caption(f":material/hourglass_top: Why #{k} waits: {views.md_text(reason)}")
@@ -82,7 +84,23 @@ def items_table(s) -> None:  # type: ignore[no-untyped-def]
         render_item_detail(engine, s, by_n[n], "batches")
 
 
-@st.fragment(run_every=2)
+def latest(s) -> None:  # type: ignore[no-untyped-def]
+    res = batch_view.latest_result(engine, s)
+    if res is None:
+        return
+    with st.container(border=True):
+        what = f"{res['segments']} transcript lines" if res["segments"] else ("video" if res["video"] else "done")
+        st.markdown(f":material/task_alt: **Latest result** · #{res['n']} {views.md_text(res['title'])} · {what}")
+        for line in res["lines"]:
+            st.text(line)
+        # A link, not a button: a click on a fragment that redraws every second must not get lost. Results
+        # opens at this item (it takes the hint once).
+        st.session_state["results_open_item"] = (s.id, res["n"])
+        st.page_link("pages/screens/results.py", label="Open in Results", icon=":material/article:")
+
+
+# Fast while a batch runs (the first result shows here, where Start lands, within about a second of existing).
+@st.fragment(run_every=1 if any(x.state == "active" for x in engine.summaries()) else 2)
 def live() -> None:
     # Everything reads the store again each run, the picker's labels too: "· active" ends with the batch.
     summaries = engine.summaries()
@@ -101,6 +119,7 @@ def live() -> None:
     if s.held:
         st.info(f"Held: {views.md_text(s.held)}")
     buttons(s, "detail")
+    latest(s)
     running = engine.items(s.id, status=["running"], limit=50) if s.counts.get("running") else []
     if running:
         st.markdown("**Now running**")

@@ -7,8 +7,11 @@ is its pool's workers over the time that pool spends per item, shared by every s
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+from pipeline.common.formats import fmt_timestamp
 from pipeline.common.units import fmt_duration
 from pipeline.engine.recipe import get_stage
 from pipeline.errors import TubemillError
@@ -145,3 +148,35 @@ def wait_reasons(engine: Any, ref: str) -> tuple[dict[int, str], str | None]:
     except (TubemillError, KeyError, OSError, ValueError):
         pass
     return waits, batch
+
+
+def latest_result(engine: Any, s: BatchSummary, lines: int = 3) -> dict[str, Any] | None:
+    """The batch's most recently finished item and the first lines of its transcript (or its video), for
+    the page Start lands on: the first result shows there within a second of existing, no page change.
+
+    Reads only the last few finished items (items are numbered in submit order; finishing order is close
+    to it), so a 7,000-item batch costs the same as a small one every refresh."""
+    done = int(s.counts.get("done", 0))
+    if not done:
+        return None
+    try:
+        recent = engine.items(s.id, status=["done"], offset=max(0, done - 20), limit=20)
+    except (TubemillError, KeyError, OSError, ValueError):
+        return None
+    if not recent:
+        return None
+    item = max(recent, key=lambda it: (it.get("finished_at") or 0.0, it["n"]))
+    out: dict[str, Any] = {"n": int(item["n"]), "title": str(item.get("title") or item.get("source") or ""),
+                           "lines": [], "segments": 0, "video": None}
+    wd = Path(item.get("workdir") or "")
+    if item.get("workdir"):
+        try:
+            segs = json.loads((wd / "transcript.json").read_text(encoding="utf-8")).get("segments") or []
+        except (OSError, ValueError, AttributeError):
+            segs = []
+        out["segments"] = len(segs)
+        out["lines"] = [f"{fmt_timestamp(float(x.get('start') or 0))}  {str(x.get('text') or '').strip()}"
+                        for x in segs[:lines] if isinstance(x, dict)]
+        video = wd / "video.mp4"
+        out["video"] = str(video) if video.exists() else None
+    return out

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
-from textwrap import shorten  # at a word, never inside one
 from typing import IO, Any
 
-from pipeline.common.units import fmt_duration
+from pipeline.common.units import fmt_duration, short_title
 from state.models import BatchSummary
 
 __all__ = ["ProgressView", "active_lines", "fmt_duration", "summary_line"]
@@ -28,7 +27,7 @@ def summary_line(s: BatchSummary) -> str:
 def active_lines(s: BatchSummary, limit: int = 8) -> list[str]:
     out = []
     for a in s.active[:limit]:
-        title = shorten(str(a["title"]), 60, placeholder=" …")
+        title = short_title(a["title"])
         out.append(f"  #{a['n']:<5} {a['stage']:<14} {a.get('progress', 0) * 100:5.1f}%  {title}")
     if len(s.active) > limit:
         out.append(f"  … and {len(s.active) - limit} more")

@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline.app.estimate import batch_estimate
 from pipeline.app.item_view import error_text, item_progress, progress_label
+from pipeline.common.units import short_title
 from pipeline.config.settings import Settings
 from pipeline.engine.estimator import UNKNOWN_MEDIA_S, measured_rates, stage_seconds
 from pipeline.engine.recipe import get_recipe
@@ -53,7 +54,7 @@ class Preview:
         out = []
         for e in self.entries:
             out.append({
-                "title": e.title or e.url or e.source,
+                "title": short_title(e.title or e.url or e.source),
                 "duration_s": e.duration,
                 "status": "already done" if e.id in self.already_done else "new",
                 "captions": ", ".join(e.subtitles) if e.subtitles else "",
@@ -114,6 +115,14 @@ def build_preview(home: Path, text: str, recipe: str, filters: Filters, *, pools
     p.est_seconds = batch_estimate(home, recipe, [e.to_item() for e in todo], settings, pools=pools,
                                    summaries=summaries).seconds
     p.llm = estimate_llm(todo, llm_configured, llm_model, llm_prices)
+    wave = [e for e in todo if e.url][: int(pools.get("net") or 1)]
+    if wave:
+        # Start is the likely next click: the first wave of yt-dlp calls then finds warm children instead
+        # of all starting cold at once on the same cores (a captioned item: ≈3–4 s → ≈1 s to its transcript).
+        from pipeline.recipes.transcribe.source_kinds import classify
+        from pipeline.recipes.transcribe.ytdlp_procs import spares
+
+        spares.prepare(len(wave), pages=sum(1 for e in wave if classify(e.url or "") != "media"))
     return p
 
 
@@ -131,7 +140,7 @@ def item_rows(items: list[dict[str, Any]], stages: list[str] | int = 0,
     for it in items:
         rows.append({
             "n": it["n"],
-            "title": it.get("title") or it["source"],
+            "title": short_title(it.get("title") or it["source"]),  # whole in the item panel and the manifest
             "status": it["status"],
             "progress": item_progress(it, len(names)),
             "where": progress_label(it, names),

@@ -17,3 +17,18 @@ def fmt_duration(seconds: float | None) -> str:
     if h:
         return f"{h}h{m:02d}m"
     return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+TITLE_WIDTH = 60
+
+
+def short_title(text: str | None, width: int = TITLE_WIDTH) -> str:
+    """A title cut at a word boundary for a table cell or a status line (``"How tides work and why …"``);
+    one word longer than the cell (a URL, a file name) is cut inside it. The full title stays in the item
+    panel and the manifest."""
+    text = " ".join(str(text or "").split())
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    head = cut.rsplit(" ", 1)[0] if " " in cut else cut
+    return head.rstrip(" ,;:-–") + " …" if " " in cut else cut + "…"

@@ -59,3 +59,41 @@ def test_time_axis_is_24_hour() -> None:
     chart = time_chart([{"time": datetime(2024, 1, 1, 15, 4, 5), "CPU %": 10.0}], "%")
     spec = chart.to_dict()
     assert spec["encoding"]["x"]["axis"]["format"] == TIME_AXIS_FORMAT == "%H:%M:%S"
+
+
+def test_titles_are_cut_at_a_word_in_tables() -> None:
+    from pipeline.app.views import item_rows
+    from pipeline.common.units import short_title
+
+    long = "How the moon pulls the oceans: a very long explainer about tides, gravity and the sea level"
+    cut = short_title(long)
+    assert cut == "How the moon pulls the oceans: a very long explainer about …" and len(cut) <= 60
+    assert long.startswith(cut[:-2])  # whole words only
+    url = "http://127.0.0.1:8000/" + "x" * 80 + ".mp3"
+    assert short_title(url) == url[:59] + "…"  # one word longer than the cell is cut inside it
+    assert short_title("  two\n words ") == "two words" and short_title(None) == ""
+    rows = item_rows([{"n": 1, "source": "s", "title": long, "status": "done", "stage_index": 5}],
+                     ["captions", "download", "transcribe", "summarize", "export"])
+    assert rows[0]["title"] == cut
+
+
+def test_latest_result_reads_the_newest_finished_transcript(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    wd = tmp_path / "0002"
+    wd.mkdir()
+    (wd / "transcript.json").write_text(json.dumps({"segments": [
+        {"start": 0.0, "end": 2.0, "text": " Hello there."}, {"start": 61.5, "end": 63.0, "text": "Second."},
+        {"start": 70.0, "end": 71.0, "text": "Third."}, {"start": 80.0, "end": 81.0, "text": "Fourth."}]}))
+    items = [{"n": 1, "source": "a", "title": "Older", "status": "done", "finished_at": 10.0, "workdir": None},
+             {"n": 2, "source": "b", "title": "Newest", "status": "done", "finished_at": 20.0, "workdir": str(wd)}]
+
+    class Eng:
+        def items(self, ref, status=None, offset=0, limit=None):  # type: ignore[no-untyped-def]
+            assert status == ["done"] and offset == 0  # only the last few finished items are read
+            return items
+
+    res = batch_view.latest_result(Eng(), summary(counts={"done": 2}, total=2))
+    assert res is not None and res["n"] == 2 and res["title"] == "Newest" and res["segments"] == 4
+    assert res["lines"] == ["00:00  Hello there.", "01:01  Second.", "01:10  Third."]
+    assert batch_view.latest_result(Eng(), summary(counts={"pending": 2}, total=2)) is None
