@@ -12,7 +12,7 @@ import argparse
 from datetime import date
 from typing import Any
 
-from pipeline.recipes.transcribe.options import CAPTIONS, DEVICES, LLM_MODES, SUMMARIZERS, batch_options
+from pipeline.recipes.transcribe.options import CAPTIONS, DEVICES, LLM_MODES, SUMMARIZERS, TASKS, batch_options
 from pipeline.recipes.transcribe.sources import Filters
 
 
@@ -40,7 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t = parser.add_argument_group("transcribe recipe")
     t.add_argument("--captions", choices=CAPTIONS, default="prefer",
                    help="use existing subtitles when present (default), never, or only (no Whisper)")
-    t.add_argument("--language", help="caption/transcription language (default: detect; captions: en)")
+    t.add_argument("--language", help="caption/transcription language: auto (default: detect; captions: en) or a code")
+    t.add_argument("--task", choices=TASKS, help="transcribe (default) or translate: Whisper's own translation to "
+                   "English (multilingual models only; the bundled tiny.en cannot)")
+    t.add_argument("--translate-to", metavar="LANG", help="also translate each transcript with the LLM (same "
+                   "timing): transcript.LANG.txt/.srt/.vtt; without an LLM, a note and the original")
+    t.add_argument("--formats", metavar="LIST", help="extra exports, comma-separated: obsidian (Markdown with YAML "
+                   "front matter), docx, words (word-level SRT/VTT), ass (karaoke subtitles)")
+    t.add_argument("--word-timestamps", action="store_true", help="per-word times in transcript.json")
+    t.add_argument("--no-repair", action="store_true",
+                   help="flag suspected hallucinations only; do not re-decode them")
     t.add_argument("--model", help="Whisper model: tiny … large-v3, distil-*, or a local path (default: settings)")
     t.add_argument("--device", choices=DEVICES)
     t.add_argument("--summarizer", choices=SUMMARIZERS, default="auto",
@@ -95,9 +104,24 @@ def batch_options_from_args(args: argparse.Namespace, settings: Any, n_items: in
     """The stored options of a ``tubemill run`` batch: this recipe's flags (the Whisper model and device
     default to the settings'), the engine's ``retry_limit``/``on_error`` and ``extra`` (``--set`` and other
     recipes' flags) laid over them."""
+    extra = {**_recipe_extra(args), **(extra or {})}
     return batch_options(captions=args.captions, model=args.model or settings.whisper_model,
                          device=args.device or settings.whisper_device, summarizer=args.summarizer,
                          language=args.language, retry_limit=retry_limit, on_error=on_error,
                          force=args.force, keep_audio=args.keep_audio, llm_mode=args.llm_mode, n_items=n_items,
                          llm_batch_min_items=settings.llm_batch_min_items, deadline=args.deadline, extra=extra)
 
+
+
+def _recipe_extra(args: argparse.Namespace) -> dict[str, Any]:
+    """The issue-15 flags as batch options (only those given: a batch without them parses as before)."""
+    out: dict[str, Any] = {}
+    for key in ("task", "translate_to", "formats"):
+        value = getattr(args, key, None)
+        if value:
+            out[key] = value
+    if getattr(args, "word_timestamps", False):
+        out["word_timestamps"] = True
+    if getattr(args, "no_repair", False):
+        out["repair"] = False
+    return out

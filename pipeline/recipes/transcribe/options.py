@@ -30,6 +30,8 @@ from pipeline.config.settings import DownloadLimits, Settings
 from pipeline.engine.stage import StageContext, flag, typed_options
 
 CAPTIONS = ("prefer", "never", "only")
+TASKS = ("transcribe", "translate")  # translate: Whisper's own, to English (multilingual models only)
+FORMATS = ("obsidian", "docx", "words", "ass")  # extra exports beside txt/srt/vtt/json/md (``--formats``)
 SUMMARIZERS = ("auto", "llm", "offline")
 LLM_MODES = ("realtime", "batch", "auto")
 DEVICES = ("auto", "cuda", "cpu")
@@ -52,6 +54,11 @@ class TranscribeOptions(LLMChoice):
     vad: bool = True  # skip silence with the Silero VAD
     beam_size: int = 5
     word_timestamps: bool = False  # per-word times in transcript.json
+    task: str = "transcribe"  # transcribe, or translate (Whisper to English; multilingual models only)
+    repair: bool = True  # re-decode the windows the hallucination guard flags, keep the better result
+    # extra exports and translation
+    formats: tuple[str, ...] = ()  # of FORMATS: obsidian (Markdown + YAML), docx, words (word-level SRT/VTT), ass
+    translate_to: str | None = None  # a language (code or name): the LLM translates the transcript, same timing
     # summarize
     summarizer: str = "auto"  # auto: the LLM when one is configured, else offline; llm; offline
     llm_mode: str = "realtime"  # as asked: realtime, batch (the Batch API) or auto
@@ -177,6 +184,29 @@ def _retries(key: str, value: Any) -> int:
         return SUMMARY_RETRIES
 
 
+def _language(key: str, value: Any) -> str:
+    """A language code, or "" for auto (detect), which is also what "auto" means."""
+    text = _text(key, value)
+    return "" if text.lower() == "auto" else text
+
+
+def _formats(key: str, value: Any) -> tuple[str, ...]:
+    """``"obsidian,docx"`` or a list → a tuple of known formats, in the order given, each once."""
+    items = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, list | tuple) else None
+    if items is None:
+        raise errors.ConfigError(f"{key} must be a comma-separated list of {', '.join(FORMATS)}")
+    out: list[str] = []
+    for raw in items:
+        name = str(raw).strip().lower()
+        if not name:
+            continue
+        if name not in FORMATS:
+            raise errors.ConfigError(f"{key}: unknown format {name!r} (known: {', '.join(FORMATS)})")
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
 def _mapping(key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise errors.ConfigError(f"{key} must be an object of yt-dlp options, not {type(value).__name__}")
@@ -184,8 +214,9 @@ def _mapping(key: str, value: Any) -> dict[str, Any]:
 
 
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
-    "captions": _choice(CAPTIONS), "language": _text, "force": _yes,
+    "captions": _choice(CAPTIONS), "language": _language, "force": _yes,
     "model": _text, "device": _text, "vad": _yes, "beam_size": _whole, "word_timestamps": _yes,
+    "task": _choice(TASKS), "repair": _yes, "formats": _formats, "translate_to": _text,
     "summarizer": _text, "llm_mode": _text, "llm_mode_effective": _text, "deadline": _text,
     "llm_fallback_realtime": _yes, "summary_retries": _retries, "llm_model": _text, "llm_base_url": _text,
     "keep_audio": _yes, "keep_media_mb": _number,
