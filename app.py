@@ -43,6 +43,7 @@ nav = st.navigation(
         st.Page("pages/screens/generate.py", url_path="generate", title="Generate", icon=":material/movie:"),
         batches,
         st.Page("pages/screens/results.py", url_path="results", title="Results", icon=":material/description:"),
+        st.Page("pages/screens/search.py", url_path="search", title="Search", icon=":material/search:"),
         st.Page("pages/screens/system.py", url_path="system", title="System", icon=":material/monitor_heart:"),
         st.Page("pages/screens/settings.py", url_path="settings", title="Settings", icon=":material/settings:"),
     ]
