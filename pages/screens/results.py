@@ -72,16 +72,51 @@ def player(item: dict, start: int) -> None:  # type: ignore[type-arg]
         st.video(source, start_time=start)
 
 
+def language_text(meta: dict) -> str | None:  # type: ignore[type-arg]
+    """"en 98%": the language Whisper detected and how sure it was (captions: the language alone)."""
+    lang, prob = meta.get("language"), meta.get("language_probability")
+    if not lang:
+        return None
+    shown = f"{lang} (translated to English)" if meta.get("task") == "translate" else str(lang)
+    detected = isinstance(prob, int | float) and meta.get("transcript_source") == "whisper"
+    return f"{shown} {float(prob):.0%}" if detected else shown
+
+
+def quality_notice(meta: dict) -> None:  # type: ignore[type-arg]
+    """What the hallucination guard found in this transcript and what it repaired, as a badge and a line."""
+    q = meta.get("quality")
+    if not isinstance(q, dict):
+        return
+    if q.get("error"):
+        st.warning(f"Hallucination guard failed ({views.md_text(q['error'])}); the transcript is Whisper's "
+                   "first text.", icon=":material/report:")
+        return
+    found, fixed, left = int(q.get("found") or 0), int(q.get("repaired") or 0), int(q.get("flagged") or 0)
+    if not found:
+        st.badge("Guard: no suspect segments", icon=":material/verified:", color="green")
+        return
+    reasons = ", ".join(f"{k} {v}" for k, v in (q.get("reasons") or {}).items())
+    st.badge(f"Guard: {fixed} repaired · {left} flagged", icon=":material/healing:",
+             color="orange" if left else "blue")
+    line = (f"Hallucination guard: {found} suspect segment(s) ({reasons}); {fixed} repaired by a fresh decode, "
+            f"{left} still flagged.")
+    for w in (q.get("windows") or [])[:3]:
+        what = {"replaced": "replaced", "dropped": "dropped (silence)"}.get(w.get("outcome"), "kept")
+        line += f"  \n{fmt_timestamp(w.get('start'))}: “{views.md_text(w.get('old'))}” {what}"
+    (st.warning if left else st.info)(line, icon=":material/healing:")
+
+
 def show_item(summary, bid: str, item: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
     n = item["n"]
     meta = item.get("meta") or {}
     st.subheader(views.md_text(item.get("title") or item["source"]))  # source metadata: text, never Markdown
     facts = [f"{fmt_timestamp(item['duration'])}" if item.get("duration") else None,
-             meta.get("language"), meta.get("transcript_source"), ", ".join(item.get("flags") or []) or None]
+             language_text(meta), meta.get("transcript_source"), ", ".join(item.get("flags") or []) or None]
     st.caption(" · ".join(f for f in facts if f))
     st.caption(item_view.chain_text(item, list(summary.recipe)))
     for line in item_view.item_notes(item):
         st.info(views.md_text(line), icon=":material/info:")
+    quality_notice(meta)
     if "repetition" in (item.get("flags") or []):
         st.warning(f"Possible Whisper hallucination: {views.md_text(meta.get('repetition'))}")
     note = views.summary_note(item)

