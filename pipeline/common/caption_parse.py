@@ -1,5 +1,15 @@
 """Caption parsers: WebVTT and SubRip files as they come from YouTube and other tools, read into transcript
 segments (tags, cue settings and YouTube's rolling repeats removed), so captions can stand in for a transcript.
+
+YouTube's automatic captions also time every word inline (``so<00:00:00.320><c> today</c>``); with
+``words=True`` those times are kept as the segment's ``words``, in faster-whisper's shape, so word-level
+subtitles and karaoke files need no Whisper run. A segment gets words only when every one of its words
+was timed by the track itself; otherwise it has none, and exports estimate them (never invent "real" times).
+
+Our own reader, not ``pysubs2`` or ``webvtt-py``: both were tried on the cases in tests/common/test_formats.py
+and neither removes rolling repeats or reads inline word times (pysubs2 leaves ``<00:00:00.320>`` and
+``&amp;`` in the text; webvtt-py drops the word times, keeps ``{\\an8}`` and reads ``00:00:05,5`` as 5.005 s),
+so they could replace only the line reader below, and would lose behaviour there.
 """
 
 from __future__ import annotations
@@ -18,6 +28,8 @@ _TAG = re.compile(r"</?(?:[biusc]|v|lang|ruby|rt|font|span|br)(?:[.\s][^>\n]*)?/
 _ASS_TAG = re.compile(r"\{\\[^}]*\}")
 _SKIP_BLOCKS = ("NOTE", "STYLE", "REGION", "WEBVTT")
 _CONTIGUOUS_S = 0.5  # rolling captions follow each other; a repeat after a real gap is kept
+_STAMP = re.compile(r"<(\d{1,2}(?::\d{1,2}){1,2}(?:[.,]\d{1,3})?)>")  # an inline word time, <00:00:01.000>
+_Word = tuple[str, float | None, float | None]  # text, start, end (None: the track did not time it)
 
 
 def _parse_ts(ts: str) -> float:
@@ -80,7 +92,46 @@ def _join_lines(lines: list[str]) -> str:
     return body
 
 
-def _dedupe(cues: list[tuple[float, float, list[str]]]) -> list[dict[str, Any]]:
+def _line_words(raw: str, start: float, end: float) -> list[_Word]:
+    """The words of one cue line, timed when the line carries inline times (each time starts the text after
+    it; the text before the first starts with the cue). Several words between two times share that span by
+    length. Times out of order or outside the cue are pulled into it."""
+    parts = _STAMP.split(raw)
+    if len(parts) == 1:
+        return [(w, None, None) for w in _clean_cue_line(raw).split(" ") if w]
+    marks = [start]
+    for ts in parts[1::2]:
+        marks.append(min(max(_parse_ts(ts), marks[-1]), end))
+    marks.append(end)
+    out: list[_Word] = []
+    for i, piece in enumerate(parts[0::2]):
+        words = [w for w in _clean_cue_line(piece).split(" ") if w]
+        a, b = marks[i], marks[i + 1]
+        total = sum(len(w) for w in words) or 1
+        pos = 0
+        for w in words:
+            ws = a + (b - a) * pos / total
+            pos += len(w)
+            out.append((w, ws, a + (b - a) * pos / total))
+    return out
+
+
+def _timed_suffix(tokens: list[_Word], text: str) -> list[dict[str, Any]] | None:
+    """The words (start, end, word) of the cue's last tokens that spell ``text``, when all are timed."""
+    joined = ""
+    for k in range(1, len(tokens) + 1):
+        joined = join_text(tokens[-k][0], joined)
+        if joined == text:
+            timed = [(w, s, e) for w, s, e in tokens[-k:] if s is not None and e is not None]
+            if len(timed) < k:
+                return None
+            return [{"start": round(s, 3), "end": round(e, 3), "word": w} for w, s, e in timed]
+        if len(joined) > len(text):
+            return None
+    return None
+
+
+def _dedupe(cues: list[tuple[float, float, list[str]]], words: bool = False) -> list[dict[str, Any]]:
     """Segments from cues, with YouTube-style rolling duplicates removed.
 
     YouTube auto-captions show each line twice: once in the cue where it is typed, and
@@ -110,19 +161,25 @@ def _dedupe(cues: list[tuple[float, float, list[str]]]) -> list[dict[str, Any]]:
                     break
         if text:
             segments.append({"start": round(start, 3), "end": round(end, 3), "text": text})
+            if words:
+                tokens = [t for r in raw_lines for t in _line_words(r, start, end)]
+                timed = _timed_suffix(tokens, text)
+                if timed:
+                    segments[-1]["words"] = timed
         elif segments:
             segments[-1]["end"] = max(segments[-1]["end"], round(end, 3))
         prev = lines
     return segments
 
 
-def parse_vtt(text: str) -> list[dict[str, Any]]:
+def parse_vtt(text: str, *, words: bool = False) -> list[dict[str, Any]]:
     """WebVTT (or SRT) text -> ``[{"start", "end", "text"}]`` with tags, settings and rolling repeats removed.
 
     Accepts ``MM:SS.mmm`` and ``H:MM:SS,mmm`` times, cue settings after the timing,
-    ``<c>``/``<00:00:01.000>``/``<i>``/``<v Name>`` tags and HTML entities.
+    ``<c>``/``<00:00:01.000>``/``<i>``/``<v Name>`` tags and HTML entities. ``words=True`` keeps the
+    track's inline word times as each segment's ``words`` (``[{"start", "end", "word"}]``) where it has them.
     """
-    return _dedupe(_parse_cues(text))
+    return _dedupe(_parse_cues(text), words)
 
 
 def parse_srt(text: str) -> list[dict[str, Any]]:

@@ -13,10 +13,12 @@ without captions instead of transcribing them.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline import errors
+from pipeline.common.transcript_text import clean_text
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from pipeline.recipes.transcribe import library
 from pipeline.recipes.transcribe.kept_media import playable_url
@@ -44,6 +46,20 @@ def pick_track(info: dict[str, Any], lang: str) -> tuple[str, dict[str, Any], bo
             if fmts:
                 return key, fmts[0], automatic
     return None
+
+
+def source_facts(info: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """The channel and upload date the look-up found, where the item has none: the exports' front matter
+    shows them (a single video's URL comes with neither; a channel or playlist listing gives only the date)."""
+    meta = item.get("meta") or {}
+    out: dict[str, Any] = {}
+    channel = clean_text(info.get("channel") or info.get("uploader"))[:200]
+    if channel and not meta.get("channel"):
+        out["channel"] = channel
+    date = str(info.get("upload_date") or "")
+    if re.fullmatch(r"\d{8}", date) and not meta.get("upload_date"):
+        out["upload_date"] = date
+    return out
 
 
 @dataclass(frozen=True)
@@ -112,7 +128,8 @@ def _fetch_track(item: dict[str, Any], ctx: StageContext, url: str, lang: str, p
                 if policy == "only":
                     raise NoCaptions(f"no {lang!r} captions for this video")
                 facts = {k: info.get(k) for k in ("title", "duration") if info.get(k)}
-                return StageResult(meta={k: v for k, v in facts.items() if not item.get(k)})
+                return StageResult(meta={**{k: v for k, v in facts.items() if not item.get(k)},
+                                         **source_facts(info, item)})
             key, fmt, automatic = track
             raw = fmt.get("data") or call.fetch(fmt["url"])
     return _Track(info=info, key=key, ext=fmt["ext"], automatic=automatic, text=raw)
@@ -125,7 +142,8 @@ def _save_track(item: dict[str, Any], ctx: StageContext, track: _Track, policy: 
 
     out = ctx.path(TRANSCRIPT)
     info, key, automatic = track.info, track.key, track.automatic
-    segments = formats.parse_vtt(track.text) if track.ext == "vtt" else formats.parse_srt(track.text)
+    # YouTube's automatic captions time each word inline: kept as the segments' words (word-level exports).
+    segments = formats.parse_vtt(track.text, words=True) if track.ext == "vtt" else formats.parse_srt(track.text)
     if not segments:
         if policy == "only":
             raise NoCaptions(f"the {key!r} caption track is empty")
@@ -136,10 +154,13 @@ def _save_track(item: dict[str, Any], ctx: StageContext, track: _Track, policy: 
     atomic_write_bytes(out, json.dumps(transcript, ensure_ascii=False).encode())
     result_meta: dict[str, Any] = {"transcript_source": "automatic captions" if automatic else "captions",
                                    "language": key}
+    if any(seg.get("words") for seg in segments):
+        result_meta["word_times"] = "captions"
     if info.get("title") and not item.get("title"):
         result_meta["title"] = info["title"]
     if info.get("duration") and not item.get("duration"):
         result_meta["duration"] = float(info["duration"])
+    result_meta.update(source_facts(info, item))
     if media_url := playable_url(info, item.get("source") or ""):
         result_meta["media_url"] = media_url  # no download, so nothing kept: playback streams the page's file
     files = ensure_transcript_files(item, ctx, transcript, result_meta)  # the core result, on disk now
