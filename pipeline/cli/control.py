@@ -22,9 +22,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     for name, text in (("pause", "start nothing new; running stages finish"), ("resume", "resume a paused batch"),
                        ("cancel", "cancel a batch"), ("retry-failed", "run failed items again"),
                        ("retry-summaries", "ask the LLM again for summaries that fell back to the offline "
-                                           "summarizer (transcripts are kept)")):
+                                           "summarizer (transcripts are kept)"),
+                       ("retry-translations", "ask the LLM again for --translate-to translations that failed or "
+                                              "are partial (transcripts and summaries are kept)")):
         c = sub.add_parser(name, help=text)
-        if name in ("retry-failed", "retry-summaries"):
+        if name in ("retry-failed", "retry-summaries", "retry-translations"):
             c.add_argument("batch")
         else:
             c.add_argument("batch", nargs="?")
@@ -38,7 +40,8 @@ def cmd_control(args: argparse.Namespace, home: Path) -> int:
     if not ref and not getattr(args, "all", False):
         raise CliError(f"name a batch or pass --all to {args.command} every batch")
     settings, dx = load_settings(home), None
-    if op in ("resume", "retry_failed", "retry_summaries") and settings.executor and not read_owner(home):
+    runs_here = op in ("resume", "retry_failed", "retry_summaries", "retry_translations")
+    if runs_here and settings.executor and not read_owner(home):
         # This process may end up running the batch: on the cluster the settings name, like `run`.
         from pipeline.engine.distributed import engine_executors
 
@@ -64,23 +67,28 @@ def _control(engine: Engine, args: argparse.Namespace, op: str, ref: str | None)
     except BaseException:
         engine.shutdown()
         raise
-    if op in ("retry_failed", "retry_summaries") and name and not count:
+    if op in ("retry_failed", "retry_summaries", "retry_translations") and name and not count:
         engine.shutdown()
-        print(f"nothing to retry in {name!r}" + (" (no summary fell back)" if op == "retry_summaries" else ""))
+        why = {"retry_summaries": " (no summary fell back)", "retry_translations": " (no translation failed)"}
+        print(f"nothing to retry in {name!r}" + why.get(op, ""))
         return EXIT_OK
-    if owner and op in ("resume", "retry_failed", "retry_summaries") and name:
+    if owner and op in ("resume", "retry_failed", "retry_summaries", "retry_translations") and name:
         # Nobody else runs this home: this process becomes the engine and runs the batch here.
         engine.run_scheduler()
         s = engine.summary(name)
         if op == "retry_summaries":
             print(f"asking the LLM again for {count} summary(ies) of {s.name!r}; transcripts are kept",
                   file=sys.stderr)
+        elif op == "retry_translations":
+            print(f"asking the LLM again for {count} translation(s) of {s.name!r}; transcripts are kept",
+                  file=sys.stderr)
         print(f"running {s.name!r} ({s.total - s.finished} item(s) left)", file=sys.stderr)
         return follow(engine, s.id, True)
     engine.shutdown()
     what = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}.get(op, "reopened")
     target = repr(name) if name else "every batch"
-    print(f"{what} {target}" + (f" ({count} item(s))" if op in ("retry_failed", "retry_summaries") else ""))
+    retried = op in ("retry_failed", "retry_summaries", "retry_translations")
+    print(f"{what} {target}" + (f" ({count} item(s))" if retried else ""))
     if owner and op == "resume":
         print("no engine is running this home; start one with `tubemill app` or `tubemill resume NAME`")
     return EXIT_OK

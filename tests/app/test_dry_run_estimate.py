@@ -22,7 +22,7 @@ def test_dry_run_json_has_the_estimate(tmp_path: Path, media_server: MediaServer
     doc = json.loads(res.stdout.strip().splitlines()[-1])
     assert doc["items"] == 3 and doc["recipe"] == "transcribe" and doc["media_s"] > 0
     assert doc["estimate_s"] > 0 and doc["bottleneck"]
-    assert set(doc["stages"]) == {"captions", "download", "transcribe", "summarize", "export"}
+    assert set(doc["stages"]) == {"captions", "download", "transcribe", "summarize", "translate", "export"}
     assert all(not st["measured"] for st in doc["stages"].values())  # a fresh home: no batch measured it yet
     assert doc["calibrated"] == ["transcribe"]  # … but Whisper was timed on this machine, once
     assert (home / "calibration.json").exists()

@@ -11,5 +11,7 @@ COSTS: dict[str, Cost] = {
     "download": Cost(5.0),
     "transcribe": Cost(0.0, TRANSCRIBE_RTF),
     "summarize": Cost(2.0),
+    # Nothing unless --translate-to (most batches); a translating batch's first measured item replaces it.
+    "translate": Cost(0.1),
     "export": Cost(0.3),
 }

@@ -1,1 +1,1 @@
-"""The transcribe recipe's stages, in order: captions, download, transcribe, summarize, export."""
+"""The transcribe recipe's stages, in order: captions, download, transcribe, summarize, translate, export."""
