@@ -56,7 +56,7 @@ def bench_stage_vs_raw(audio: Path, work: Path) -> dict[str, float]:
 
     def raw() -> float:
         t0 = time.perf_counter()
-        segments, _info = model.transcribe(str(audio), beam_size=5, vad_filter=True)
+        segments, _info = model.transcribe(str(audio), beam_size=5, vad_filter=True, word_timestamps=True)
         for _ in segments:
             pass
         return time.perf_counter() - t0

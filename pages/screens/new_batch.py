@@ -12,6 +12,7 @@ from pages.screens._engine import get_engine
 from pipeline.app import batch_view, views
 from pipeline.app.progress import fmt_duration
 from pipeline.errors import TubemillError
+from pipeline.recipes.transcribe.options import FORMATS
 from pipeline.recipes.transcribe.sources import Filters, printable
 
 # Everything Markdown, Streamlit directives (:red[…]) or LaTeX ($…$) would act on.
@@ -73,6 +74,16 @@ with st.expander("Options", expanded=False):
     after = c1.date_input("Published after", value=None, key="nb_after")
     before = c2.date_input("Published before", value=None, key="nb_before")
     match_title = c3.text_input("Title matches (regex)", key="nb_match")
+    c1, c2 = st.columns(2)
+    formats = c1.multiselect("Extra exports", list(FORMATS), key="nb_formats",
+                             help="obsidian: Markdown note with YAML front matter; docx; words: word-level SRT/VTT; "
+                                  "ass: karaoke subtitles for burn-in")
+    if llm_cfg.configured():
+        translate_to = c2.text_input("Translate to (LLM)", key="nb_translate_to", placeholder="e.g. de, fr, es",
+                                     help="transcript.LANG.txt/.srt/.vtt with the original timing")
+    else:
+        translate_to = ""
+        c2.caption("Translation needs an LLM: set an API key or an LLM server on the Settings page.")
 
 
 def gather_text() -> str:
@@ -91,7 +102,9 @@ def options(n_items: int) -> dict:
     return views.batch_options(captions=captions, model=model, summarizer=summarizer, language=language or None,
                                retry_limit=int(retry_limit), on_error=on_error, force=force, keep_audio=keep_audio,
                                llm_mode=llm_mode, n_items=n_items,
-                               llm_batch_min_items=engine.settings.llm_batch_min_items)
+                               llm_batch_min_items=engine.settings.llm_batch_min_items,
+                               extra={k: v for k, v in (("formats", ",".join(formats)),
+                                                        ("translate_to", translate_to.strip())) if v})
 
 
 def make_preview() -> views.Preview | None:

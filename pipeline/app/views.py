@@ -172,12 +172,29 @@ def batch_files(summary: BatchSummary) -> dict[str, Path]:
 ITEM_FILES = (("txt", "transcript.txt", "text/plain"), ("srt", "transcript.srt", "application/x-subrip"),
               ("vtt", "transcript.vtt", "text/vtt"), ("json", "transcript.json", "application/json"),
               ("summary", "summary.md", "text/markdown"), ("video", "video.mp4", "video/mp4"),
-              ("subtitles", "subtitles.srt", "application/x-subrip"), ("metadata", "metadata.json", "application/json"))
+              ("subtitles", "subtitles.srt", "application/x-subrip"), ("metadata", "metadata.json", "application/json"),
+              # --formats (pipeline.recipes.transcribe.stages.export.EXPORTS)
+              ("notes", "notes.md", "text/markdown"),
+              ("docx", "transcript.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+              ("words_srt", "transcript.words.srt", "application/x-subrip"),
+              ("words_vtt", "transcript.words.vtt", "text/vtt"), ("ass", "transcript.ass", "text/x-ssa"))
+
+
+_TRANSLATION_MIME = {"translation_txt": "text/plain", "translation_srt": "application/x-subrip",
+                     "translation_vtt": "text/vtt", "translation_json": "application/json"}
 
 
 def item_files(item: dict[str, Any]) -> list[tuple[str, Path, str]]:
+    """The item's files to offer for download: the fixed names, then a --translate-to translation's
+    (``transcript.<lang>.*``, named by its artifacts)."""
     wd = Path(item.get("workdir") or "")
-    return [(k, wd / name, mime) for k, name, mime in ITEM_FILES if (wd / name).is_file()]
+    out = [(k, wd / name, mime) for k, name, mime in ITEM_FILES if (wd / name).is_file()]
+    arts = item.get("artifacts") or {}
+    for key, mime in _TRANSLATION_MIME.items():
+        path = Path(str(arts[key])) if arts.get(key) else None
+        if path is not None and path.is_file() and path.parent == wd:
+            out.append((key, path, mime))
+    return out
 
 
 def md_text(text: Any) -> str:

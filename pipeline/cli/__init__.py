@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline import errors
-from pipeline.cli import app_server, control, doctor, llm_batch, plan, run, status, youtube_auth
+from pipeline.cli import app_server, control, doctor, llm_batch, plan, run, search, status, youtube_auth
 from pipeline.cli.accounts import browser_accounts, cookie_accounts
 from pipeline.cli.app_server import cmd_app
 from pipeline.cli.base import EXIT_FAILED_ITEMS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run.add_parser(sub)
     status.add_parser(sub)
+    search.add_parser(sub)
     control.add_parsers(sub)
     youtube_auth.add_parser(sub)
     llm_batch.add_parser(sub)
@@ -114,11 +115,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "plan": cmd_plan,
     "run": cmd_run,
     "status": cmd_status,
+    "search": search.cmd_search,
     "pause": cmd_control,
     "resume": cmd_control,
     "cancel": cmd_control,
     "retry-failed": cmd_control,
     "retry-summaries": cmd_control,
+    "retry-translations": cmd_control,
     "llm-batch": cmd_llm_batch,
     "youtube-auth": cmd_youtube_auth,
     "app": cmd_app,

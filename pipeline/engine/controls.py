@@ -164,6 +164,7 @@ class Controls:
             else:
                 self.e.scheduler.forget(bid, n)
                 store.remove_item(bid, n)
+                _unindex(self.e.home, bid, n)
                 item_log(item.get("workdir"), "removed from the batch by hand (files kept)")
                 self.e.outcomes.check_finished(bid)
         self.e.kick()
@@ -261,3 +262,15 @@ def _refusal(n: int, status: str, action: str) -> str:
 
 def _item_key(src: str | dict[str, Any]) -> str:
     return src if isinstance(src, str) else (src.get("id") or src["source"])
+
+
+def _unindex(home: Path, bid: str, n: int) -> None:
+    """A removed item leaves the search index too (no index file: nothing to do, nothing built)."""
+    import sqlite3
+
+    from state import search
+
+    try:
+        search.remove_item(home, bid, n)
+    except (sqlite3.Error, OSError):
+        pass  # `tubemill search --reindex` drops it later

@@ -27,7 +27,7 @@ def test_defaults_are_what_the_stages_always_used() -> None:
     o = TranscribeOptions.parse({})
     assert o == TranscribeOptions()
     assert (o.captions, o.language, o.force) == ("prefer", None, False)
-    assert (o.model, o.device, o.vad, o.beam_size, o.word_timestamps) == ("tiny.en", "auto", True, 5, False)
+    assert (o.model, o.device, o.vad, o.beam_size, o.word_timestamps) == ("tiny.en", "auto", True, 5, True)
     assert (o.summarizer, o.llm_mode_effective, o.summary_retries, o.llm_fallback_realtime) == (
         "auto", "realtime", 2, True)
     assert (o.keep_audio, o.format, o.socket_timeout, o.proxy, o.ytdlp_options) == (

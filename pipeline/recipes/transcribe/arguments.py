@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "timing): transcript.LANG.txt/.srt/.vtt; without an LLM, a note and the original")
     t.add_argument("--formats", metavar="LIST", help="extra exports, comma-separated: obsidian (Markdown with YAML "
                    "front matter), docx, words (word-level SRT/VTT), ass (karaoke subtitles)")
-    t.add_argument("--word-timestamps", action="store_true", help="per-word times in transcript.json")
+    t.add_argument("--no-word-timestamps", action="store_true",
+                   help="no per-word times in transcript.json (they cost 2–8 %% more Whisper time)")
     t.add_argument("--no-repair", action="store_true",
                    help="flag suspected hallucinations only; do not re-decode them")
     t.add_argument("--model", help="Whisper model: tiny … large-v3, distil-*, or a local path (default: settings)")
@@ -120,8 +121,8 @@ def _recipe_extra(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key, None)
         if value:
             out[key] = value
-    if getattr(args, "word_timestamps", False):
-        out["word_timestamps"] = True
+    if getattr(args, "no_word_timestamps", False):
+        out["word_timestamps"] = False
     if getattr(args, "no_repair", False):
         out["repair"] = False
     return out

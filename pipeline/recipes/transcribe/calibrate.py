@@ -59,7 +59,7 @@ def whisper_rtf(home: Path, model: str, device: str = "auto") -> float | None:
             loaded = t.get_model(model, device, 1, download_root=str(Path(home) / "models"))
             with t._using(loaded):
                 started = time.perf_counter()
-                tr = t.transcribe_file(wav, loaded)
+                tr = t.transcribe_file(wav, loaded, word_timestamps=True)  # as a batch runs it (the default)
                 seconds = time.perf_counter() - started
     except Exception as exc:  # a calibration that fails leaves the recipe default, never a failed preview
         log.warning("could not time Whisper here (%s); the estimate uses the recipe default", exc)

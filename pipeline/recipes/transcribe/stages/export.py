@@ -5,6 +5,11 @@ made the transcript (:func:`ensure_transcript_files`); this last stage of the
 transcribe recipe completes ``meta.json`` with the summary's outcome and records the
 video in the home's library and download archive, so a later batch reuses these files
 instead of redoing them.
+
+The extra formats a batch asks for (``--formats``: obsidian, docx, words, ass; :data:`EXPORTS`) are written
+here too, from :mod:`pipeline.recipes.transcribe.exports`; one that fails is recorded in the item's
+``export_errors`` (flag ``export-failed``) and never fails the item: the transcript is already on disk.
+
 Downloaded audio is kept for playback as ``media.<ext>`` (the item artifact ``media``) up to ``keep_media_mb``
 per batch (:mod:`pipeline.recipes.transcribe.kept_media`), as ``audio.<ext>`` with ``--keep-audio``, and
 otherwise goes with the item's scratch folder.
@@ -13,6 +18,7 @@ otherwise goes with the item's scratch folder.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -24,14 +30,30 @@ from pipeline.recipes.transcribe import kept_media, library
 from pipeline.recipes.transcribe.options import options_of
 from state.storage import atomic_write_bytes
 
+log = logging.getLogger("tubemill.export")
+
 FILES = {"txt": "transcript.txt", "srt": "transcript.srt", "vtt": "transcript.vtt", "json": "transcript.json",
          "summary": "summary.md", "meta": "meta.json"}
+
+
+# --formats: format -> (artifact, file name) pairs; written from transcript.json, summary.json and meta.json.
+EXPORTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "obsidian": (("notes", "notes.md"),),
+    "docx": (("docx", "transcript.docx"),),
+    "words": (("words_srt", "transcript.words.srt"), ("words_vtt", "transcript.words.vtt")),
+    "ass": (("ass", "transcript.ass"),),
+}
+EXPORT_FLAG = "export-failed"
 
 
 CORE = ("txt", "srt", "vtt", "json", "meta")
 RECORD_META = ("upload_date", "parent", "extractor", "tags", "summary_engine", "llm_model", "llm_usage", "llm_cost_usd",
                "model_fallback", "repetition", "reused_from", "summary_outcome", "summary_reason",
-               "summary_adjustments", "language_probability", "title_from", "media_url")
+               "summary_adjustments", "language_probability", "title_from", "media_url", "channel", "word_times",
+               "words_estimated", "export_errors",
+               "translation_lang", "translation_outcome", "translation_reason", "translation_adjustments",
+               "translation_usage", "translation_cost_usd", "translation_model", "translation_missing",
+               "quality", "task")
 
 
 def item_record(item: dict[str, Any], ctx: StageContext, transcript: dict[str, Any],
@@ -83,14 +105,99 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     transcript = json.loads(tr_path.read_text(encoding="utf-8"))
     ensure_transcript_files(item, ctx, transcript)
     meta = item.get("meta") or {}
-    record = item_record(item, ctx, transcript)
+    extra, export_meta = write_exports(item, ctx, transcript, item_record(item, ctx, transcript))
+    record = item_record(item, ctx, transcript, export_meta)
     atomic_write_bytes(ctx.path(FILES["meta"]), json.dumps(record, ensure_ascii=False, indent=1).encode())
     artifacts = {k: str(ctx.path(v)) for k, v in FILES.items() if ctx.path(v).exists()}
+    artifacts.update(extra)
     artifacts.update(_kept_media(item, ctx))
     if item.get("id"):
         library.record(ctx.home, id=item["id"], archive_id=meta.get("archive_id"), workdir=str(ctx.workdir),
                        batch=ctx.batch_name, title=item.get("title"))
-    return StageResult(artifacts=artifacts)
+    export_meta.update(index_for_search(item, ctx, transcript, export_meta.get("flags")))
+    return StageResult(artifacts=artifacts, meta=export_meta)
+
+
+SEARCH_FLAG = "search-index-failed"
+
+
+def index_for_search(item: dict[str, Any], ctx: StageContext, transcript: dict[str, Any],
+                     flags: list[str] | None = None) -> dict[str, Any]:
+    """Put the item in <home>/search.sqlite (`tubemill search`, the Search page); idempotent, so a re-run export
+    replaces its rows. A failure is recorded (meta search_error, flag search-index-failed), never the item's:
+    `tubemill search --reindex` rebuilds the index from the transcript files."""
+    import sqlite3
+
+    from state import search
+
+    meta = item.get("meta") or {}
+    had = list(flags if flags is not None else item.get("flags") or [])
+    try:
+        search.index_item(ctx.home, batch_id=ctx.batch_id, batch_name=ctx.batch_name, n=ctx.item_n,
+                          item_id=item.get("id"), title=item.get("title") or meta.get("title"),
+                          source=item["source"], workdir=ctx.workdir, segments=transcript.get("segments") or [],
+                          language=transcript.get("language"))
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("export: search index of item %s failed: %s", ctx.item_n, exc)
+        return {"search_error": f"{type(exc).__name__}: {exc}"[:300], "flags": sorted({*had, SEARCH_FLAG})}
+    out: dict[str, Any] = {}
+    if SEARCH_FLAG in had:
+        out["flags"] = sorted(set(had) - {SEARCH_FLAG})
+    if meta.get("search_error"):
+        out["search_error"] = None
+    return out
+
+
+def write_exports(item: dict[str, Any], ctx: StageContext, transcript: dict[str, Any],
+                  record: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """The ``--formats`` files (artifacts) and what the item's meta should say about them.
+
+    Each format is written on its own, atomically, and rewritten on every run (a re-run after a summary
+    retry gets the new summary); one that raises is recorded as ``export_errors[format]`` with the flag
+    ``export-failed``, and the others are still written. ``words_estimated`` says for how many segments
+    word times were shared out by length because the transcript had none.
+    """
+    from pipeline.recipes.transcribe import exports
+    from pipeline.recipes.transcribe.summary import SUMMARY_JSON
+
+    formats = options_of(ctx).formats
+    summary: dict[str, Any] | None = None
+    if ctx.path(SUMMARY_JSON).exists():
+        try:
+            summary = json.loads(ctx.path(SUMMARY_JSON).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            summary = None  # a summary that cannot be read: the notes go without it
+    meta = item.get("meta") or {}
+    facts = {**record, **{k: meta[k] for k in ("channel", "upload_date") if meta.get(k)}}
+    title = str(record.get("title") or "")
+    render = {
+        "notes": lambda: exports.obsidian_markdown(facts, transcript, summary).encode("utf-8"),
+        "docx": lambda: exports.docx_bytes(facts, transcript, summary),
+        "words_srt": lambda: exports.words_srt(transcript).encode("utf-8"),
+        "words_vtt": lambda: exports.words_vtt(transcript).encode("utf-8"),
+        "ass": lambda: exports.ass_karaoke(transcript, title).encode("utf-8"),
+    }
+    artifacts: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    out: dict[str, Any] = {}
+    for fmt in formats:
+        for key, name in EXPORTS.get(fmt, ()):
+            try:
+                atomic_write_bytes(ctx.path(name), render[key](), durable=False)
+                artifacts[key] = str(ctx.path(name))
+            except Exception as exc:  # an export is an enrichment: recorded, never the end of the item
+                failed[fmt] = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("export: %s of item %s failed: %s", fmt, ctx.item_n, failed[fmt])
+    had = list(item.get("flags") or [])
+    flags = sorted({*(f for f in had if f != EXPORT_FLAG), *([EXPORT_FLAG] if failed else [])})
+    if flags != sorted(had):
+        out["flags"] = flags  # set on a failure, cleared by a later run that wrote every format
+    if failed or meta.get("export_errors"):
+        out["export_errors"] = failed
+    if {"words", "ass"} & set(formats):
+        lines = exports.timed_lines(transcript)
+        out["words_estimated"] = f"{sum(1 for ln in lines if ln.estimated)} of {len(lines)} segments"
+    return artifacts, out
 
 
 def _kept_media(item: dict[str, Any], ctx: StageContext) -> dict[str, str]:
@@ -123,4 +230,4 @@ def _kept_media(item: dict[str, Any], ctx: StageContext) -> dict[str, str]:
     return out
 
 
-register(Stage("export", run, resource="cpu", doc="txt/srt/vtt/json/md/meta per item"))
+register(Stage("export", run, resource="cpu", doc="txt/srt/vtt/json/md/meta per item, and --formats"))
