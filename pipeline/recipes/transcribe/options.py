@@ -54,6 +54,7 @@ class TranscribeOptions(LLMChoice):
     device: str = "auto"  # auto (CUDA when usable), cuda or cpu; checked by the transcribe stage
     vad: bool = True  # skip silence with the Silero VAD
     beam_size: int = 5
+    batch_size: int = 1  # > 1: VAD chunks (≤ 30 s) decoded that many at once (BatchedInferencePipeline)
     word_timestamps: bool = True  # per-word times in transcript.json (2–8 % more Whisper time, measured)
     task: str = "transcribe"  # transcribe, or translate (Whisper to English; multilingual models only)
     repair: bool = True  # re-decode the windows the hallucination guard flags, keep the better result
@@ -218,7 +219,7 @@ def _mapping(key: str, value: Any) -> dict[str, Any]:
 
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "captions": _choice(CAPTIONS), "language": _language, "force": _yes,
-    "model": _text, "device": _text, "vad": _yes, "beam_size": _whole, "word_timestamps": _yes,
+    "model": _text, "device": _text, "vad": _yes, "beam_size": _whole, "batch_size": _whole, "word_timestamps": _yes,
     "task": _choice(TASKS), "repair": _yes, "formats": _formats, "translate_to": _text,
     "summarizer": _text, "llm_mode": _text, "llm_mode_effective": _text, "deadline": _text,
     "llm_fallback_realtime": _yes, "summary_retries": _retries, "llm_model": _text, "llm_base_url": _text,

@@ -226,29 +226,22 @@ def spans_of(chunks: list[dict[str, int]]) -> list[tuple[float, float]]:
 def transcribe_file(audio: Path, loaded: LoadedModel, ctx: StageContext | None = None,
                     *, vad: bool = True, beam_size: int = 5, language: str | None = None,
                     word_timestamps: bool = False, task: str = "transcribe", samples: Any = None,
-                    chunks: list[dict[str, int]] | None = None) -> dict[str, Any]:
+                    chunks: list[dict[str, int]] | None = None, batch_size: int = 1) -> dict[str, Any]:
     """Run the model over one file (or its decoded ``samples``); reports progress as segment.end / duration
     and stops on cancel. With ``samples`` and ``chunks`` (:func:`vad_chunks`) the VAD's work is not done
-    again: Whisper gets the speech, concatenated, and times are mapped back, as ``vad_filter`` does inside."""
+    again: Whisper gets the speech, concatenated, and times are mapped back, as ``vad_filter`` does inside.
+    ``batch_size`` > 1 decodes the speech chunks that many at a time (:mod:`..decode`)."""
+    from pipeline.recipes.transcribe.decode import decode
+
     if samples is None:
         check_audio(audio)
-    source: Any = str(audio) if samples is None else samples
-    if vad and samples is not None and chunks is not None:
-        import numpy as np
-        from faster_whisper.vad import collect_chunks
-
-        source, vad = np.concatenate(collect_chunks(samples, chunks)[0], axis=0), False
     try:
-        segments_iter, info = loaded.model.transcribe(
-            source, beam_size=beam_size, vad_filter=vad, language=language, word_timestamps=word_timestamps,
-            task=task)
+        segments_iter, info = decode(loaded.model, str(audio) if samples is None else samples, samples=samples,
+                                     chunks=chunks, vad=vad, batch_size=batch_size, beam_size=beam_size,
+                                     language=language, word_timestamps=word_timestamps, task=task)
     except Exception as exc:  # PyAV/ctranslate2 decode errors: the file is not usable audio
         raise _unreadable(exc, audio) from exc
     duration = float(info.duration or 0.0) if samples is None else len(samples) / quality.SR
-    if chunks and source is not samples:
-        from faster_whisper.transcribe import restore_speech_timestamps
-
-        segments_iter = restore_speech_timestamps(segments_iter, chunks, quality.SR)
     segments = []
     partial = partial_path(ctx) if ctx is not None else None
     live = partial.open("w", encoding="utf-8") if partial is not None else None
@@ -356,7 +349,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     with _using(loaded):
         tr = transcribe_file(Path(audio), loaded, ctx, vad=opts.vad, beam_size=opts.beam_size,
                              language=opts.language or None, word_timestamps=opts.word_timestamps,
-                             task=opts.task, samples=samples, chunks=chunks)
+                             task=opts.task, samples=samples, chunks=chunks, batch_size=opts.batch_size)
     return finish(item, ctx, tr, samples, loaded, opts, spans_of(chunks) if chunks is not None else None)
 
 
