@@ -123,7 +123,8 @@ def main() -> None:
         settings = Settings(pools=pools, pacing=NO_PACING)
         wall, items = run_batch(tmpd / "home-batch", "batch", "\n".join(urls), settings, captions="never")
         busy: dict[str, float] = {}
-        stage_pool = {"captions": "net", "download": "net", "transcribe": "cpu", "summarize": "llm", "export": "cpu"}
+        stage_pool = {"captions": "net", "download": "net", "transcribe": "cpu", "summarize": "llm", "translate": "llm",
+                      "export": "cpu"}
         for it in items:
             for st, secs in it["timings"].items():
                 busy[stage_pool[st]] = busy.get(stage_pool[st], 0.0) + secs
