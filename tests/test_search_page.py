@@ -3,8 +3,6 @@ second and points Results at its item; the batch filter; hostile text. Logic tes
 
 from __future__ import annotations
 
-import json
-import wave
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -12,34 +10,13 @@ from streamlit.testing.v1 import AppTest
 from pipeline.app import search_view
 from pipeline.engine.client import EngineClient
 from state import search as S
-from state.store import Store
+from tests.app.test_search_cli import seed as cli_seed
 from tests.conftest import ROOT
 
 
-def silence(path: Path, seconds: float = 1.0) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"\x00\x00" * int(8000 * seconds))
-    return path
-
-
 def seed(home: Path, name: str, items: dict[str, list[tuple[float, str]]], media: bool = True) -> str:
-    """A batch by the real store: items done, each folder with transcript.json (and kept media)."""
-    store = Store(home, flush_delay=0.01)
-    store.open()
-    bid = store.create_batch(name, ["transcribe"], [f"https://example.invalid/{name}/{k}" for k in items])
-    for n, (title, lines) in enumerate(items.items(), start=1):
-        wd = home / "out" / name / str(n)
-        wd.mkdir(parents=True)
-        segs = [{"start": t, "end": t + 4, "text": text} for t, text in lines]
-        (wd / "transcript.json").write_text(json.dumps({"segments": segs}), encoding="utf-8")
-        arts = {"media": str(silence(wd / "media.wav"))} if media else {}
-        store.transition(bid, n, "running", stage="transcribe", workdir=str(wd))
-        store.transition(bid, n, "done", title=title, artifacts=arts)
-    store.close()
-    return bid
+    """The CLI test's batch, with kept media by default (a hit plays it)."""
+    return cli_seed(home, name, items, media=media)
 
 
 def search_page() -> AppTest:

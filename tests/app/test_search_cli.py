@@ -17,8 +17,20 @@ def tm(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           env=cli_env(home), capture_output=True, text=True, timeout=60)
 
 
-def seed(home: Path, name: str, items: dict[str, list[tuple[float, str]]]) -> str:
-    """A batch made by the real store; each item done, its folder holding a transcript.json."""
+def silence(path: Path, seconds: float = 1.0) -> Path:
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x00\x00" * int(8000 * seconds))
+    return path
+
+
+def seed(home: Path, name: str, items: dict[str, list[tuple[float, str]]], media: bool = False) -> str:
+    """A batch made by the real store; each item done, its folder holding a transcript.json (and with
+    ``media`` a kept media file, for the Search page's player)."""
     store = Store(home, flush_delay=0.01)
     store.open()
     bid = store.create_batch(name, ["transcribe"], [f"https://example.invalid/{name}/{k}" for k in items])
@@ -27,8 +39,9 @@ def seed(home: Path, name: str, items: dict[str, list[tuple[float, str]]]) -> st
         wd.mkdir(parents=True)
         segs = [{"start": t, "end": t + 4, "text": text} for t, text in lines]
         (wd / "transcript.json").write_text(json.dumps({"language": "en", "segments": segs}), encoding="utf-8")
+        arts = {"media": str(silence(wd / "media.wav"))} if media else {}
         store.transition(bid, n, "running", stage="transcribe", workdir=str(wd))
-        store.transition(bid, n, "done", title=title)
+        store.transition(bid, n, "done", title=title, artifacts=arts)
     store.close()
     return bid
 
