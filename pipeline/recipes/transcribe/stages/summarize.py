@@ -167,30 +167,40 @@ def _summarize_now(ctx: StageContext, transcript: dict[str, Any], title: str, co
     ``summary_retries`` allows; an endpoint that refuses connections or the key is marked down."""
     from pipeline.common import llm, llmcall
 
-    retries = options_of(ctx).summary_retries
     try:
         result = summary.summarize(transcript, title, config, home=ctx.home)
     except errors.Cancelled:
         raise
-    except llmcall.InvalidAnswer as exc:
-        llmcall.note_answer(config.base_url, config.model, usable=False)
-        return fallback(fallback_reason(exc), usage=exc.usage, cost=llm.cost_usd(exc.usage, config)[0])
-    except (errors.NetworkError, errors.RateLimited) as exc:
-        refused = _refused(exc.__cause__)
-        if refused:
-            llmcall.mark_down(config.base_url, fallback_reason(exc))
-        if ctx.attempt <= retries and not (refused and ctx.attempt > 1):
-            raise LLMRetry(f"summary: {exc}", retry_after=getattr(exc, "retry_after", None)) from exc
-        return fallback(fallback_reason(exc))
-    except errors.AuthFailed as exc:
-        llmcall.mark_down(config.base_url, fallback_reason(exc), seconds=llmcall.AUTH_DOWN_FOR_S)
-        return fallback(fallback_reason(exc))
     except Exception as exc:  # noqa: BLE001 - an enrichment never fails the item; the reason is kept and shown
-        log.debug("summary failed", exc_info=True)
-        return fallback(fallback_reason(exc))
+        reason = llm_failure(exc, ctx, config, "summary")
+        if isinstance(exc, llmcall.InvalidAnswer):
+            return fallback(reason, usage=exc.usage, cost=llm.cost_usd(exc.usage, config)[0])
+        return fallback(reason)
     llmcall.note_answer(config.base_url, config.model, usable=True)
     write_summary(ctx.workdir, title, result, mode="realtime", source_url=url)
     return None
+
+
+def llm_failure(exc: Exception, ctx: StageContext, config: LLMConfig, what: str) -> str:
+    """The one rule for a realtime LLM request that failed (a summary, a translation): the reason to record,
+    after what the failure teaches. An answer that breaks the format counts against the model; transient
+    trouble (a network error, a 429) is raised as :class:`LLMRetry` while ``summary_retries`` allows; an
+    endpoint that refuses connections, or a refused key, is marked down for the rest of the batch."""
+    from pipeline.common import llmcall
+
+    if isinstance(exc, llmcall.InvalidAnswer):
+        llmcall.note_answer(config.base_url, config.model, usable=False)
+    elif isinstance(exc, errors.NetworkError | errors.RateLimited):
+        refused = _refused(exc.__cause__)
+        if refused:
+            llmcall.mark_down(config.base_url, fallback_reason(exc))
+        if ctx.attempt <= options_of(ctx).summary_retries and not (refused and ctx.attempt > 1):
+            raise LLMRetry(f"{what}: {exc}", retry_after=getattr(exc, "retry_after", None)) from exc
+    elif isinstance(exc, errors.AuthFailed):
+        llmcall.mark_down(config.base_url, fallback_reason(exc), seconds=llmcall.AUTH_DOWN_FOR_S)
+    else:
+        log.debug("%s failed", what, exc_info=True)
+    return fallback_reason(exc)
 
 
 def _refused(cause: BaseException | None) -> bool:

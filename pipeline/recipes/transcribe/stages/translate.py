@@ -31,10 +31,6 @@ from pipeline.recipes.transcribe.options import options_of
 
 log = logging.getLogger("tubemill.translate")
 
-META_KEYS = ("translation_lang", "translation_outcome", "translation_reason", "translation_adjustments",
-             "translation_usage", "translation_cost_usd", "translation_model", "translation_missing")
-
-
 def _summary_spend(workdir: Path) -> tuple[dict[str, int], float]:
     """What the summary spent (its own ``summary.json``), so the ledger's sum never counts a translation twice."""
     try:
@@ -127,7 +123,12 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     except errors.Cancelled:
         raise
     except Exception as exc:  # noqa: BLE001 - an enrichment never fails the item; the reason is kept and shown
-        return _failed(exc, ctx, ended, cache, config, opts.summary_retries)
+        from pipeline.recipes.transcribe.stages.summarize import llm_failure
+
+        # The summary's rules (retry transient trouble; an endpoint or key refused is marked down); the cache
+        # keeps the chunks already in for the retry.
+        return ended("failed", llm_failure(exc, ctx, config, "translation"), usage=cache.usage, cost=cache.cost,
+                     model=config.model)
     llmcall.note_answer(config.base_url, config.model, usable=True)
     try:
         artifacts = tr.write_files(ctx.workdir, lang, result)
@@ -139,31 +140,6 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
                         reason=(f"{len(result.missing)} segment(s) could not be translated" if result.missing
                                 else None))
     return StageResult(artifacts=artifacts, meta=meta, measured=bool(result.chunks))
-
-
-def _failed(exc: Exception, ctx: StageContext, ended: Any, cache: tr.Cache, config: Any, retries: int) -> StageResult:
-    """The summary's rules for an LLM that fails: transient trouble retried by the runner while ``retries``
-    allows (the cache keeps the chunks already in), an endpoint refusing connections or the key marked
-    down for the rest of the batch; else the ``failed`` outcome with the reason."""
-    from pipeline.common import llmcall
-    from pipeline.recipes.transcribe.stages.summarize import LLMRetry, _refused, fallback_reason
-
-    spent = {"usage": cache.usage, "cost": cache.cost, "model": config.model}
-    if isinstance(exc, llmcall.InvalidAnswer):
-        llmcall.note_answer(config.base_url, config.model, usable=False)
-        return ended("failed", fallback_reason(exc), **spent)
-    if isinstance(exc, errors.NetworkError | errors.RateLimited):
-        refused = _refused(exc.__cause__)
-        if refused:
-            llmcall.mark_down(config.base_url, fallback_reason(exc))
-        if ctx.attempt <= retries and not (refused and ctx.attempt > 1):
-            raise LLMRetry(f"translation: {exc}", retry_after=getattr(exc, "retry_after", None)) from exc
-        return ended("failed", fallback_reason(exc), **spent)
-    if isinstance(exc, errors.AuthFailed):
-        llmcall.mark_down(config.base_url, fallback_reason(exc), seconds=llmcall.AUTH_DOWN_FOR_S)
-        return ended("failed", fallback_reason(exc), **spent)
-    log.debug("translation failed", exc_info=True)
-    return ended("failed", fallback_reason(exc), **spent)
 
 
 register(Stage("translate", run, resource="llm", doc="--translate-to: the LLM's translation, same timing"))
