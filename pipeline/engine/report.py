@@ -76,6 +76,11 @@ def md_code(text: Any) -> str:
     return f"`{s}`" if s else "—"
 
 
+def item_name(item: dict[str, Any]) -> str:
+    """How errors.md names an item: its title on one line, else its source as code."""
+    return " ".join(str(item.get("title") or "").split()) or md_code(item.get("source"))
+
+
 def errors_markdown(batch: dict[str, Any], items: list[dict[str, Any]], folder: Path,
                     report: Report | None = None) -> str:
     """Markdown listing each failed item (source, stage, error, attempts, a hint, its log), then the recipe's
@@ -92,8 +97,7 @@ def errors_markdown(batch: dict[str, Any], items: list[dict[str, Any]], folder: 
     for it in failed:
         err = it.get("error") or {}
         etype = err.get("type") or "UnknownError"
-        title = " ".join(str(it.get("title") or "").split())
-        out.append(f"## {it.get('n')}. {title or md_code(it.get('source'))}")
+        out.append(f"## {it.get('n')}. {item_name(it)}")
         out.append("")
         out.append(f"- **Source:** {md_code(it.get('source'))}")
         out.append(f"- **Stage:** {err.get('stage') or it.get('stage') or '—'}")

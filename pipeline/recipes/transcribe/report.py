@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.common.formats import fmt_timestamp
 from pipeline.engine.recipe import Report
-from pipeline.engine.report import hint_text, md_code
+from pipeline.engine.report import hint_text, item_name, md_code
 
 FILE_KINDS = ("txt", "srt", "vtt", "json", "summary", "notes", "docx", "words_srt", "words_vtt", "ass")
 
@@ -48,7 +48,7 @@ def translations_markdown(items: list[dict[str, Any]], batch_name: str) -> list[
     out = ["## Translations", "", f"{len(bad)} translation(s) are missing or partial.", "",
            f"**What to do:** {hint_text(TRANSLATION_HINT, batch_name)}", ""]
     for it in bad:
-        title = " ".join(str(it.get("title") or "").split()) or md_code(it.get("source"))
+        title = item_name(it)
         meta = it.get("meta") or {}
         reason = " ".join(str(meta.get("translation_reason") or meta.get("translation_outcome")).split())
         out.append(f"- {it.get('n')}. {title}: {md_code(reason)}")
@@ -76,14 +76,14 @@ def summaries_markdown(items: list[dict[str, Any]], batch_name: str) -> list[str
         out += [f"{len(fell)} summary(ies) fell back to the offline summarizer.", "",
                 f"**What to do:** {hint_text(SUMMARY_HINT, batch_name)}", ""]
         for it in fell:
-            title = " ".join(str(it.get("title") or "").split()) or md_code(it.get("source"))
+            title = item_name(it)
             reason = " ".join(str((it.get("meta") or {}).get("summary_reason") or "unknown").split())
             out.append(f"- {it.get('n')}. {title}: {md_code(reason)}")
         out.append("")
     if fixed:
         out += [f"{len(fixed)} LLM summary(ies) were repaired to fit the rules (kept, not re-asked):", ""]
         for it in fixed:
-            title = " ".join(str(it.get("title") or "").split()) or md_code(it.get("source"))
+            title = item_name(it)
             what = "; ".join((it.get("meta") or {}).get("summary_adjustments") or []) or "adjusted"
             out.append(f"- {it.get('n')}. {title}: {md_code(what)}")
         out.append("")
@@ -131,7 +131,7 @@ def quality_markdown(items: list[dict[str, Any]]) -> list[str]:
            f"{left} still flagged.", "", QUALITY_NOTE, ""]
     for it in listed:
         q = it["meta"]["quality"]
-        title = " ".join(str(it.get("title") or "").split()) or md_code(it.get("source"))
+        title = item_name(it)
         if q.get("error"):
             out.append(f"- {it.get('n')}. {title}: the guard failed ({md_code(q['error'])}); the transcript is "
                        "Whisper's first text")
@@ -152,7 +152,7 @@ def exports_markdown(items: list[dict[str, Any]]) -> list[str]:
     out = ["## Exports", "", f"{len(failed)} item(s) are missing a --formats file; their transcripts and other "
            "files are complete:", ""]
     for it in failed:
-        title = " ".join(str(it.get("title") or "").split()) or md_code(it.get("source"))
+        title = item_name(it)
         errs = "; ".join(f"{fmt}: {why}" for fmt, why in it["meta"]["export_errors"].items())
         out.append(f"- {it.get('n')}. {title}: {md_code(errs)}")
     out.append("")
