@@ -42,6 +42,9 @@ CHUNK_TOKENS = 1200  # source tokens per request: small enough that weak models 
 CHUNK_SEGMENTS = 60  # and at most this many ids per request
 GIVE_UP_AFTER = 2  # chunks in a row with no usable answer at all: the model cannot do this, stop paying
 FLAGS = {"failed": "translation-failed", "repaired": "translation-repaired"}
+# The item meta a translation writes (the translate stage); meta.json records them.
+META_KEYS = ("translation_lang", "translation_outcome", "translation_reason", "translation_adjustments",
+             "translation_usage", "translation_cost_usd", "translation_model", "translation_missing")
 NEEDS_LLM = "translation needs an LLM: set an API key or server (OPENAI_API_KEY, OPENAI_BASE_URL or the Settings page)"
 
 WIRE_SCHEMA: dict[str, Any] = {

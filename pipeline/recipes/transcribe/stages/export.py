@@ -28,6 +28,7 @@ from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from pipeline.recipes.transcribe import kept_media, library
 from pipeline.recipes.transcribe.options import options_of
+from pipeline.recipes.transcribe.translate import META_KEYS as TRANSLATION_META
 from state.storage import atomic_write_bytes
 
 log = logging.getLogger("tubemill.export")
@@ -50,10 +51,7 @@ CORE = ("txt", "srt", "vtt", "json", "meta")
 RECORD_META = ("upload_date", "parent", "extractor", "tags", "summary_engine", "llm_model", "llm_usage", "llm_cost_usd",
                "model_fallback", "repetition", "reused_from", "summary_outcome", "summary_reason",
                "summary_adjustments", "language_probability", "title_from", "media_url", "channel", "word_times",
-               "words_estimated", "export_errors",
-               "translation_lang", "translation_outcome", "translation_reason", "translation_adjustments",
-               "translation_usage", "translation_cost_usd", "translation_model", "translation_missing",
-               "quality", "task")
+               "words_estimated", "export_errors", *TRANSLATION_META, "quality", "task")
 
 
 def item_record(item: dict[str, Any], ctx: StageContext, transcript: dict[str, Any],
@@ -139,13 +137,18 @@ def index_for_search(item: dict[str, Any], ctx: StageContext, transcript: dict[s
                           language=transcript.get("language"))
     except (sqlite3.Error, OSError) as exc:
         log.warning("export: search index of item %s failed: %s", ctx.item_n, exc)
-        return {"search_error": f"{type(exc).__name__}: {exc}"[:300], "flags": sorted({*had, SEARCH_FLAG})}
-    out: dict[str, Any] = {}
-    if SEARCH_FLAG in had:
-        out["flags"] = sorted(set(had) - {SEARCH_FLAG})
+        return {"search_error": f"{type(exc).__name__}: {exc}"[:300], **flag_change(had, SEARCH_FLAG, True)}
+    out: dict[str, Any] = flag_change(had, SEARCH_FLAG, False)
     if meta.get("search_error"):
         out["search_error"] = None
     return out
+
+
+def flag_change(had: list[str], flag: str, on: bool) -> dict[str, list[str]]:
+    """``{"flags": …}`` with ``flag`` set or cleared, when that changes ``had``; else nothing (an enrichment
+    that failed is flagged, and a later run that succeeds clears its flag)."""
+    new = sorted({*(f for f in had if f != flag), *([flag] if on else [])})
+    return {"flags": new} if new != sorted(set(had)) else {}
 
 
 def write_exports(item: dict[str, Any], ctx: StageContext, transcript: dict[str, Any],
@@ -188,10 +191,7 @@ def write_exports(item: dict[str, Any], ctx: StageContext, transcript: dict[str,
             except Exception as exc:  # an export is an enrichment: recorded, never the end of the item
                 failed[fmt] = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("export: %s of item %s failed: %s", fmt, ctx.item_n, failed[fmt])
-    had = list(item.get("flags") or [])
-    flags = sorted({*(f for f in had if f != EXPORT_FLAG), *([EXPORT_FLAG] if failed else [])})
-    if flags != sorted(had):
-        out["flags"] = flags  # set on a failure, cleared by a later run that wrote every format
+    out.update(flag_change(list(item.get("flags") or []), EXPORT_FLAG, bool(failed)))
     if failed or meta.get("export_errors"):
         out["export_errors"] = failed
     if {"words", "ass"} & set(formats):
