@@ -178,10 +178,10 @@ def build_cues(transcript: dict[str, Any], max_chars: int = 42, max_lines: int =
     return cues
 
 
-def to_srt(transcript: dict[str, Any], max_chars: int = 42, max_lines: int = 2) -> str:
-    """SubRip: numbered cues, ``HH:MM:SS,mmm`` times; no escaping (SRT has none)."""
+def srt_text(cues: list[Cue]) -> str:
+    """SubRip text of cues: numbered, ``HH:MM:SS,mmm`` times; no escaping (SRT has none)."""
     blocks = []
-    for n, c in enumerate(build_cues(transcript, max_chars, max_lines), 1):
+    for n, c in enumerate(cues, 1):
         times = f"{_fmt_cue_time(c.start_ms, ',')} --> {_fmt_cue_time(c.end_ms, ',')}"
         blocks.append(f"{n}\n{times}\n" + "\n".join(c.lines) + "\n")
     return "\n".join(blocks)
@@ -191,12 +191,23 @@ def _vtt_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def to_vtt(transcript: dict[str, Any], max_chars: int = 42, max_lines: int = 2) -> str:
-    """WebVTT: the same cues as :func:`to_srt`, ``HH:MM:SS.mmm`` times, ``& < >`` escaped as the spec needs."""
+def vtt_text(cues: list[Cue], note: str | None = None) -> str:
+    """WebVTT text of cues: ``HH:MM:SS.mmm`` times, ``& < >`` escaped as the spec needs, a ``NOTE`` first."""
     out = ["WEBVTT", ""]
-    for c in build_cues(transcript, max_chars, max_lines):
+    if note:
+        out += [f"NOTE {note}", ""]
+    for c in cues:
         out.append(f"{_fmt_cue_time(c.start_ms, '.')} --> {_fmt_cue_time(c.end_ms, '.')}")
         out.extend(_vtt_escape(line) for line in c.lines)
         out.append("")
     return "\n".join(out)
 
+
+def to_srt(transcript: dict[str, Any], max_chars: int = 42, max_lines: int = 2) -> str:
+    """SubRip of the transcript's cues (:func:`build_cues`)."""
+    return srt_text(build_cues(transcript, max_chars, max_lines))
+
+
+def to_vtt(transcript: dict[str, Any], max_chars: int = 42, max_lines: int = 2) -> str:
+    """WebVTT of the same cues as :func:`to_srt`."""
+    return vtt_text(build_cues(transcript, max_chars, max_lines))

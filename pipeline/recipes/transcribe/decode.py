@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SR = 16000  # faster-whisper's sample rate
+from pipeline.recipes.transcribe.quality import SR
 
 
 def decode(model: Any, source: Any, *, samples: Any = None, chunks: list[dict[str, int]] | None = None,

@@ -9,13 +9,13 @@ gets times shared out by word length, and the files say so (a VTT ``NOTE``, an A
 
 from __future__ import annotations
 
-import html
 import io
 import re
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.common.cues import Cue, srt_text, vtt_text
 from pipeline.common.cues import _fmt_cue_time as _ts
 from pipeline.common.formats import _md_inline, md_model_text
 from pipeline.common.transcript_text import clean_text, finite, fmt_timestamp, join_text
@@ -298,36 +298,30 @@ def estimated_note(lines: list[Line]) -> str | None:
     return f"word times estimated by word length for {n} of {len(lines)} segments" if n else None
 
 
-def _word_cues(lines: list[Line]) -> list[tuple[int, int, str]]:
-    """One (start ms, end ms, word) cue per word: monotonic, never overlapping, never empty."""
+def _word_cues(lines: list[Line]) -> list[Cue]:
+    """One cue per word (integer ms): monotonic, never overlapping, never empty."""
     words = [w for ln in lines for w in ln.words]
-    cues: list[tuple[int, int, str]] = []
+    cues: list[Cue] = []
     cursor = 0
     for i, w in enumerate(words):
         start = max(round(w.start * 1000), cursor)
         end = max(round(w.end * 1000), start + MIN_WORD_MS)
         if i + 1 < len(words):
             end = min(end, max(round(words[i + 1].start * 1000), start + 1))
-        cues.append((start, end, w.text))
+        cues.append(Cue(start, end, [w.text]))
         cursor = end
     return cues
 
 
 def words_srt(transcript: dict[str, Any]) -> str:
     """SubRip with one cue per word (SRT has no comments: an estimate is said in the item's meta)."""
-    cues = _word_cues(timed_lines(transcript))
-    return "\n".join(f"{n}\n{_ts(a, ',')} --> {_ts(b, ',')}\n{text}\n" for n, (a, b, text) in enumerate(cues, 1))
+    return srt_text(_word_cues(timed_lines(transcript)))
 
 
 def words_vtt(transcript: dict[str, Any]) -> str:
     """WebVTT with one cue per word; a ``NOTE`` says when word times were estimated."""
     lines = timed_lines(transcript)
-    out = ["WEBVTT", ""]
-    if note := estimated_note(lines):
-        out += [f"NOTE {note}", ""]
-    for a, b, text in _word_cues(lines):
-        out += [f"{_ts(a, '.')} --> {_ts(b, '.')}", html.escape(text, quote=False), ""]
-    return "\n".join(out)
+    return vtt_text(_word_cues(lines), estimated_note(lines))
 
 
 def _ass_time(cs: int) -> str:
