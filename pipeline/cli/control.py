@@ -16,9 +16,12 @@ from pipeline.config.settings import load_settings
 from pipeline.engine.core import Engine
 from state.lock import read_owner
 
+RETRIES = ("retry_failed", "retry_summaries", "retry_translations")  # reopen items: they name one batch
+RUNS_HERE = ("resume", *RETRIES)  # with no engine on the home, this process runs the batch
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """The five control commands: the retries name one batch, the others one batch or ``--all``."""
+    """The control commands: the retries name one batch, the others one batch or ``--all``."""
     for name, text in (("pause", "start nothing new; running stages finish"), ("resume", "resume a paused batch"),
                        ("cancel", "cancel a batch"), ("retry-failed", "run failed items again"),
                        ("retry-summaries", "ask the LLM again for summaries that fell back to the offline "
@@ -26,7 +29,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        ("retry-translations", "ask the LLM again for --translate-to translations that failed or "
                                               "are partial (transcripts and summaries are kept)")):
         c = sub.add_parser(name, help=text)
-        if name in ("retry-failed", "retry-summaries", "retry-translations"):
+        if name.replace("-", "_") in RETRIES:
             c.add_argument("batch")
         else:
             c.add_argument("batch", nargs="?")
@@ -40,8 +43,7 @@ def cmd_control(args: argparse.Namespace, home: Path) -> int:
     if not ref and not getattr(args, "all", False):
         raise CliError(f"name a batch or pass --all to {args.command} every batch")
     settings, dx = load_settings(home), None
-    runs_here = op in ("resume", "retry_failed", "retry_summaries", "retry_translations")
-    if runs_here and settings.executor and not read_owner(home):
+    if op in RUNS_HERE and settings.executor and not read_owner(home):
         # This process may end up running the batch: on the cluster the settings name, like `run`.
         from pipeline.engine.distributed import engine_executors
 
@@ -67,12 +69,12 @@ def _control(engine: Engine, args: argparse.Namespace, op: str, ref: str | None)
     except BaseException:
         engine.shutdown()
         raise
-    if op in ("retry_failed", "retry_summaries", "retry_translations") and name and not count:
+    if op in RETRIES and name and not count:
         engine.shutdown()
         why = {"retry_summaries": " (no summary fell back)", "retry_translations": " (no translation failed)"}
         print(f"nothing to retry in {name!r}" + why.get(op, ""))
         return EXIT_OK
-    if owner and op in ("resume", "retry_failed", "retry_summaries", "retry_translations") and name:
+    if owner and op in RUNS_HERE and name:
         # Nobody else runs this home: this process becomes the engine and runs the batch here.
         engine.run_scheduler()
         s = engine.summary(name)
@@ -87,8 +89,7 @@ def _control(engine: Engine, args: argparse.Namespace, op: str, ref: str | None)
     engine.shutdown()
     what = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}.get(op, "reopened")
     target = repr(name) if name else "every batch"
-    retried = op in ("retry_failed", "retry_summaries", "retry_translations")
-    print(f"{what} {target}" + (f" ({count} item(s))" if retried else ""))
+    print(f"{what} {target}" + (f" ({count} item(s))" if op in RETRIES else ""))
     if owner and op == "resume":
         print("no engine is running this home; start one with `tubemill app` or `tubemill resume NAME`")
     return EXIT_OK
