@@ -95,7 +95,7 @@ def latest(s) -> None:  # type: ignore[no-untyped-def]
             st.text(line)
         # A link, not a button: a click on a fragment that redraws every second must not get lost. Results
         # opens at this item (it takes the hint once).
-        st.session_state["results_open_item"] = (s.id, res["n"])
+        views.point_results_at(st.session_state, s.id, res["n"])
         st.page_link("pages/screens/results.py", label="Open in Results", icon=":material/article:")
 
 

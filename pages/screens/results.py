@@ -185,9 +185,9 @@ def live() -> None:
         return
     shown = done[:500]
     by_n = {it["n"]: it for it in shown}
-    hint = st.session_state.pop("results_open_item", None)  # the latest result Batches showed
-    if hint and hint[0] == bid and hint[1] in by_n:
-        st.session_state[f"results_item_{bid}"] = hint[1]
+    wanted = views.results_hint(st.session_state, bid)  # "Open in Results" on Batches or Search
+    if wanted in by_n:
+        st.session_state[f"results_item_{bid}"] = wanted
     n = st.selectbox("Video", list(by_n), key=f"results_item_{bid}",
                      format_func=lambda k: by_n[k].get("title") or by_n[k]["source"] if k in by_n else str(k))
     show_item(summary, bid, by_n[n] if n in by_n else shown[0])

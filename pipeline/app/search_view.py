@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.app import item_view, views
+from pipeline.common.transcript_text import finite
 from state import search as index
 from state.models import BatchSummary
 
@@ -22,10 +23,7 @@ HELP = 'Words (all must occur), "an exact phrase", or a prefix like tide* (three
 
 def clock(seconds: float | None) -> str:
     """``HH:MM:SS`` always (``00:04:05``): hit times line up in a column and read the same in every hit."""
-    try:
-        total = max(0, int(float(seconds or 0)))
-    except (TypeError, ValueError, OverflowError):
-        total = 0
+    total = int(max(0.0, finite(seconds)))  # missing, NaN or infinite: 0
     h, rem = divmod(total, 3600)
     m, s = divmod(rem, 60)
     return f"{h:02d}:{m:02d}:{s:02d}"
@@ -92,5 +90,4 @@ def play_target(item: dict[str, Any]) -> tuple[str | None, bool]:
 
 def open_in_results(state: MutableMapping[str, Any], hit: index.Hit) -> None:
     """Point Results at the hit's batch and item (it takes the hint once, as from Batches)."""
-    state["selected_batch"] = hit.batch_id
-    state["results_open_item"] = (hit.batch_id, hit.n)
+    views.point_results_at(state, hit.batch_id, hit.n)

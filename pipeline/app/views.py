@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,21 @@ def item_files(item: dict[str, Any]) -> list[tuple[str, Path, str]]:
         if path is not None and path.is_file() and path.parent == wd:
             out.append((key, path, mime))
     return out
+
+
+RESULTS_HINT = "results_open_item"  # session key: the item Results opens at, once (set by Batches and Search)
+
+
+def point_results_at(state: MutableMapping[str, Any], batch_id: str, n: int) -> None:
+    """Make Results open at this batch and item the next time it runs (before a link to it)."""
+    state["selected_batch"] = batch_id
+    state[RESULTS_HINT] = (batch_id, n)
+
+
+def results_hint(state: MutableMapping[str, Any], batch_id: str) -> int | None:
+    """The item Results was pointed at in this batch, taken once (None when none, or another batch's)."""
+    hint = state.pop(RESULTS_HINT, None)
+    return hint[1] if hint and hint[0] == batch_id else None
 
 
 def md_text(text: Any) -> str:
