@@ -7,6 +7,7 @@ is its pool's workers over the time that pool spends per item, shared by every s
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -170,13 +171,26 @@ def latest_result(engine: Any, s: BatchSummary, lines: int = 3) -> dict[str, Any
                            "lines": [], "segments": 0, "video": None}
     wd = Path(item.get("workdir") or "")
     if item.get("workdir"):
+        path = wd / "transcript.json"
         try:
-            segs = json.loads((wd / "transcript.json").read_text(encoding="utf-8")).get("segments") or []
-        except (OSError, ValueError, AttributeError):
-            segs = []
-        out["segments"] = len(segs)
-        out["lines"] = [f"{fmt_timestamp(float(x.get('start') or 0))}  {str(x.get('text') or '').strip()}"
-                        for x in segs[:lines] if isinstance(x, dict)]
+            st = path.stat()
+        except OSError:
+            st = None
+        if st is not None:
+            out["segments"], first = _first_lines(str(path), st.st_mtime_ns, st.st_size, lines)
+            out["lines"] = list(first)
         video = wd / "video.mp4"
         out["video"] = str(video) if video.exists() else None
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _first_lines(path: str, mtime_ns: int, size: int, lines: int) -> tuple[int, tuple[str, ...]]:
+    """(segments, the first ``lines`` as "MM:SS  text") of a transcript file, parsed once per version: the
+    Batches page asks every second, and an hour's transcript with word times is megabytes of JSON."""
+    try:
+        segs = json.loads(Path(path).read_text(encoding="utf-8")).get("segments") or []
+    except (OSError, ValueError, AttributeError):
+        return 0, ()
+    return len(segs), tuple(f"{fmt_timestamp(float(x.get('start') or 0))}  {str(x.get('text') or '').strip()}"
+                            for x in segs[:lines] if isinstance(x, dict))
