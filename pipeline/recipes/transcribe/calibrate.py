@@ -67,7 +67,7 @@ def whisper_rtf(home: Path, model: str, device: str = "auto") -> float | None:
     duration = float(tr.get("duration") or 0.0)
     if duration <= 0:
         return None
-    rtf = seconds / duration
+    rtf = round(seconds / duration, 4)  # the value cached: a later run from the cache prices exactly the same
     path = Path(home) / CALIBRATION
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -75,7 +75,7 @@ def whisper_rtf(home: Path, model: str, device: str = "auto") -> float | None:
             doc = {}
     except (OSError, ValueError):
         doc = {}
-    doc.setdefault("transcribe_rtf", {})[_key(model, device)] = round(rtf, 4)
+    doc.setdefault("transcribe_rtf", {})[_key(model, device)] = rtf
     try:
         Path(home).mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, json.dumps(doc, indent=1).encode())
