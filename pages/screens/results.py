@@ -103,6 +103,8 @@ def quality_notice(meta: dict) -> None:  # type: ignore[type-arg]
     for w in (q.get("windows") or [])[:3]:
         what = {"replaced": "replaced", "dropped": "dropped (silence)"}.get(w.get("outcome"), "kept")
         line += f"  \n{fmt_timestamp(w.get('start'))}: “{views.md_text(w.get('old'))}” {what}"
+    for x in (q.get("still") or [])[:3]:  # where to listen
+        line += f"  \nStill doubtful at {fmt_timestamp(x.get('start'))}: “{views.md_text(x.get('text'))}”"
     (st.warning if left else st.info)(line, icon=":material/healing:")
 
 

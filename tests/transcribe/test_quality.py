@@ -11,6 +11,8 @@ import pytest
 
 from pipeline import errors
 from pipeline.recipes.transcribe import quality as q
+from pipeline.recipes.transcribe.options import check_task
+from pipeline.recipes.transcribe.quality_text import repetition_flag
 from pipeline.recipes.transcribe.report import REPORT, quality_markdown, quality_row
 
 
@@ -52,6 +54,9 @@ def test_an_ngram_loop_inside_one_segment() -> None:
     assert q.loop_in("I went to the the the the the the store") == (1, 6)
     assert q.loop_in("we will go there we will go there we will go there") == (4, 3)
     assert q.loop_in("it was very very very good, no no no") is None
+    drift = "I'm going to see you next week, and we'll see you next week, and we'll see you next week."
+    assert q.loop_in(drift) == (4, 3)  # a phrase three times with words between is still a loop
+    assert q.loop_in("on the other hand it rains, and on the other hand it is warm") is None  # twice is speech
     found = q.detect([seg(0, 8, "so I said I'm going to I'm going to I'm going to I'm going to")], SPEECH)
     assert found and "loop" in found[0].reasons and found[0].scores["loop_times"] >= 3
 
@@ -138,17 +143,17 @@ def test_repair_drops_windows_the_vad_calls_silence_without_decoding() -> None:
 def test_repetition_flag_keeps_its_meaning() -> None:
     """The transcript-wide repetition flag (the stage's ``repetition``) is unchanged."""
     loop = [seg(i, i + 1, "Okay.") for i in range(3)]
-    assert q.repetition_flag(loop) == "the same segment text repeats 3 times in a row"
-    assert q.repetition_flag([seg(0, 1, "One."), seg(1, 2, "Two.")]) is None
+    assert repetition_flag(loop) == "the same segment text repeats 3 times in a row"
+    assert repetition_flag([seg(0, 1, "One."), seg(1, 2, "Two.")]) is None
 
 
 @pytest.mark.parametrize("model", ["tiny.en", "bundled", "base.en", "distil-small.en", "/models/Systran-tiny.en/"])
 def test_translate_with_an_english_only_model_is_refused(model: str) -> None:
     """--task translate with an English-only model is a ConfigError naming the model, before anything runs."""
     with pytest.raises(errors.ConfigError, match="translate needs a multilingual model; .* is English-only"):
-        q.check_task(model, "translate")
-    q.check_task(model, "transcribe")
-    q.check_task("small", "translate")
+        check_task(model, "translate")
+    check_task(model, "transcribe")
+    check_task("small", "translate")
 
 
 def test_manifest_row_and_errors_md_quality_section(tmp_path: Path) -> None:

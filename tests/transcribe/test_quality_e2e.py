@@ -162,3 +162,67 @@ def test_translate_refused_when_a_named_model_fell_back_to_the_bundled_one() -> 
     with pytest.raises(errors.ConfigError, match=r"tiny.en is English-only \(model 'small' unavailable"):
         t.check_translate(fell_back, "translate")
     t.check_translate(fell_back, "transcribe")
+
+
+@pytest.fixture(scope="module")
+def reversed_audio(tmp_path_factory: pytest.TempPathFactory) -> Gap:
+    """Speech, a sentence played backwards, speech: the VAD hears a voice all through, so Whisper decodes the
+    backwards part too, and English-only tiny.en writes words that were never said there (every run, never
+    the same words: its temperature fallback samples). Returns the file and the backwards span."""
+    d = tmp_path_factory.mktemp("reversed")
+    a, m, b = (make_speech(SPEECH[i], d / f"{i}.wav") for i in (0, 1, 2))
+    out = d / "speech-backwards-speech.m4a"
+    mix = ("[0:a]aresample=16000[x];[1:a]aresample=16000,areverse[y];[2:a]aresample=16000[z];"
+           "[x][y][z]concat=n=3:v=0:a=1[o]")
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-i", str(a), "-i", str(m), "-i", str(b),
+                    "-filter_complex", mix, "-map", "[o]", "-ac", "1", "-ar", "16000", str(out)],
+                   check=True, timeout=60)
+    first, junk = (len(q.load_audio(p)) / q.SR for p in (a, m))
+    return out, (first, first + junk)
+
+
+def test_junk_the_model_writes_by_itself_is_gone_or_flagged(reversed_audio: Gap, page_home: Path) -> None:
+    """No junk planted: a real batch with the defaults (VAD, word times, repair) on audio whose middle is a
+    sentence backwards. What tiny.en writes there scores low on its own words' probabilities (or loops); the
+    guard re-decodes it and whatever still doubts is listed with its time, in meta and in errors.md. Most of
+    the made-up words are gone or flagged; the real sentences either side stay; Results says where to listen."""
+    from streamlit.testing.v1 import AppTest
+
+    from pipeline.engine.core import Engine
+    from pipeline.recipes.transcribe.sources import expand
+    from tests.conftest import ROOT, fast_settings
+
+    path, (lo, hi) = reversed_audio
+    e = Engine(page_home, settings=fast_settings())
+    e.start()
+    try:
+        e.submit("backwards", [x.to_item() for x in expand(str(path)).entries], recipe="transcribe",
+                 options={"summarizer": "offline"})
+        assert e.wait("backwards", timeout=180).state == "done"
+        item = e.items("backwards")[0]
+        folder = Path(e.summary("backwards").output_dir)
+    finally:
+        e.shutdown()
+    assert item["status"] == "done", item.get("error")
+    quality = item["meta"]["quality"]
+    assert quality["found"] >= 1 and quality["vad"], quality  # the guard caught the model's own junk
+    segments = json.loads(Path(item["artifacts"]["json"]).read_text())["segments"]
+    still = {(x["start"], x["end"]) for x in quality.get("still", [])}
+    assert len(still) == quality["flagged"] or len(still) == 10, quality  # every doubt has its time (up to 10)
+
+    def words_in(flagged: bool | None) -> int:
+        return sum(len(s["text"].split()) for s in segments if lo + 0.3 < (s["start"] + s["end"]) / 2 < hi - 0.3
+                   and (flagged is None or ((round(s["start"], 2), round(s["end"], 2)) in still) == flagged))
+
+    left = words_in(flagged=False)
+    assert left <= max(3, words_in(None) // 2), (left, segments, quality)  # made-up words: gone or flagged
+    text = " ".join(s["text"] for s in segments)
+    assert share_found(SPEECH[0], text) >= 0.4 and share_found(SPEECH[2], text) >= 0.4, text
+    report = (folder / "errors.md").read_text()
+    assert "## Quality" in report and "backwards" in report
+    if still:
+        assert "still flagged at 00:" in report, report
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+        at.switch_page("pages/screens/results.py").run()
+        assert not at.exception, at.exception
+        assert any("Still doubtful at 00:" in w.value for w in at.warning), [w.value for w in at.warning]

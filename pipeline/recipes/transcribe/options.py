@@ -22,13 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from pipeline import errors
 from pipeline.config.secrets import LLMChoice
 from pipeline.config.settings import DownloadLimits, Settings
 from pipeline.engine.stage import StageContext, flag, typed_options
-from pipeline.recipes.transcribe.quality import check_task
 
 CAPTIONS = ("prefer", "never", "only")
 TASKS = ("transcribe", "translate")  # translate: Whisper's own, to English (multilingual models only)
@@ -229,3 +229,18 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "max_download_mb": _number, "stall_rate_kbps": _number, "stall_seconds": _number, "extract_timeout_s": _number,
     "max_page_mb": _number, "allow_private_redirects": _yes, "min_free_disk_mb": _number,
 }
+
+
+def english_only(model: str) -> bool:
+    """Names that are English-only Whisper models: ``*.en`` (``tiny.en``, ``distil-small.en``) and the bundled one."""
+    name = Path(str(model).rstrip("/")).name.lower()
+    return name in ("bundled", "tiny.en") or name.endswith(".en")
+
+
+def check_task(model: str, task: str) -> None:
+    """Refuse ``--task translate`` with an English-only model before anything runs: such a model cannot
+    translate (faster-whisper silently transcribes instead), so the batch would finish with the wrong text."""
+    if task == "translate" and english_only(model):
+        label = "tiny.en" if str(model) in ("bundled",) else Path(str(model).rstrip("/")).name
+        raise errors.ConfigError(f"translate needs a multilingual model; {label} is English-only "
+                                 "(choose one such as small or medium, or --task transcribe)")

@@ -1,20 +1,18 @@
 """The hallucination guard: find the segments Whisper made up, re-decode just those windows, keep the better text.
 
-Whisper's known failure modes on long audio are text repeated over and over, an n-gram looping inside
-one segment, and stock phrases ("thanks for watching", "♪") written over silence or noise. Each leaves a
-trace a cheap check sees: the same text again within a few seconds, a high zlib compression ratio
-(Whisper's own measure, threshold 2.4), a very low average log-probability, or a segment in a span the
-Silero VAD calls silence. :func:`detect` returns one :class:`Finding` per suspect segment with its reasons
-and scores; :func:`repair` cuts each suspect window out of the audio (to the neighbouring segments,
-plus a margin), decodes it again without the previous text as prompt (what feeds a loop), with
-temperature fallback and a stricter VAD, and keeps whichever of the old and new text scores better on the
-same checks; a window the VAD calls silence is dropped. Nothing here writes a file: the stage does.
+Whisper's failure modes on long audio are text repeated over and over, an n-gram looping inside one segment,
+stock phrases ("thanks for watching", "♪") over silence or noise, and made-up words on audio that is not
+speech in its language. Each leaves a trace a cheap check sees: the same text again within seconds, a zlib
+compression ratio over 2.4 (Whisper's own measure), a low log-probability (of the segment's own words
+when it has word times), or a segment in a span the Silero VAD calls silence. :func:`detect` returns one
+:class:`Finding` per suspect segment; :func:`repair` cuts each suspect window out of the audio, decodes it
+again without the previous text as prompt (what feeds a loop), with temperature fallback and a stricter
+VAD, and keeps whichever text scores better on the same checks. Nothing here writes a file: the stage does.
 """
 
 from __future__ import annotations
 
-import re
-import zlib
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import errors
+from pipeline.recipes.transcribe.quality_text import compression_ratio, loop_in, normalize, stock_phrase
 
 SR = 16000  # Whisper's sampling rate: faster-whisper decodes every file to 16 kHz mono
 COMPRESSION_MAX = 2.4  # Whisper's compression_ratio_threshold: above it, the text repeats itself
@@ -38,70 +37,6 @@ DETECT_VAD = {"threshold": 0.5, "min_silence_duration_ms": 500, "speech_pad_ms":
 REPAIR_VAD = {"threshold": 0.6, "min_speech_duration_ms": 250, "min_silence_duration_ms": 500, "speech_pad_ms": 200}
 REASONS = ("repeat", "loop", "compression", "logprob", "silence", "phrase")
 JUNK = frozenset(REASONS) - {"logprob"}  # reasons that say the text is not speech: an empty re-decode wins
-# Whisper's stock phrases (from its subtitle training data), normalized as :func:`normalize` does.
-PHRASES = frozenset({
-    "you", "thank you", "thanks", "thank you very much", "bye", "bye bye", "okay", "oh", "hmm", "um",
-    "music", "applause", "laughter", "silence", "the end", "subscribe", "please subscribe", "like and subscribe",
-    "thank you for watching", "thanks for watching", "thank you so much for watching", "see you next time",
-    "see you in the next video", "thank you for listening",
-})
-LONG_PHRASES = ("thanks for watching", "thank you for watching", "subscribe to", "like and subscribe",
-                "amara org", "subtitles by", "transcribed by", "captions by", "dot com")  # whole words
-
-
-def normalize(text: str) -> str:
-    """Lower case, punctuation and symbols gone: "Thank you!" and "thank you." are one text."""
-    return re.sub(r"[^\w]+", " ", text.lower()).replace("_", " ").strip()
-
-
-def compression_ratio(text: str) -> float:
-    """Bytes over zlib-compressed bytes, exactly as Whisper computes it (``get_compression_ratio``)."""
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
-
-
-def loop_in(text: str) -> tuple[int, int] | None:
-    """The longest run of one n-gram repeated back to back inside ``text``: (n, times), or None.
-
-    Runs that a speaker makes ("very very very", "no no no") stay under the bar: one word must come
-    five times in a row, two words four times, a longer n-gram three times.
-    """
-    words = normalize(text).split()
-    best: tuple[int, int] | None = None
-    for n in range(1, min(8, len(words) // 3) + 1):
-        need = 5 if n == 1 else 4 if n == 2 else 3
-        for start in range(n):  # every alignment of the n-gram grid
-            run, prev = 1, None
-            for i in range(start, len(words) - n + 1, n):
-                gram = words[i:i + n]
-                run = run + 1 if gram == prev else 1
-                prev = gram
-                if run >= need and (best is None or run * n > best[0] * best[1]):
-                    best = (n, run)
-    return best
-
-
-def repetition_flag(segments: list[dict[str, Any]], run: int = 3, total: int = 5, share: float = 0.2) -> str | None:
-    """The classic Whisper hallucination over a whole transcript: one text over and over. A description or None.
-
-    Flags ``run`` identical segments in a row, or one text in ≥ ``total`` segments making
-    up ≥ ``share`` of them. Very short texts ("yeah") still count: loops are often short.
-    """
-    texts = [t for t in (normalize(s.get("text", "")) for s in segments) if t]
-    if not texts:
-        return None
-    longest, current = 1, 1
-    for a, b in zip(texts, texts[1:], strict=False):
-        current = current + 1 if a == b else 1
-        longest = max(longest, current)
-    if longest >= run:
-        return f"the same segment text repeats {longest} times in a row"
-    text, count = Counter(texts).most_common(1)[0]
-    if count >= total and count / len(texts) >= share:
-        return f"{text[:40]!r} makes up {count} of {len(texts)} segments"
-    return None
-
-
 @dataclass(frozen=True)
 class Finding:
     """One suspect segment: its index in the transcript, why, and the scores that said so."""
@@ -123,14 +58,6 @@ def speech_share(start: float, end: float, speech: Speech) -> float:
         return 1.0 if any(a <= start <= b for a, b in speech) else 0.0
     covered = sum(max(0.0, min(end, b) - max(start, a)) for a, b in speech)
     return min(1.0, covered / (end - start))
-
-
-def _stock_phrase(raw: str, norm: str) -> bool:
-    if raw.strip() and not norm:  # "♪", "...", "-": symbols only
-        return True
-    if norm in PHRASES:
-        return True
-    return len(norm.split()) <= 12 and any(f" {p} " in f" {norm} " for p in LONG_PHRASES)
 
 
 def detect(segments: Sequence[dict[str, Any]], speech: Speech | None = None) -> list[Finding]:
@@ -158,8 +85,8 @@ def detect(segments: Sequence[dict[str, Any]], speech: Speech | None = None) -> 
         scores["compression_ratio"] = round(ratio, 3)
         if ratio > COMPRESSION_MAX:
             reasons.append("compression")
-        logprob = seg.get("avg_logprob")
-        if isinstance(logprob, int | float):
+        logprob = segment_logprob(seg)
+        if logprob is not None:
             scores["avg_logprob"] = float(logprob)
             if logprob < LOGPROB_MIN:
                 reasons.append("logprob")
@@ -174,7 +101,7 @@ def detect(segments: Sequence[dict[str, Any]], speech: Speech | None = None) -> 
             quiet = share < PHRASE_QUIET
         else:
             quiet = isinstance(no_speech, int | float) and no_speech >= NO_SPEECH_QUIET
-        if quiet and _stock_phrase(raw, norm):
+        if quiet and stock_phrase(raw, norm):
             reasons.append("phrase")
         if reasons:
             out.append(Finding(i, tuple(reasons), scores))
@@ -266,10 +193,21 @@ def windows(segments: Sequence[dict[str, Any]], findings: Sequence[Finding], dur
     return out
 
 
+def segment_logprob(seg: dict[str, Any]) -> float | None:
+    """The segment's own log-probability: the mean log of its words' probabilities when it has words, else
+    ``avg_logprob``. faster-whisper's ``avg_logprob`` is one figure for the whole 30-s window it decoded, so
+    a sentence of junk between two clear ones shares their score; its words' probabilities do not."""
+    words = [w.get("probability") for w in seg.get("words") or ()]
+    if words and all(isinstance(p, int | float) for p in words):
+        return round(sum(math.log(max(float(p), 1e-6)) for p in words) / len(words), 3)
+    value = seg.get("avg_logprob")
+    return float(value) if isinstance(value, int | float) else None
+
+
 def _logprob(segments: Sequence[dict[str, Any]]) -> float:
-    """Mean average log-probability weighted by text length (a segment without one counts at the threshold)."""
+    """Mean log-probability weighted by text length (a segment without one counts at the threshold)."""
     weights = [max(1, len(s.get("text", ""))) for s in segments]
-    values = [float(s.get("avg_logprob", LOGPROB_MIN)) for s in segments]
+    values = [LOGPROB_MIN if (v := segment_logprob(s)) is None else v for s in segments]
     return sum(w * v for w, v in zip(weights, values, strict=True)) / sum(weights) if segments else 0.0
 
 
@@ -375,23 +313,15 @@ def repair(transcript: dict[str, Any], audio: Any, model: Any, findings: Sequenc
     return {**transcript, "segments": repaired}, report
 
 
+def still_spans(segments: Sequence[dict[str, Any]], still: Sequence[dict[str, Any]],
+                n: int = 10) -> list[dict[str, Any]]:
+    """The report's ``still`` findings as times and text (indices mean nothing outside this transcript)."""
+    return [{"start": round(float(seg.get("start", 0.0)), 2), "end": round(float(seg.get("end", 0.0)), 2),
+             "reasons": list(f["reasons"]), "text": str(seg.get("text", ""))[:120]}
+            for f in still[:n] if 0 <= f["index"] < len(segments) and (seg := segments[f["index"]])]
+
+
 def report_only(findings: Sequence[Finding]) -> dict[str, Any]:
     """The report of a transcript that was checked but not repaired (``--no-repair``, or repair failed)."""
     return {"found": len(findings), "repaired": 0, "flagged": len(findings), "reasons": summary(findings),
             "windows": [], "still": [f.as_dict() for f in findings[:20]]}
-
-
-# ---------------------------------------------------------------- translate needs a multilingual model
-def english_only(model: str) -> bool:
-    """Names that are English-only Whisper models: ``*.en`` (``tiny.en``, ``distil-small.en``) and the bundled one."""
-    name = Path(str(model).rstrip("/")).name.lower()
-    return name in ("bundled", "tiny.en") or name.endswith(".en")
-
-
-def check_task(model: str, task: str) -> None:
-    """Refuse ``--task translate`` with an English-only model before anything runs: such a model cannot
-    translate (faster-whisper silently transcribes instead), so the batch would finish with the wrong text."""
-    if task == "translate" and english_only(model):
-        label = "tiny.en" if str(model) in ("bundled",) else Path(str(model).rstrip("/")).name
-        raise errors.ConfigError(f"translate needs a multilingual model; {label} is English-only "
-                                 "(choose one such as small or medium, or --task transcribe)")

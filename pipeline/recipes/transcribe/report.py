@@ -140,6 +140,8 @@ def quality_markdown(items: list[dict[str, Any]]) -> list[str]:
         out.append(f"- {it.get('n')}. {title}: {q.get('found')} suspect ({reasons}); {q.get('repaired')} "
                    f"repaired, {q.get('flagged')} still flagged")
         out += [_window_line(w) for w in (q.get("windows") or [])[:5]]
+        out += [f"  - still flagged at {fmt_timestamp(x.get('start'))}–{fmt_timestamp(x.get('end'))} "
+                f"({', '.join(x.get('reasons') or [])}): {md_code(x.get('text'))}" for x in (q.get("still") or [])[:5]]
     out.append("")
     return out
 

@@ -23,8 +23,8 @@ from typing import Any
 from pipeline import errors
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from pipeline.recipes.transcribe import quality
-from pipeline.recipes.transcribe.options import WHISPER_MODEL, TranscribeOptions, options_of
-from pipeline.recipes.transcribe.quality import repetition_flag
+from pipeline.recipes.transcribe.options import WHISPER_MODEL, TranscribeOptions, check_task, options_of
+from pipeline.recipes.transcribe.quality_text import repetition_flag
 from state.storage import atomic_write_bytes
 
 log = logging.getLogger("tubemill.transcribe")
@@ -313,6 +313,8 @@ def guard(tr: dict[str, Any], samples: Any, loaded: LoadedModel, opts: Transcrib
     meta["vad"] = speech is not None
     if report["windows"]:
         meta["windows"] = report["windows"][:10]
+    if report["still"]:  # where to listen: the segments the guard still doubts, in the final transcript
+        meta["still"] = quality.still_spans(tr["segments"], report["still"])
     flags = (["quality-repaired"] if report["repaired"] else []) + (["quality-flagged"] if report["flagged"] else [])
     return tr, meta, flags
 
@@ -341,7 +343,7 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     if not audio or not Path(audio).exists():
         raise errors.RetryableError("no downloaded audio to transcribe (the download stage will run again)")
     opts = options_of(ctx)
-    quality.check_task(opts.model, opts.task)
+    check_task(opts.model, opts.task)
     loaded = get_model(opts.model, opts.device, ctx.pool_size, download_root=str(ctx.home / "models"))
     check_translate(loaded, opts.task)
     samples = load_samples(Path(audio))
