@@ -1,4 +1,4 @@
-"""Summaries through the OpenAI Batch API: prepare → submit → poll → ingest, at about half the price.
+"""Summaries and translations through the OpenAI Batch API: prepare → submit → poll → ingest, at half the price.
 
 The summarize stage, in batch mode, writes its request (``.llm_request.json``) into the
 item folder and parks the item (status ``parked``, by this service). ``LLMBatchManager`` (a
@@ -10,8 +10,8 @@ restarted engine resumes polling and never submits the same requests twice.
 
 This module is the service and its loop; its parts are beside it: the API client
 (``llm_batch_api``), the request lines and their split into files (``llm_batch_lines``), reading
-results (``llm_batch_results``), the moves of one parked item (``llm_batch_items``) and the
-by-hand ``tubemill llm-batch`` flow (``llm_batch_manual``). Their names are importable from here.
+results (``llm_batch_results``), the moves of one parked item (``llm_batch_items``), the translate stage's
+chunks (``llm_batch_translate``) and the by-hand ``tubemill llm-batch`` flow (``llm_batch_manual``).
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ from pipeline.recipes.transcribe.llm_batch_api import ACTIVE, ENDPOINT, TERMINAL
 from pipeline.recipes.transcribe.llm_batch_items import (
     REALTIME_MARKER,
     REQUEST_FILE,
-    offline,
-    request_of,
     save_jobs,
     to_realtime,
     upstream,
@@ -54,6 +52,12 @@ from pipeline.recipes.transcribe.llm_batch_manual import (
     submit_job,
 )
 from pipeline.recipes.transcribe.llm_batch_results import BATCH_DISCOUNT, LineResult, batch_cost, parse_results
+from pipeline.recipes.transcribe.llm_batch_translate import (
+    batch_stage_index,
+    requests_of,
+    without_llm,
+    write_translations,
+)
 
 if TYPE_CHECKING:
     from pipeline.engine.core import Engine
@@ -246,27 +250,22 @@ class LLMBatchManager:
         todo = [n for n in parked if n not in taken]
         if not todo:
             return
-        try:
-            k = header["recipe"].index("summarize")
-        except ValueError:
-            k = 0
+        k = batch_stage_index(header)  # summarize, or translate when the batch translates
         if upstream(self.engine, bid, k) and len(todo) < self.limits.max_requests:
-            return  # wait for the rest of the batch to reach summarize: one job, not hundreds
+            return  # wait for the rest of the batch to reach that stage: one job, not hundreds
         lines, ends, ns = [], {}, {}
         for n in todo:
-            req = request_of(self.engine, bid, n)
-            if req is None:
-                continue
-            lines.append(request_line(req["custom_id"], req["body"]))
-            ends[req["custom_id"]] = req.get("end", 1e12)
-            ns[req["custom_id"]] = n
+            for req in requests_of(self.engine, bid, n):  # a summary's one line, a translation's chunks
+                lines.append(request_line(req["custom_id"], req["body"]))
+                ends[req["custom_id"]] = req.get("end", 1e12)
+                ns[req["custom_id"]] = n
         if not lines:
             return
         try:
             files = split_lines(lines, self.limits)
         except ValueError as exc:
-            for n in ns.values():
-                offline(self.engine, bid, n, f"invalid Batch API request: {exc}")
+            for n in set(ns.values()):
+                without_llm(self.engine, bid, n, f"invalid Batch API request: {exc}")
             return
         for part in files:
             if not self._submit_part(bid, header, jobs, part, ends, ns):
@@ -300,7 +299,7 @@ class LLMBatchManager:
             return False
         job.update(batch_id=created.id, status=created.status)
         save_jobs(self.engine, bid, jobs)
-        log.info("batch %s: submitted %d summary request(s) as %s", header["name"], len(part), created.id)
+        log.info("batch %s: submitted %d LLM request(s) as %s", header["name"], len(part), created.id)
         return True
 
     def _fallback_all(self, bid: str, jobs: list[dict[str, Any]], job: dict[str, Any], note: str) -> None:
@@ -364,6 +363,7 @@ class LLMBatchManager:
         out_text = api.content(b.output_file_id) if b.output_file_id else ""
         err_text = api.content(b.error_file_id) if b.error_file_id else ""
         results = parse_results(out_text, err_text, job.get("ends", {}), config.model)
+        write_translations(self.engine, bid, job, b, results, config, self.retries)
         write_results(self.engine, bid, job, b, results, config, self.retries)
         job["ingested"] = True
         job["ingested_at"] = time.time()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.common.llm import LLMConfig
 from pipeline.engine.stage import flag
-from pipeline.recipes.transcribe.llm_batch_results import LineResult, batch_cost
+from pipeline.recipes.transcribe.llm_batch_results import TRANSLATION_ID, LineResult, batch_cost
 
 if TYPE_CHECKING:
     from pipeline.engine.core import Engine
@@ -99,14 +99,15 @@ def retry_or_fail(engine: Engine, bid: str, n: int, why: str, retries: int) -> N
 
 def write_results(engine: Engine, bid: str, job: dict[str, Any], b: Any, results: Mapping[str, LineResult],
                   config: LLMConfig, retries: int) -> None:
-    """A finished job's items: a summary written for each good line, the others retried or sent on."""
+    """A finished job's summary lines: a summary written for each good one, the others retried or sent on
+    (translation chunks' lines are :func:`.llm_batch_translate.write_translations`' to ingest)."""
     from pipeline.recipes.transcribe.summary import source_url, write_summary
     from pipeline.recipes.transcribe.summary_model import SummaryResult
 
     store = _store(engine)
     for cid, n in job["items"].items():
         item = store.item(bid, n)
-        if item["status"] != "parked":
+        if item["status"] != "parked" or TRANSLATION_ID.search(cid):
             continue
         r = results.get(cid)
         if r is not None and r.ok:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from pipeline.recipes.transcribe.summary_repair import as_summary, parse_json
 log = logging.getLogger("tubemill.llm_batch")
 
 BATCH_DISCOUNT = 0.5
+TRANSLATION_ID = re.compile(r"-translate-\d+-[0-9a-f]{12}$")  # llm_batch_translate.custom_id
 
 
 @dataclass
@@ -30,6 +32,7 @@ class LineResult:
     usage: dict[str, int] | None = None
     error: str = ""
     adjustments: list[str] | None = None  # soft rules the answer missed, repaired (as realtime does)
+    content: str | None = None  # a translation chunk's raw answer (validated against its ids by the ingester)
 
 
 def parse_results(output_text: str, error_text: str, ends: Mapping[str, float], model: str) -> dict[str, LineResult]:
@@ -60,6 +63,11 @@ def _line_result(cid: str, line: Mapping[str, Any], end: float, model: str) -> L
     u = {"input_tokens": int(usage.get("prompt_tokens") or 0),
          "output_tokens": int(usage.get("completion_tokens") or 0)}
     adjustments: list[str] = []
+    if TRANSLATION_ID.search(cid):  # a chunk's segments: only its ingester knows the ids it must map back to
+        try:
+            return LineResult(cid, True, usage=u, content=str(body["choices"][0]["message"]["content"] or ""))
+        except (KeyError, IndexError, TypeError) as exc:
+            return LineResult(cid, False, usage=u, error=f"invalid translation: {str(exc)[:300]}")
     try:
         content = body["choices"][0]["message"]["content"]
         try:

@@ -211,6 +211,8 @@ class Cache:
         self.segments: dict[str, dict[str, str]] = {}
         self.usage = {"input_tokens": 0, "output_tokens": 0}
         self.cost = 0.0
+        # The Batch API's part (``llm_batch_translate``): jobs, tries, answers' adjustments, a final reason.
+        self.batch: dict[str, Any] = {}
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -219,6 +221,7 @@ class Cache:
             self.segments = {k: v for k, v in (doc.get("segments") or {}).items() if isinstance(v, dict)}
             self.usage = {k: int((doc.get("usage") or {}).get(k) or 0) for k in self.usage}
             self.cost = float(doc.get("cost_usd") or 0.0)
+            self.batch = dict(doc.get("batch") or {})
 
     def get(self, i: int, src: str) -> str | None:
         hit = self.segments.get(str(i))
@@ -234,22 +237,15 @@ class Cache:
         self.cost = round(self.cost + cost, 8)
 
     def save(self) -> None:
-        doc = {"lang": self.lang, "segments": self.segments, "usage": self.usage, "cost_usd": self.cost}
+        doc = {"lang": self.lang, "segments": self.segments, "usage": self.usage, "cost_usd": self.cost,
+               "batch": self.batch}
         atomic_write_bytes(self.path, json.dumps(doc, ensure_ascii=False).encode(), durable=False)
 
 
-def translate(transcript: Mapping[str, Any], lang: str, config: LLMConfig, *, cache: Cache,
-              client: openai.OpenAI | None = None, home: Path | None = None, chunk_tokens: int = CHUNK_TOKENS,
-              progress: Callable[[float], None] | None = None,
-              cancelled: Callable[[], bool] | None = None) -> Translation:
-    """Translate every segment not in ``cache`` yet, chunk by chunk, saving the cache after each chunk.
-
-    Raises the transport errors of :func:`pipeline.common.llm.map_error` (the cache keeps what
-    was done; the usage of answered calls is in it) and :class:`InvalidAnswer` when the model
-    gives nothing usable for ``GIVE_UP_AFTER`` chunks in a row. ``cancelled`` is asked between chunks.
-    """
-    from pipeline import errors
-
+def pending(transcript: Mapping[str, Any], cache: Cache, chunk_tokens: int | None = None,
+            model: str = "gpt-4o-mini") -> tuple[list[Mapping[str, Any]], dict[int, str], list[list[int]]]:
+    """The segments, those the cache already holds (index → text) and the chunks still to ask for: the
+    realtime loop and the Batch API (:mod:`.llm_batch_translate`) ask for exactly the same chunks."""
     segments: list[Mapping[str, Any]] = list(transcript.get("segments") or [])
     done: dict[int, str] = {}
     for i, seg in enumerate(segments):
@@ -257,13 +253,32 @@ def translate(transcript: Mapping[str, Any], lang: str, config: LLMConfig, *, ca
         if hit is not None:
             done[i] = hit
     todo = [i for i, seg in enumerate(segments) if _src(seg) and i not in done]
-    chunks = chunk_ids(segments, todo, chunk_tokens, config.model)
+    return segments, done, chunk_ids(segments, todo, chunk_tokens or CHUNK_TOKENS, model)
+
+
+def translate(transcript: Mapping[str, Any], lang: str, config: LLMConfig, *, cache: Cache,
+              client: openai.OpenAI | None = None, home: Path | None = None, chunk_tokens: int | None = None,
+              progress: Callable[[float], None] | None = None,
+              cancelled: Callable[[], bool] | None = None, ask_llm: bool = True) -> Translation:
+    """Translate every segment not in ``cache`` yet, chunk by chunk, saving the cache after each chunk.
+
+    Raises the transport errors of :func:`pipeline.common.llm.map_error` (the cache keeps what
+    was done; the usage of answered calls is in it) and :class:`InvalidAnswer` when the model
+    gives nothing usable for ``GIVE_UP_AFTER`` chunks in a row. ``cancelled`` is asked between chunks.
+    ``ask_llm=False`` asks nothing: the translation is what the cache holds (the Batch API's answers, when
+    realtime is off), the rest kept in the original language.
+    """
+    from pipeline import errors
+
+    segments, done, chunks = pending(transcript, cache, chunk_tokens, config.model)
+    if not ask_llm:
+        chunks = []
     if chunks and client is None:
         client = make_client(config)
     call = JSONCaller(config, client, schema=WIRE_SCHEMA, name="translation",  # type: ignore[arg-type]
                       system=SYSTEM_PROMPT, home=home)
     spent = {"input_tokens": 0, "output_tokens": 0}
-    adjustments: list[str] = []
+    adjustments: list[str] = list(cache.batch.get("adjustments") or [])  # what batch answers needed
     invalid_run = 0
 
     def ask(ids: list[int]) -> dict[int, str]:
@@ -286,7 +301,7 @@ def translate(transcript: Mapping[str, Any], lang: str, config: LLMConfig, *, ca
         done.update(got)
         return got
 
-    log.info("translating %d segment(s) into %s: %d chunk(s), model %s", len(todo), lang, len(chunks), config.model)
+    log.info("translating %d chunk(s) into %s, model %s", len(chunks), lang, config.model)
     for n, ids in enumerate(chunks):
         if cancelled is not None and cancelled():
             raise errors.Cancelled("cancelled while translating")
@@ -315,7 +330,7 @@ def translate(transcript: Mapping[str, Any], lang: str, config: LLMConfig, *, ca
         out_segments.append(new)
     translated = {**{k: v for k, v in transcript.items() if k != "segments"}, "language": lang,
                   "translated_from": transcript.get("language"), "segments": out_segments}
-    notes = list(call.notes)
+    notes = list(call.notes) + [f"Batch API {j}" for j in cache.batch.get("jobs") or []]
     note = cost_usd(spent, config)[1]
     if note:
         notes.append(note)

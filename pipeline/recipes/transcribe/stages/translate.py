@@ -12,9 +12,12 @@ here can cost the item. Outcomes, in the item's meta (``translation_outcome``) a
 
 Without ``translate_to`` the stage does nothing (``measured=False``: its zero seconds say nothing
 about translating). Transient trouble is retried by the runner (``summary_retries``) and each
-retry pays only for the chunks not translated yet. Tokens and cost go to ``translation_usage``
-/ ``translation_cost_usd`` and are added to the item's ``llm_usage`` / ``llm_cost_usd`` (the
-manifest's ledger), on top of the summary's own, read from ``summary.json``.
+retry pays only for the chunks not translated yet. With ``--llm-mode batch`` the chunks go to the
+Batch API first (:mod:`..llm_batch_translate`: the item parks, the answers fill the cache at the
+Batch price, then this stage writes the same files); what it could not give is asked realtime.
+Tokens and cost go to ``translation_usage`` / ``translation_cost_usd`` and are added to the item's
+``llm_usage`` / ``llm_cost_usd`` (the manifest's ledger), on top of the summary's own, read from
+``summary.json``.
 """
 
 from __future__ import annotations
@@ -44,8 +47,12 @@ def _summary_spend(workdir: Path) -> tuple[dict[str, int], float]:
 
 def outcome_meta(item: dict[str, Any], workdir: Path, lang: str, outcome: str, *, reason: str | None = None,
                  usage: dict[str, int] | None = None, cost: float = 0.0, model: str | None = None,
-                 adjustments: list[str] | None = None, missing: list[int] | None = None) -> dict[str, Any]:
-    """The item's meta and flags for a translation outcome (the flags of an earlier outcome replaced)."""
+                 adjustments: list[str] | None = None, missing: list[int] | None = None,
+                 mode: str | None = None) -> dict[str, Any]:
+    """The item's meta and flags for a translation outcome (the flags of an earlier outcome replaced).
+
+    ``mode="batch"`` (answers from the Batch API) with a summary that spent nothing files the item's
+    spend under ``batch`` in the ledger, not under the summary's ``offline``."""
     usage = {k: int((usage or {}).get(k) or 0) for k in ("input_tokens", "output_tokens")}
     meta: dict[str, Any] = {"translation_lang": lang, "translation_outcome": outcome, "translation_reason": reason,
                             "translation_adjustments": list(adjustments or []), "translation_usage": usage,
@@ -56,6 +63,8 @@ def outcome_meta(item: dict[str, Any], workdir: Path, lang: str, outcome: str, *
     if any(usage.values()) or cost:
         meta["llm_usage"] = {k: s_usage.get(k, 0) + usage[k] for k in usage}
         meta["llm_cost_usd"] = round(s_cost + cost, 6)
+        if mode == "batch" and not any(s_usage.values()) and not s_cost:
+            meta["llm_mode"] = "batch"
     flags = [f for f in item.get("flags") or [] if f not in tr.FLAGS.values()]
     if outcome in ("failed", "partial", "offline"):
         flags.append(tr.FLAGS["failed"])
@@ -79,7 +88,7 @@ def _from_file(item: dict[str, Any], ctx: StageContext, lang: str, path: Path) -
         return None
     meta = outcome_meta(item, ctx.workdir, lang, info["outcome"], usage=info.get("usage"),
                         cost=float(info.get("cost_usd") or 0.0), model=info.get("model"),
-                        adjustments=info.get("adjustments"))
+                        adjustments=info.get("adjustments"), mode=info.get("mode"))
     return StageResult(artifacts={f"translation_{k}": str(ctx.path(n)) for k, n in names.items()}, meta=meta,
                        measured=False)
 
@@ -117,9 +126,19 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     cache = tr.Cache(ctx.path(tr.cache_name(lang)), lang)
     if down:
         return ended("failed", down, usage=cache.usage, cost=cache.cost)
+    if opts.llm_mode_effective == "batch":  # parks the item until the Batch API's answers are in the cache
+        from pipeline.recipes.transcribe import llm_batch
+        from pipeline.recipes.transcribe.llm_batch_translate import prepare_for_batch
+
+        waiting = prepare_for_batch(ctx, transcript, lang, config, cache)
+        if waiting:
+            raise llm_batch.AwaitLLMBatch(waiting)
+    final = cache.batch.pop("final", None)  # the Batch API gave what it could, realtime is off: ask no more
+    if final:
+        cache.save()  # used once: a later retry_translations asks again
     try:
         result = tr.translate(transcript, lang, config, cache=cache, home=ctx.home, progress=ctx.progress,
-                              cancelled=ctx.cancelled)
+                              cancelled=ctx.cancelled, ask_llm=not final)
     except errors.Cancelled:
         raise
     except Exception as exc:  # noqa: BLE001 - an enrichment never fails the item; the reason is kept and shown
@@ -129,16 +148,21 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         # keeps the chunks already in for the retry.
         return ended("failed", llm_failure(exc, ctx, config, "translation"), usage=cache.usage, cost=cache.cost,
                      model=config.model)
+    if final and not any(s.get("text") and not s.get("untranslated") for s in result.transcript["segments"]):
+        return ended("failed", str(final), usage=cache.usage, cost=cache.cost, model=config.model)
     llmcall.note_answer(config.base_url, config.model, usable=True)
+    by_batch = bool(cache.batch.get("jobs"))
+    mode = "batch+realtime" if by_batch and result.chunks else "batch" if by_batch else "realtime"
     try:
-        artifacts = tr.write_files(ctx.workdir, lang, result)
+        artifacts = tr.write_files(ctx.workdir, lang, result, mode=mode)
     except OSError as exc:  # a full disk costs the translation (kept in the cache for a retry), not the item
         return ended("failed", f"cannot write the translation: {exc}", usage=result.usage, cost=result.cost_usd,
                      model=result.model)
     meta = outcome_meta(item, ctx.workdir, lang, result.outcome, usage=result.usage, cost=result.cost_usd,
                         model=result.model, adjustments=result.adjustments, missing=result.missing,
-                        reason=(f"{len(result.missing)} segment(s) could not be translated" if result.missing
-                                else None))
+                        mode=mode,
+                        reason=(f"{len(result.missing)} segment(s) could not be translated"
+                                + (f" ({final})" if final else "") if result.missing else None))
     return StageResult(artifacts=artifacts, meta=meta, measured=bool(result.chunks))
 
 
