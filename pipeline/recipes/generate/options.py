@@ -19,6 +19,7 @@ No generate option defaults from ``settings.toml``: the LLM model and server do,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
@@ -36,6 +37,11 @@ PRIVACY = ("public", "unlisted", "private")
 PACES = ("fast", "normal", "slow")
 TTS_MODES = ("auto", "edge", "espeak")
 FRAME_TEXTS = ("narration", "visual")
+MEDIA_PROVIDERS = ("none", "openverse", "pexels", "pixabay")  # stock pictures and footage per scene (issue 16)
+MEDIA_KINDS = ("photo", "video", "any")
+CAPTION_STYLES = ("classic", "boxed", "bold", "karaoke")  # presets; every caption_* key below overrides its part
+CAPTION_POSITIONS = ("bottom", "middle", "top")
+THUMBNAILS = ("title", "frame", "none")
 MIN_LENGTH_S, MAX_LENGTH_S = 10.0, 1800.0
 DEFAULT_VOICE = "en-US-AriaNeural"
 DEFAULT_RATE = "+0%"
@@ -43,7 +49,7 @@ DEFAULT_WPM = 175
 
 # Keys a CSV row or an item's own meta may set for that one video (the batch's value otherwise).
 ITEM_KEYS = ("style", "length_s", "aspect", "pace", "theme", "background_dir", "voice", "rate", "privacy",
-             "publish_at", "category_id")
+             "publish_at", "category_id", "music_dir", "media_provider", "thumbnail", "playlist_id")
 
 
 @dataclass(frozen=True)
@@ -62,12 +68,32 @@ class GenerateOptions(LLMChoice):
     pace: str = "normal"  # one scene per 3 (fast), 4 (normal) or 5 (slow) seconds of speech
     theme: str = "dark"  # the frames' colour theme (an unknown name draws dark)
     background_dir: str | None = None  # a folder of pictures behind the text, one per scene in turn
+    # visuals: stock media per scene (provider -> background_dir -> generated frame)
+    media_provider: str = "none"  # none, openverse (no key), pexels or pixabay (keys kept as secrets)
+    media_kind: str = "photo"  # photo, video (footage) or any
+    media_workers: int = 4  # parallel provider requests and downloads per video
+    media_cache_ttl_h: float = 24.0  # cached search answers and files older than this are fetched again
+    media_cache_mb: int = 1024  # the cache's size cap (<home>/cache/media), oldest files go first
+    openverse_base_url: str | None = None  # None: the public API; tests point these at loopback fakes
+    pexels_base_url: str | None = None
+    pixabay_base_url: str | None = None
+    motion: bool = False  # a slow zoom/pan on stills
+    # music bed
+    music_dir: str | None = None  # a folder of tracks (or one file), looped or trimmed, ducked under the voice
+    music_db: float = -18.0  # the bed's level before ducking, relative to full scale
+    duck: bool = True  # sidechain-compress the music under the narration
     voice: str = DEFAULT_VOICE  # edge-tts voice; espeak-ng's voice is derived from its locale
     rate: str = DEFAULT_RATE  # speaking rate as edge-tts writes it ("-10%")
     # metadata and upload
     privacy: str | None = None  # the batch's privacy overrides the metadata's at upload; None: "private"
     publish_at: str | None = None  # ISO 8601 with a time zone: scheduled, private until then
     category_id: str = "27"  # YouTube category (27: Education)
+    default_language: str = "en"  # snippet.defaultLanguage and defaultAudioLanguage
+    thumbnail: str = "title"  # title (a title card), frame (a frame of the video), none
+    thumbnail_at: float | None = None  # seconds into the video for thumbnail=frame; None: a third of the way
+    playlist_id: str | None = None  # add each uploaded video to this playlist
+    made_for_kids: bool = False  # status.selfDeclaredMadeForKids, always sent explicitly
+    synthetic_media: bool = True  # status.containsSyntheticMedia: the voice and pictures are generated
     upload: bool = False  # upload to YouTube at all
     youtube_daily_units: int = DAILY_UNITS
     youtube_upload_cost: int = UPLOAD_COST
@@ -82,6 +108,17 @@ class GenerateOptions(LLMChoice):
     edge_proxy: str | None = None  # an HTTP proxy for edge-tts (aiohttp ignores the proxy variables)
     # frames and render
     burn_subtitles: bool = False  # draw the subtitles into the picture
+    embed_subtitles: bool = False  # a soft subtitle track inside the MP4 (mov_text), beside the .srt
+    caption_style: str = "classic"  # classic, boxed, bold, karaoke (word-by-word highlight)
+    caption_font: str | None = None  # a font family name or a .ttf/.otf path; None: the style's
+    caption_size: int | None = None  # pixels at the frame's height; None: the style's
+    caption_position: str = "bottom"  # bottom, middle, top
+    caption_color: str = "#FFFFFF"  # text, as #RRGGBB
+    caption_highlight: str = "#FFD400"  # the spoken word in word-by-word captions
+    caption_outline: str = "#000000"  # outline (and box) colour
+    caption_box: bool | None = None  # a box behind the text; None: the style's
+    caption_lines: int = 2  # at most this many lines on screen
+    caption_words: bool | None = None  # word-by-word highlight; None: on for the karaoke style
     frame_text: str | None = None  # text on the stills; None: "visual" with burn_subtitles (the narration is
     # on screen already), else "narration"
     encoder: str = "auto"  # auto (fastest that works here) or an encoder name (h264_nvenc, libx264…)
@@ -204,6 +241,13 @@ def _workers(value: Any) -> int | None:
     return n or None
 
 
+def _colour(value: Any) -> str:
+    text = _text(value).upper()
+    if not re.fullmatch(r"#?[0-9A-F]{6}", text):
+        raise ValueError(f"colour must look like #FFD400, not {value!r}")
+    return text if text.startswith("#") else "#" + text
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "style": _text, "length_s": _length, "script_engine": _text, "llm_model": _text, "llm_base_url": _text,
     "aspect": _choice("aspect", ASPECTS), "size": _size, "pace": _choice("pace", PACES), "theme": _text,
@@ -213,6 +257,16 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "upload_retries": int, "upload_backoff_s": float,
     "tts": _choice("tts", TTS_MODES, lower=True), "espeak_voice": _text, "espeak_wpm": int, "edge_timeout_s": float,
     "edge_proxy": _text,
+    "media_provider": _choice("media_provider", MEDIA_PROVIDERS, lower=True),
+    "media_kind": _choice("media_kind", MEDIA_KINDS, lower=True), "media_workers": int,
+    "media_cache_ttl_h": float, "media_cache_mb": int, "openverse_base_url": _text, "pexels_base_url": _text,
+    "pixabay_base_url": _text, "motion": flag, "music_dir": _text, "music_db": float, "duck": flag,
+    "default_language": _text, "thumbnail": _choice("thumbnail", THUMBNAILS, lower=True), "thumbnail_at": float,
+    "playlist_id": _text, "made_for_kids": flag, "synthetic_media": flag,
+    "embed_subtitles": flag, "caption_style": _choice("caption_style", CAPTION_STYLES, lower=True),
+    "caption_font": _text, "caption_size": int, "caption_position": _choice("caption_position", CAPTION_POSITIONS),
+    "caption_color": _colour, "caption_highlight": _colour, "caption_outline": _colour, "caption_box": flag,
+    "caption_lines": int, "caption_words": flag,
     "burn_subtitles": flag, "frame_text": _choice("frame_text", FRAME_TEXTS), "encoder": _encoder,
     "render_workers": _workers, "audio_bitrate": _text,
 }
