@@ -75,6 +75,18 @@ def _add_generate_group(r: argparse.ArgumentParser) -> None:
     g.add_argument("--upload", action="store_true", help="upload to YouTube (see `tubemill youtube-auth`)")
     g.add_argument("--privacy", choices=("private", "unlisted", "public"))
     g.add_argument("--publish-at", metavar="ISO8601", help="scheduled publication (the video stays private)")
+    g.add_argument("--media-provider", choices=("none", "openverse", "pexels", "pixabay"),
+                   help="stock pictures/footage per scene (pexels, pixabay: a key in Settings or "
+                        "PEXELS_API_KEY / PIXABAY_API_KEY)")
+    g.add_argument("--media-kind", choices=("photo", "video", "any"), help="stills, footage or both (default photo)")
+    g.add_argument("--motion", action="store_true", help="a slow zoom/pan on stills")
+    g.add_argument("--music-dir", metavar="PATH", help="a folder of music tracks (or one file), ducked under the voice")
+    g.add_argument("--caption-style", choices=("classic", "boxed", "bold", "karaoke"),
+                   help="subtitle look; karaoke lights each word as it is spoken (see README for caption_* keys)")
+    g.add_argument("--embed-subtitles", action="store_true", help="a soft subtitle track inside the MP4")
+    g.add_argument("--thumbnail", choices=("title", "frame", "none"), help="custom thumbnail on upload (default title)")
+    g.add_argument("--playlist-id", metavar="ID", help="add each uploaded video to this playlist")
+    g.add_argument("--made-for-kids", action="store_true", help="declare the videos made for kids (default: not)")
 
 
 def cmd_run(args: argparse.Namespace, home: Path) -> int:
@@ -213,13 +225,17 @@ def _options(args: argparse.Namespace, settings: Any, n_items: int) -> dict[str,
         extra["output_manifest"] = str(Path(args.output_manifest).expanduser().resolve())
     for key, value in (("voice", args.voice), ("style", args.style), ("length_s", args.length),
                        ("aspect", args.aspect), ("pace", args.pace), ("tts", args.tts), ("privacy", args.privacy),
-                       ("publish_at", args.publish_at)):
+                       ("publish_at", args.publish_at), ("media_provider", args.media_provider),
+                       ("media_kind", args.media_kind), ("music_dir", args.music_dir),
+                       ("caption_style", args.caption_style), ("thumbnail", args.thumbnail),
+                       ("playlist_id", args.playlist_id)):
         if value is not None:
             extra[key] = value
-    if args.burn_subtitles:
-        extra["burn_subtitles"] = True
-    if args.upload:
-        extra["upload"] = True
+    for key in ("burn_subtitles", "upload", "motion", "embed_subtitles", "made_for_kids"):
+        if getattr(args, key):
+            extra[key] = True
+    if extra.get("music_dir"):  # the batch runs from any folder: keep where the music is
+        extra["music_dir"] = str(Path(extra["music_dir"]).expanduser().resolve())
     return transcribe_args.batch_options_from_args(args, settings, n_items, retry_limit=args.retry_limit,
                                                    on_error=args.on_error, extra=extra)
 

@@ -164,3 +164,28 @@ def test_script_stage_uses_the_live_settings(tmp_path: Path, monkeypatch: pytest
     res = run_script({"n": 1, "source": "how tides work", "meta": {"length_s": 20}}, ctx)
     assert json.loads(Path(res.artifacts["script"]).read_text())["script_engine"] == "template"
     assert GenerateOptions(llm_model="m").llm_options() == {"llm_model": "m"}
+
+
+def test_the_run_command_flags_of_issue_16_land_in_the_batch_options(tmp_path: Any) -> None:
+    """`tubemill run --recipe generate` flags become batch options the recipe parses (music_dir made absolute:
+    the batch may be resumed from another folder)."""
+    from pipeline.cli import build_parser
+    from pipeline.cli.run import _options
+    from pipeline.config.settings import Settings
+
+    music = tmp_path / "music"
+    music.mkdir()
+    args = build_parser().parse_args([
+        "run", "topics.txt", "--recipe", "generate", "--media-provider", "openverse", "--media-kind", "any",
+        "--motion", "--music-dir", str(music), "--caption-style", "karaoke", "--embed-subtitles",
+        "--thumbnail", "frame", "--playlist-id", "PL123", "--made-for-kids"])
+    opts = GenerateOptions.parse(_options(args, Settings(), 1))
+    assert (opts.media_provider, opts.media_kind, opts.motion, opts.caption_style) == ("openverse", "any", True,
+                                                                                     "karaoke")
+    assert (opts.embed_subtitles, opts.thumbnail, opts.playlist_id, opts.made_for_kids) == (True, "frame", "PL123",
+                                                                                          True)
+    assert opts.music_dir == str(music.resolve())
+    plain = GenerateOptions.parse(_options(build_parser().parse_args(["run", "t.txt", "--recipe", "generate"]),
+                                           Settings(), 1))
+    assert (plain.media_provider, plain.motion, plain.made_for_kids, plain.synthetic_media) == ("none", False, False,
+                                                                                              True)
