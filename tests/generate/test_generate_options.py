@@ -189,3 +189,18 @@ def test_the_run_command_flags_of_issue_16_land_in_the_batch_options(tmp_path: A
                                            Settings(), 1))
     assert (plain.media_provider, plain.motion, plain.made_for_kids, plain.synthetic_media) == ("none", False, False,
                                                                                               True)
+
+
+def test_csv_rows_carry_the_issue_16_columns() -> None:
+    """music_dir, media_provider, thumbnail and playlist_id per row; a bad provider is that row's error only."""
+    from pipeline.recipes.generate.topics import parse_topics
+
+    parsed = parse_topics("topic,music_dir,media_provider,thumbnail,playlist_id\n"
+                          "Tides,/srv/music,Openverse,frame,PL1\nComets,,bogus,,\nStars,,,,\n")
+    assert [i["source"] for i in parsed.items] == ["Tides", "Stars"]
+    assert parsed.items[0]["meta"] == {"music_dir": "/srv/music", "media_provider": "openverse", "thumbnail": "frame",
+                                       "playlist_id": "PL1"}
+    assert [(b.line_no, b.reason) for b in parsed.invalid] == [
+        (3, "media_provider must be one of none, openverse, pexels, pixabay")]
+    opts = GenerateOptions.parse({"media_provider": "none"}).for_item(parsed.items[0])
+    assert (opts.media_provider, opts.thumbnail, opts.music_dir) == ("openverse", "frame", "/srv/music")

@@ -1,5 +1,6 @@
 """The narration's audio plumbing: every clip as 48 kHz mono PCM, where speech starts and ends in it, and the
 joined track's loudness normalization (EBU R128 in two passes) and AAC encoding.
+The music bed (:mod:`pipeline.recipes.generate.music`) mixes into the joined track before that one pass.
 
 Every clip is decoded to the same PCM format before joining, so the join is a byte
 concatenation and scene starts are exact sample counts, not probe estimates (an MP3
@@ -14,7 +15,9 @@ import array
 import json
 import math
 import os
+import re
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline import errors
@@ -96,9 +99,8 @@ def pcm_duration(wav: Path) -> float:
     return frames / rate
 
 
-def join_and_encode(clips: list[Path], out: Path, joined: Path) -> None:
-    """Concatenate the clips' PCM into ``joined`` (exact: same format), normalize loudness once and encode AAC
-    into ``out``; ``joined`` is scratch and removed."""
+def join_pcm(clips: list[Path], joined: Path) -> None:
+    """Concatenate the clips' PCM into ``joined``: exact, because every clip is in the common format."""
     with wave.open(str(joined), "wb") as dst:
         dst.setnchannels(1)
         dst.setsampwidth(2)
@@ -106,21 +108,45 @@ def join_and_encode(clips: list[Path], out: Path, joined: Path) -> None:
         for clip in clips:
             with wave.open(str(clip), "rb") as src:
                 dst.writeframes(src.readframes(src.getnframes()))
+
+
+def normalize_encode(src: Path, out: Path, *, channels: int = 1, bitrate: str = "128k",
+                     cancelled: Callable[[], bool] | None = None) -> None:
+    """Normalize ``src`` to -16 LUFS (loudnorm, two passes) and encode it as AAC into ``out``, atomically.
+
+    The one loudness pass of the master stage, for the narration alone or for narration and
+    music mixed: whatever is in ``src`` is what the listener hears at -16 LUFS.
+    """
     tmp = out.with_name(f".tmp-{out.name}")
     try:
-        run_ffmpeg(["-y", "-i", str(joined), "-af", loudnorm_filter(measure_loudness(joined)),
-                    "-ar", str(SAMPLE_RATE), "-ac", "1", "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart",
-                    "-f", "mp4", str(tmp)], what="encoding narration.m4a", timeout=FFMPEG_TIMEOUT_S)
+        run_ffmpeg(["-y", "-i", str(src), "-af", loudnorm_filter(measure_loudness(src, cancelled)),
+                    "-ar", str(SAMPLE_RATE), "-ac", str(channels), "-c:a", "aac", "-b:a", bitrate,
+                    "-movflags", "+faststart", "-f", "mp4", str(tmp)],
+                   what=f"encoding {out.name}", timeout=FFMPEG_TIMEOUT_S, cancelled=cancelled)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-        joined.unlink(missing_ok=True)
 
 
-def measure_loudness(path: Path) -> dict[str, str] | None:
+def integrated_lufs(args: list[str], what: str, cancelled: Callable[[], bool] | None = None) -> float | None:
+    """Run ffmpeg ``args`` (which must pass the audio through ``ebur128=framelog=verbose``) and return the
+    integrated loudness its summary prints; None when there is none. ebur128 passes audio on unchanged,
+    so a decode and its measurement are one pass (loudnorm would alter what it measures)."""
+    proc = run_ffmpeg(args, what=what, timeout=FFMPEG_TIMEOUT_S, loglevel="info", cancelled=cancelled)
+    text = proc.stderr
+    at = text.rfind("Summary:")
+    found = re.search(r"I:\s+(-?[\d.]+|-inf) LUFS", text[at:]) if at >= 0 else None
+    if not found:
+        return None
+    value = float(found.group(1))
+    return value if math.isfinite(value) else None
+
+
+def measure_loudness(path: Path, cancelled: Callable[[], bool] | None = None) -> dict[str, str] | None:
     """loudnorm's first pass (``print_format=json``) over ``path``; None when ffmpeg printed nothing usable."""
     proc = run_ffmpeg(["-i", str(path), "-af", f"{LOUDNORM}:print_format=json", "-f", "null", "-"],
-                      what="measuring loudness", timeout=FFMPEG_TIMEOUT_S, loglevel="info")  # loudnorm prints at info
+                      what="measuring loudness", timeout=FFMPEG_TIMEOUT_S, loglevel="info",
+                      cancelled=cancelled)  # loudnorm prints at info
     text = proc.stderr
     start, end = text.rfind("{"), text.rfind("}")
     try:

@@ -2,7 +2,9 @@
 
 CSV columns (header required, any order, all but ``topic`` optional): topic, voice, style,
 length (seconds), aspect (9:16 or 16:9), privacy (public, unlisted, private), publish_at
-(ISO 8601; implies private until then), pace (fast, normal, slow). A bad row is reported
+(ISO 8601; implies private until then), pace (fast, normal, slow), music_dir (a folder of tracks
+or one file), media_provider (none, openverse, pexels, pixabay), thumbnail (title, frame, none),
+playlist_id. A bad row is reported
 with its line number and skipped; the rest of the batch runs.
 """
 
@@ -16,7 +18,8 @@ from typing import Any
 from pipeline.common.lines import InvalidLine
 from pipeline.recipes.generate.options import parse_row
 
-COLUMNS = ("topic", "voice", "style", "length", "aspect", "privacy", "publish_at", "pace")
+COLUMNS = ("topic", "voice", "style", "length", "aspect", "privacy", "publish_at", "pace", "music_dir",
+           "media_provider", "thumbnail", "playlist_id")
 _ROW_KEY = {"length": "length_s"}  # a column whose option has another name
 
 
