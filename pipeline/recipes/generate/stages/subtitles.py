@@ -6,29 +6,32 @@ pauses and scene changes, so a cue never straddles two sentences or two pictures
 Without word timings (an engine that gives none) each scene's narration is shared over
 the scene's time by characters, which build_cues does for segments without words.
 
-The SRT keeps the broadcast 42-character lines: players draw it at their own size.
-The ASS is drawn by us, on the video: ``PlayResX/PlayResY`` equal the video size
-(otherwise libass scales sizes from a 384×288 canvas, see NOTES), the style is 64 px
-DejaVu Sans Bold at 1080 px (scaled with the short side) with an outline, above the
-bottom UI band, and its lines are cut shorter when 42 characters of that font would
-not fit the frame width (≈ 22 on a 1080 px wide vertical video). Every ASS line is
-measured with the real font, so nothing is wrapped again or cropped by libass.
+The SRT keeps the broadcast 42-character, 2-line cues whatever the caption style: players
+draw it at their own size. The ASS is drawn by us, on the video, in the style the
+``caption_*`` options choose (:mod:`pipeline.recipes.generate.captions`: presets, colours,
+box, position, line count, word-by-word highlight); its lines are cut shorter when 42
+characters of the caption font would not fit the frame width, measured with the real font.
 
-Idempotent: both files present and the ASS carrying the fingerprint of its inputs.
+edge-tts reports words without punctuation (Microsoft's WordBoundary events carry the bare
+word), which would also hide sentence ends from the phrasing: words are matched back to the
+scene's script first (:func:`restore_punctuation`), so both files read like the script.
+
+Idempotent: both files present and the ASS carrying the fingerprint of its inputs (and of the style).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
-
-from PIL import ImageFont
 
 from pipeline import errors
 from pipeline.common.formats import build_cues, to_srt
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
-from pipeline.recipes.generate.video import NARRATION, PLAN, font_path, plan_size, read_json
+from pipeline.recipes.generate import captions
+from pipeline.recipes.generate.options import options_of
+from pipeline.recipes.generate.video import NARRATION, PLAN, plan_size, read_json
 from state.storage import atomic_write_bytes
 
 SRT = "subtitles.srt"
@@ -38,7 +41,7 @@ MAX_LINES = 2
 PAUSE_S = 0.6  # a silence this long starts a new phrase
 CUT_SLACK_S = 0.05
 SENTENCE_END = (".", "!", "?", "…", "。", "！", "？")
-FONT_NAME = "DejaVu Sans"
+LOOKAHEAD = 4  # script tokens searched for a TTS word before it is kept as spoken
 
 
 def phrases(words: list[dict[str, Any]], breaks: list[float] | None = None) -> list[dict[str, Any]]:
@@ -77,7 +80,7 @@ def phrases(words: list[dict[str, Any]], breaks: list[float] | None = None) -> l
 def transcript_from(narration: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
     """A formats-style transcript: timed words when narration has them, else scene texts over scene times."""
     scenes = [s for s in narration.get("scenes") or [] if isinstance(s, dict)]
-    words = [w for w in narration.get("words") or [] if isinstance(w, dict)]
+    words = restore_punctuation([w for w in narration.get("words") or [] if isinstance(w, dict)], plan)
     if words:
         return {"segments": phrases(words, [float(s.get("start") or 0.0) for s in scenes])}
     texts = {int(s.get("index", k)): str(s.get("narration") or "")
@@ -87,82 +90,55 @@ def transcript_from(narration: dict[str, Any], plan: dict[str, Any]) -> dict[str
     return {"segments": [s for s in segs if s["text"].strip() and s["end"] > s["start"]]}
 
 
-# ---------------------------------------------------------------- ASS
+# ---------------------------------------------------------------- edge-tts words → the script's words
 
 
-def ass_style(width: int, height: int) -> dict[str, int]:
-    """Sizes in video pixels: 64 px text, outline and margins at 1080 px, scaled with the short side."""
-    k = min(width, height) / 1080
-    portrait = height > width
-    return {
-        "size": max(10, round(64 * k)),
-        "outline": max(1, round(4 * k)),
-        "shadow": max(0, round(2 * k)),
-        "margin_lr": round(width * 0.06),
-        # Vertical videos: keep clear of the Shorts/Reels buttons and caption band at the bottom.
-        "margin_v": round(height * (0.14 if portrait else 0.07)),
-    }
+def _norm(token: str) -> str:
+    return re.sub(r"[\W_]+", "", token.casefold())
 
 
-def _ass_time(ms: int) -> str:
-    cs = max(0, ms) // 10  # floor: monotonic, so non-overlapping cues stay non-overlapping
-    h, rem = divmod(cs, 360_000)
-    m, rem = divmod(rem, 6000)
-    s, c = divmod(rem, 100)
-    return f"{h}:{m:02d}:{s:02d}.{c:02d}"
+def restore_punctuation(words: list[dict[str, Any]], plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Words with the script's spelling and punctuation where they match it (edge-tts drops punctuation).
+
+    Each word is matched, in order, against its scene's narration tokens, looking a few tokens
+    ahead so a word the voice said differently ("100" spoken as "one hundred") keeps the spoken
+    form without losing the place. espeak-ng's words are the script's tokens already: a no-op.
+    """
+    texts = {int(s.get("index", k)): str(s.get("narration") or "").split()
+             for k, s in enumerate(plan.get("scenes") or [], 1) if isinstance(s, dict)}
+    pos: dict[int, int] = {}
+    out = []
+    for w in words:
+        scene = w.get("scene")
+        sc = int(scene) if isinstance(scene, int | float) else None
+        toks = texts.get(sc) if sc is not None else None
+        text = str(w.get("text") or w.get("word") or "")
+        if sc is not None and toks and _norm(text):
+            p = pos.get(sc, 0)
+            for q in range(p, min(p + LOOKAHEAD, len(toks))):
+                if _norm(toks[q]) == _norm(text):
+                    text, pos[sc] = toks[q], q + 1
+                    break
+        out.append({**w, "text": text})
+    return out
 
 
-def _ass_escape(line: str) -> str:
-    # "{…}" is an override block and "\N" a break in ASS: keep narration text literal.
-    return line.replace("\\", "/").replace("{", "(").replace("}", ")")
+def word_timing(narration: dict[str, Any]) -> str:
+    """Where the word times came from: "measured" (edge-tts boundaries), "estimated" (espeak-ng), "mixed", "none"."""
+    if not narration.get("words"):
+        return "none"
+    kinds = {"measured" if s.get("engine") == "edge-tts" else "estimated"
+             for s in narration.get("scenes") or [] if isinstance(s, dict) and s.get("engine") != "silence"}
+    if not kinds:  # scenes without an engine: the document's own
+        kinds = {"measured" if narration.get("engine") == "edge-tts" else "estimated"}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
-def ass_chars(transcript: dict[str, Any], width: int, style: dict[str, int]) -> int:
-    """Longest line length (≤ 42) whose cues all fit the frame width in the burn-in font."""
-    font = ImageFont.truetype(str(font_path(bold=True)), style["size"])
-    room = width - 2 * style["margin_lr"] - 2 * style["outline"]
-    n = min(MAX_CHARS, max(8, int(room / (0.6 * style["size"]))))
-    while n > 8:
-        cues = build_cues(transcript, n, MAX_LINES)
-        if all(font.getlength(line) <= room for c in cues for line in c.lines):
-            return n
-        n -= 1
-    return n
-
-
-def to_ass(transcript: dict[str, Any], width: int, height: int, key: str = "") -> tuple[str, int]:
-    """The ASS document and the line length used."""
-    st = ass_style(width, height)
-    chars = ass_chars(transcript, width, st)
-    head = [
-        "[Script Info]",
-        f"; tubemill-key: {key}",
-        "ScriptType: v4.00+",
-        f"PlayResX: {width}",
-        f"PlayResY: {height}",
-        "WrapStyle: 0",
-        "ScaledBorderAndShadow: yes",
-        "YCbCr Matrix: TV.709",
-        "",
-        "[V4+ Styles]",
-        "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, "
-        "Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, "
-        "MarginR, MarginV, Encoding",
-        f"Style: Default,{FONT_NAME},{st['size']},&H00FFFFFF,&H000000FF,&H00000000,&H80000000,-1,0,0,0,100,100,0,0,"
-        f"1,{st['outline']},{st['shadow']},2,{st['margin_lr']},{st['margin_lr']},{st['margin_v']},1",
-        "",
-        "[Events]",
-        "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text",
-    ]
-    events = [f"Dialogue: 0,{_ass_time(c.start_ms)},{_ass_time(c.end_ms)},Default,,0,0,0,,"
-              + "\\N".join(_ass_escape(x) for x in c.lines)
-              for c in build_cues(transcript, chars, MAX_LINES)]
-    return "\n".join(head + events) + "\n", chars
-
-
-def _key(narration: dict[str, Any], plan: dict[str, Any], size: tuple[int, int]) -> str:
+def _key(narration: dict[str, Any], plan: dict[str, Any], size: tuple[int, int],
+         style: captions.CaptionStyle) -> str:
     basis = {"words": narration.get("words"), "scenes": narration.get("scenes"), "size": size,
-             "texts": [s.get("narration") for s in plan.get("scenes") or [] if isinstance(s, dict)], "v": 1}
+             "texts": [s.get("narration") for s in plan.get("scenes") or [] if isinstance(s, dict)],
+             "style": style.key(), "v": 2}
     return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -183,19 +159,25 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     plan = read_json(ctx.path(PLAN), "plan")
     narration = read_json(ctx.path(NARRATION), "narrate")
     size = plan_size(plan)
-    key = _key(narration, plan, size)
+    style = captions.resolve(options_of(ctx).for_item(item), *size)
+    key = _key(narration, plan, size, style)
     artifacts = {"srt": str(ctx.path(SRT)), "ass": str(ctx.path(ASS))}
     if _existing_key(ctx) == key:
         return StageResult(artifacts=artifacts, meta={"subtitles_reused": True})
+    style = captions.install_font(style, ctx.workdir)
     transcript = transcript_from(narration, plan)
-    srt = to_srt(transcript, MAX_CHARS, MAX_LINES)
-    ass, chars = to_ass(transcript, *size, key=key)
+    srt = to_srt(transcript, MAX_CHARS, MAX_LINES)  # players draw the SRT: broadcast lines, whatever the style
+    ass, chars = captions.to_ass(transcript, *size, style, key=key)
     atomic_write_bytes(ctx.path(SRT), srt.encode("utf-8"))
     atomic_write_bytes(ctx.path(ASS), ass.encode("utf-8"))  # last: its key marks the pair complete
     ctx.progress(1.0)
     cues = len(build_cues(transcript, MAX_CHARS, MAX_LINES))
-    return StageResult(artifacts=artifacts, meta={"cues": cues, "ass_line_chars": chars,
-                                                  "word_timed": bool(narration.get("words"))})
+    meta: dict[str, Any] = {"cues": cues, "ass_line_chars": chars, "word_timed": bool(narration.get("words")),
+                            "caption_style": style.preset, "caption_words": style.words}
+    meta["word_timing"] = word_timing(narration)
+    if style.font_note:
+        meta["caption_font_fallback"] = style.font_note
+    return StageResult(artifacts=artifacts, meta=meta)
 
 
 register(Stage("subtitles", run, resource="cpu", doc="narration.json → subtitles.srt + subtitles.ass"))
