@@ -1,6 +1,6 @@
 """Render figures: our render stage vs moviepy on the same 60 s, 1080x1920, 30 fps, 12-scene video, in one run.
 
-    python bench/render.py [--seconds 60] [--scenes 12] [--no-moviepy] [--no-extras]
+    python bench/render.py [--seconds 60] [--scenes 12] [--no-moviepy] [--no-extras] [--no-motion]
 
 Inputs are made here: 12 stills by our frames stage, 60 s of narration (espeak-ng
 speech, one utterance per scene, padded to the length; a tone when espeak-ng is
@@ -12,10 +12,17 @@ subtitles stage. Then, each from a clean item folder:
    ``concatenate_videoclips``, ``with_audio(AudioFileClip)``, ``write_videofile(fps=30)``
    with its default settings (libx264 ``medium``, mp3 audio), same scene durations;
 3. extras (skipped with ``--no-extras``): ours with subtitle burn-in, and ours with
-   libx264 ``veryfast`` + ``stillimage`` instead of ``ultrafast`` (the preset choice).
+   libx264 ``veryfast`` + ``stillimage`` instead of ``ultrafast`` (the preset choice);
+4. footage and motion (skipped with ``--no-motion``): ours with ``motion`` on (every still
+   zooms or pans); a footage mix (every third scene a stock-like clip: 1920x1080, 30 fps,
+   H.264, 3 s, so it loops and is scaled and cropped, with its text layer on top, as
+   ``visuals.json`` and the frames stage leave them); and the footage mix with motion.
 
 Every output is probed. The last line printed is a JSON object: ``speedup_vs_moviepy``
-(moviepy wall ÷ ours), ``realtime_factor`` (ours ÷ video length), the encoder and walls.
+(moviepy wall ÷ ours), ``realtime_factor`` (ours ÷ video length), ``motion_realtime_factor``,
+``footage_realtime_factor``, ``footage_motion_realtime_factor``, the encoder and walls, each
+render's CPU seconds (``*_cpu_s``: what it costs whatever else runs) and the 1-minute load average
+before and after (``load_before``, ``load_after``): on a shared machine, read the walls with the load.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -35,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.common import ffmpeg as ff  # noqa: E402
 from pipeline.engine.stage import StageContext  # noqa: E402
-from pipeline.recipes.generate import video  # noqa: E402
+from pipeline.recipes.generate import footage, video  # noqa: E402
 from pipeline.recipes.generate.stages import frames, render, subtitles  # noqa: E402
 
 W, H, FPS = 1080, 1920, 30
@@ -112,14 +120,49 @@ def clone(src: Path, dst: Path) -> Path:
     for name in ("plan.json", "narration.json", "narration.m4a", "subtitles.ass", "subtitles.srt"):
         shutil.copy2(src / name, dst / name)
     shutil.copytree(src / "frames", dst / "frames")
+    if (src / "media").exists():
+        shutil.copytree(src / "media", dst / "media")
+        shutil.copy2(src / "visuals.json", dst / "visuals.json")
     return dst
 
 
+def make_footage(base: Path, scenes: int, every: int = 3) -> list[int]:
+    """Stock-like clips for every ``every``-th scene, their text layers, and the visuals.json naming them."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    (base / "media").mkdir()
+    chosen = [k for k in range(1, scenes + 1) if k % every == 2 % every]
+    font = ImageFont.truetype(str(video.font_path(bold=True)), 64)
+    entries = []
+    for k in range(1, scenes + 1):
+        if k not in chosen:
+            entries.append({"index": k, "kind": "generated", "path": None})
+            continue
+        rel = f"media/scene-{k:03d}.mp4"
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=s=1920x1080:r=30:d=3", "-c:v", "libx264", "-preset", "veryfast",
+               "-crf", "23", "-pix_fmt", "yuv420p", str(base / rel))
+        layer = Image.new("RGBA", (W, H), (0, 0, 0, 0))
+        ImageDraw.Draw(layer).text((W // 2, int(H * 0.35)), LINES[(k - 1) % len(LINES)][:24], font=font,
+                                   fill="white", stroke_width=4, stroke_fill="black", anchor="mm")
+        layer.save(base / footage.text_png(k))
+        entries.append({"index": k, "kind": "video", "path": rel, "provider": "local", "duration": 3.0,
+                        "width": 1920, "height": 1080})
+    (base / "visuals.json").write_text(json.dumps({"provider": "local", "scenes": entries, "errors": []}))
+    return chosen
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the ffmpegs): what a run costs whatever the load."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def timed_render(workdir: Path, home: Path, **options: Any) -> tuple[float, dict[str, Any]]:
-    t0 = time.perf_counter()
+    """Wall seconds and render.json, with ``cpu_s`` (CPU seconds the render took) added."""
+    t0, c0 = time.perf_counter(), cpu_seconds()
     render.run({}, context(workdir, home, "render", **options))
     wall = time.perf_counter() - t0
-    return wall, json.loads((workdir / "render.json").read_text())
+    return wall, {**json.loads((workdir / "render.json").read_text()), "cpu_s": round(cpu_seconds() - c0, 2)}
 
 
 def moviepy_render(workdir: Path, durations: list[float]) -> float:
@@ -141,6 +184,7 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=12)
     ap.add_argument("--no-moviepy", action="store_true")
     ap.add_argument("--no-extras", action="store_true")
+    ap.add_argument("--no-motion", action="store_true")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="tubemill-bench-render-") as tmp:
@@ -172,7 +216,8 @@ def main() -> None:
         result: dict[str, Any] = {"encoder": ours["encoder"], "render_wall_s": round(ours_wall, 3),
                                   "video_s": video_s, "realtime_factor": round(ours_wall / video_s, 4),
                                   "video_mb": round(ours["bytes"] / 1e6, 3), "frames_wall_s": round(frames_wall, 3),
-                                  "narration": engine, "cpu_cores": os.cpu_count()}
+                                  "narration": engine, "cpu_cores": os.cpu_count(), "render_cpu_s": ours["cpu_s"],
+                                  "load_before": round(os.getloadavg()[0], 2)}
 
         if not args.no_extras:
             burn_wall, burn = timed_render(clone(base, root / "burn"), home, burn_subtitles=True)
@@ -192,6 +237,32 @@ def main() -> None:
             result.update(burn_wall_s=round(burn_wall, 3), veryfast_wall_s=round(vf_wall, 3),
                           veryfast_mb=round(vf["bytes"] / 1e6, 3))
 
+        if not args.no_motion:
+            mo_wall, mo = timed_render(clone(base, root / "motion"), home, motion=True)
+            print(f"motion    : {mo_wall:6.2f}s  {mo['bytes'] / 1e6:.2f} MB (every still zooms or pans) "
+                  f"-> {mo_wall / video_s:.3f}x real time (target <= 0.5); CPU {mo['cpu_s']}s vs {ours['cpu_s']}s")
+            mix = root / "mix"
+            mix.mkdir()
+            for name in ("plan.json", "narration.json", "narration.m4a", "subtitles.ass", "subtitles.srt"):
+                shutil.copy2(base / name, mix / name)
+            shutil.copytree(base / "frames", mix / "frames")
+            chosen = make_footage(mix, args.scenes)
+            fo_wall, fo = timed_render(clone(mix, root / "footage"), home)
+            print(f"footage   : {fo_wall:6.2f}s  {fo['bytes'] / 1e6:.2f} MB ({len(chosen)} of {args.scenes} scenes "
+                  f"1920x1080 clips) -> {fo_wall / video_s:.3f}x real time; CPU {fo['cpu_s']}s")
+            fm_wall, fm = timed_render(clone(mix, root / "footage-motion"), home, motion=True)
+            print(f"footage+mo: {fm_wall:6.2f}s  {fm['bytes'] / 1e6:.2f} MB -> {fm_wall / video_s:.3f}x real time; "
+                  f"CPU {fm['cpu_s']}s")
+            for rec in (mo, fo, fm):
+                assert rec["checked"] and not rec["footage_fallbacks"], rec
+            result.update(motion_wall_s=round(mo_wall, 3), motion_realtime_factor=round(mo_wall / video_s, 4),
+                          motion_mb=round(mo["bytes"] / 1e6, 3), footage_scenes=len(chosen),
+                          footage_wall_s=round(fo_wall, 3), footage_realtime_factor=round(fo_wall / video_s, 4),
+                          footage_mb=round(fo["bytes"] / 1e6, 3), footage_motion_wall_s=round(fm_wall, 3),
+                          footage_motion_realtime_factor=round(fm_wall / video_s, 4),
+                          footage_motion_mb=round(fm["bytes"] / 1e6, 3), motion_cpu_s=mo["cpu_s"],
+                          footage_cpu_s=fo["cpu_s"], footage_motion_cpu_s=fm["cpu_s"])
+
         if not args.no_moviepy:
             mp_dir = clone(base, root / "moviepy")
             durations = [s.frames / FPS for s in render.scene_frames(plan, json.loads(
@@ -205,6 +276,7 @@ def main() -> None:
             result.update(moviepy_wall_s=round(mp_wall, 3), speedup_vs_moviepy=round(mp_wall / ours_wall, 2))
             print(f"speedup vs moviepy: {mp_wall / ours_wall:.2f}x (target >= 2); "
                   f"realtime factor {ours_wall / video_s:.3f} (target <= 0.35)")
+        result["load_after"] = round(os.getloadavg()[0], 2)
         print(json.dumps(result))
 
 

@@ -27,15 +27,10 @@ duration (narration.json's own, exact, when it agrees with the probed track with
 else the probed one), and are cut on whole frames from cumulative times (rounding never drifts).
 
 Encoder: the fastest that really works (``pipeline.common.ffmpeg.detect_encoder``: nvenc, vaapi, qsv,
-videotoolbox, else libx264 ``ultrafast`` + ``stillimage``, constant qp 17, 10 s GOPs without
-scene cut). Measured with ``bench/render.py`` on 2 cores (60 s, 1080×1920, 12 scenes):
-ours 4.3–4.6 s (≈ 0.07× real time, 2.5 MB), with burn-in ≈ 5.8 s, with ``veryfast``
-≈ 7.4 s (1.2 MB), moviepy's defaults ≈ 18 s (so ≈ 4× faster; the first run of the session was
-6.0 s, 3.1×). Both presets give SSIM ≥ 0.996 against the PNG on a still; ultrafast costs
-half the CPU for twice the bytes, and CPU is what a 2-core mill runs out of (two items
-render at once), while 2.5 MB a minute is nothing to upload. Not done (an estimate, not
-measured): encoding one short GOP per scene and repeating it with ``-c copy`` could cut the
-encode several times more, but multiplies I-frames (bigger files) for a stage already at 0.07×.
+videotoolbox, else libx264 ``ultrafast`` + ``stillimage``, constant qp 17, 10 s GOPs without scene cut):
+≈ 0.07× real time for 60 s at 1080×1920 on 2 cores, ≈ 4× faster than moviepy (``bench/render.py``).
+ultrafast and veryfast both give SSIM ≥ 0.996 on a still; ultrafast costs half the CPU for twice the
+bytes, and CPU is what a 2-core mill runs out of, while 2.5 MB a minute is nothing to upload.
 
 Burn-in (option ``burn_subtitles``): each segment's frames get their absolute timestamps
 before the ``subtitles`` filter draws ``subtitles.ass`` and are shifted back to 0 after it,
@@ -48,9 +43,13 @@ The file is checked with ffprobe before it becomes ``video.mp4``: duration withi
 the audio, 30 fps, the plan's size, one video and one audio stream, and video and audio
 stream durations within 0.1 s of each other; a failed check raises PermanentError.
 
+Footage and motion (:mod:`~pipeline.recipes.generate.footage`): clip scenes and moving stills are
+segments like any other, in the same pool, named by their inputs (clip path+stat, the move).
+``embed_subtitles`` muxes ``subtitles.srt`` as a soft mov_text track (the check then wants it).
+
 Options (:class:`~pipeline.recipes.generate.options.GenerateOptions`): ``burn_subtitles``, ``encoder``
 (``auto`` or an encoder name), ``render_workers`` (parallel segment encodes; default the core count),
-``audio_bitrate``.
+``audio_bitrate``, ``motion``, ``embed_subtitles``, ``default_language`` (the soft track's language).
 """
 
 from __future__ import annotations
@@ -59,10 +58,8 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +67,12 @@ from pipeline import errors
 from pipeline.common.ffmpeg import Encoder, detect_encoder, probe, run_ffmpeg
 from pipeline.common.parallel import each_done
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
+from pipeline.recipes.generate import captions, footage
+from pipeline.recipes.generate.footage import Segment, Source, mux_args, scene_sources, segment_args
 from pipeline.recipes.generate.options import options_of
 from pipeline.recipes.generate.stages import master
 from pipeline.recipes.generate.stages.narrate import NARRATION_AUDIO
-from pipeline.recipes.generate.video import FPS, NARRATION, PLAN, font_path, plan_size, read_json, scene_png
+from pipeline.recipes.generate.video import FPS, NARRATION, PLAN, plan_size, read_json, scene_png
 from state.storage import atomic_write_bytes
 
 log = logging.getLogger("tubemill.render")
@@ -81,17 +80,9 @@ log = logging.getLogger("tubemill.render")
 VIDEO = "video.mp4"
 RENDER_JSON = "render.json"
 SUBTITLES_ASS = "subtitles.ass"
+SUBTITLES_SRT = "subtitles.srt"
 TOLERANCE_S = 0.1
 CLOCK_AGREE_S = 0.05  # narration.json and the mastered track agree to ~1 ms; AAC framing is 21 ms
-COLOR_TAGS = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]
-
-
-@dataclass(frozen=True)
-class Segment:
-    index: int
-    png: str  # workdir-relative
-    start_frame: int
-    frames: int
 
 
 # ---------------------------------------------------------------- timing
@@ -141,40 +132,6 @@ def scene_frames(plan: dict[str, Any], narration: dict[str, Any], audio_s: float
 # ---------------------------------------------------------------- encoding
 
 
-_SAFE_PATH = re.compile(r"^[\w./+@-]+$")
-
-
-def _subtitles_filter() -> str:
-    """The libass filter on ``subtitles.ass`` (relative: ffmpeg runs in the workdir, no path escaping)."""
-    fonts = font_path(bold=True).parent
-    extra = f":fontsdir={fonts}" if _SAFE_PATH.match(str(fonts)) else ""  # else fontconfig finds DejaVu
-    return f"subtitles=filename={SUBTITLES_ASS}{extra}"
-
-
-def segment_args(seg: Segment, out: str, enc: Encoder, size: tuple[int, int], *, burn: bool,
-                 threads: int, fps: int = FPS) -> list[str]:
-    """ffmpeg arguments for one scene: one decode, one colour conversion, ``frames`` identical frames."""
-    w, h = size
-    chain = [
-        f"scale={w}:{h}:out_color_matrix=bt709:out_range=tv:flags=bicubic",
-        "format=yuv420p",
-        f"loop=loop={seg.frames - 1}:size=1:start=0",
-        f"settb=1/{fps}",
-    ]
-    if burn:
-        chain += [f"setpts=N+{seg.start_frame}", _subtitles_filter(), "setpts=PTS-STARTPTS"]
-    else:
-        chain.append("setpts=N")
-    if enc.filter_tail:
-        chain.append(enc.filter_tail)
-    return [
-        "-y", *enc.global_args, "-framerate", str(fps), "-i", seg.png,
-        "-vf", ",".join(chain), "-frames:v", str(seg.frames), "-r", str(fps), "-an",
-        *enc.args(threads), *COLOR_TAGS, "-video_track_timescale", str(fps * 512),
-        "-f", "mp4", out,
-    ]
-
-
 def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -184,62 +141,77 @@ def _stat(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
-def _encode_segments(ctx: StageContext, wd: Path, segs: list[Segment], enc: Encoder, size: tuple[int, int],
-                     burn: bool, seg_dir: Path) -> list[Path]:
-    """Encode missing segments in parallel (ffmpeg runs in ``wd``); returns every segment's path in order."""
+def _encode_segments(ctx: StageContext, wd: Path, segs: list[Segment], srcs: list[Source], enc: Encoder,
+                     size: tuple[int, int], burn: bool, seg_dir: Path) -> tuple[list[Path], list[str]]:
+    """Encode missing segments in parallel (ffmpeg runs in ``wd``): every segment's path in order, and the
+    scenes whose clip would not decode (shown as their still instead)."""
     ass_stat = _stat(ctx.path(SUBTITLES_ASS)) if burn else None
     paths, todo = [], []
-    for seg in segs:
+    for seg, src in zip(segs, srcs, strict=True):
         png = ctx.path(seg.png)
         if not png.exists():
             raise errors.PermanentError(f"{seg.png} is missing: the frames stage has not finished")
-        fp = _fingerprint(_stat(png), enc.name, enc.codec_args, size, seg.frames, seg.start_frame if burn else 0,
-                          ass_stat)
-        path = seg_dir / f"seg-{seg.index:02d}-{seg.frames}f-{fp}.mp4"
+        path = seg_dir / f"seg-{seg.index:02d}-{seg.frames}f-{_seg_fp(seg, src, png, enc, size, burn, ass_stat)}.mp4"
         paths.append(path)
         if not path.exists():
-            todo.append((seg, path))
+            todo.append((seg, src, path))
     total = sum(s.frames for s in segs) or 1
-    done = total - sum(s.frames for s, _ in todo)
+    done = total - sum(s.frames for s, _, _ in todo)
     cpus = os.cpu_count() or 1
     workers = max(1, min(len(todo) or 1, options_of(ctx).render_workers or cpus))
     threads = max(1, cpus // workers)
+    fallbacks: list[str] = []
+    fontsdir = captions.FONTS_DIR if (wd / captions.FONTS_DIR).is_dir() else None  # a caption_font file
 
-    def encode(seg: Segment, path: Path) -> int:
+    def encode(seg: Segment, src: Source, path: Path) -> int:
         if ctx.cancelled():
             raise errors.Cancelled("render cancelled")
         part = path.with_name(path.name + ".part")
-        run_ffmpeg(segment_args(seg, os.path.relpath(part, wd), enc, size, burn=burn, threads=threads), cwd=wd,
-                   cancelled=ctx.cancelled, what=f"encoding scene {seg.index}")
+        args = segment_args(seg, src, os.path.relpath(part, wd), enc, size, burn=burn, threads=threads,
+                            fontsdir=fontsdir)
+        # A looped clip whose frames never decode would loop for ever: clips get a deadline.
+        limit = 120 + seg.frames / 2 if src.kind == "clip" else None
+        try:
+            run_ffmpeg(args, cwd=wd, cancelled=ctx.cancelled, what=f"encoding scene {seg.index}", timeout=limit)
+        except (errors.PermanentError, errors.RetryableError) as exc:
+            if src.kind != "clip":
+                raise
+            # A clip that will not decode costs its scene the footage, never the video: the still instead.
+            log.warning("scene %d: clip failed, its still is shown: %s", seg.index, exc)
+            fallbacks.append(f"scene {seg.index}: clip failed to encode, its still is shown: {str(exc)[-200:]}")
+            run_ffmpeg(segment_args(seg, Source(), os.path.relpath(part, wd), enc, size, burn=burn,
+                                    threads=threads, fontsdir=fontsdir), cwd=wd, cancelled=ctx.cancelled,
+                       what=f"encoding scene {seg.index}")
         os.replace(part, path)
         return seg.frames
 
     for _, frames in each_done(lambda job: encode(*job), todo, workers, "render"):
         done += frames
         ctx.progress(0.9 * done / total)  # from the stage's own thread
-    return paths
+    return paths, fallbacks
 
 
-def mux_args(list_file: str, audio: str, audio_s: float, audio_codec: str, out: str, bitrate: str) -> list[str]:
-    audio_opts = ["-c:a", "copy"] if audio_codec == "aac" else ["-c:a", "aac", "-b:a", bitrate]
-    return [
-        "-y", "-f", "concat", "-safe", "0", "-i", list_file, "-i", audio,
-        "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *audio_opts,
-        "-t", f"{audio_s:.3f}", "-movflags", "+faststart", "-f", "mp4", out,
-    ]
+def _seg_fp(seg: Segment, src: Source, png: Path, enc: Encoder, size: tuple[int, int], burn: bool,
+            ass_stat: list[int] | None) -> str:
+    """A segment's name part: its inputs (a plain still's parts as they always were, so old segments stay valid)."""
+    return _fingerprint(_stat(png), enc.name, enc.codec_args, size, seg.frames, seg.start_frame if burn else 0,
+                        ass_stat, *([src.fingerprint()] if src.moving else []))
 
 
 # ---------------------------------------------------------------- checking
 
 
-def check_video(path: Path, audio_s: float, size: tuple[int, int], fps: int = FPS) -> dict[str, Any]:
+def check_video(path: Path, audio_s: float, size: tuple[int, int], fps: int = FPS,
+                subtitle_streams: int = 0) -> dict[str, Any]:
     """Probe the result; PermanentError with the numbers when anything is off."""
     info = probe(path)
     video, audio = info.of("video"), info.of("audio")
     facts: dict[str, Any] = {"duration": round(info.duration, 3), "streams": len(info.streams)}
     problems = []
-    if len(video) != 1 or len(audio) != 1 or len(info.streams) != 2:
-        problems.append(f"{len(video)} video + {len(audio)} audio of {len(info.streams)} streams, want 1 + 1")
+    subs = info.of("subtitle")
+    if len(video) != 1 or len(audio) != 1 or len(subs) != subtitle_streams or len(info.streams) != 2 + len(subs):
+        problems.append(f"{len(video)} video + {len(audio)} audio + {len(subs)} subtitle of {len(info.streams)} "
+                        f"streams, want 1 + 1 + {subtitle_streams}")
     if video:
         v = video[0]
         facts.update(width=v.width, height=v.height, fps=round(v.avg_fps, 3), r_frame_rate=v.r_frame_rate,
@@ -308,36 +280,74 @@ def _inputs(ctx: StageContext) -> tuple[dict[str, Any], dict[str, Any], tuple[in
     return plan, narration, plan_size(plan), burn
 
 
-def _segments_ready(ctx: StageContext, segs: list[Segment], size: tuple[int, int], burn: bool,
-                    enc: Encoder) -> list[Path]:
+def _segments_ready(ctx: StageContext, segs: list[Segment], srcs: list[Source], size: tuple[int, int],
+                    burn: bool, enc: Encoder) -> tuple[list[Path], list[str]]:
     seg_dir = ctx.tmpdir.resolve() / "render"
     seg_dir.mkdir(parents=True, exist_ok=True)
-    return _encode_segments(ctx, ctx.workdir.resolve(), segs, enc, size, burn, seg_dir)
+    return _encode_segments(ctx, ctx.workdir.resolve(), segs, srcs, enc, size, burn, seg_dir)
+
+
+def _encoder(ctx: StageContext, srcs: list[Source]) -> Encoder:
+    """One encoder setting for every segment of a video (see footage.moving_encoder)."""
+    enc = detect_encoder(options_of(ctx).encoder)
+    return footage.moving_encoder(enc) if any(s.moving for s in srcs) else enc
 
 
 def run_encode(item: dict[str, Any], ctx: StageContext) -> StageResult:
     """The scene segments, encoded ahead of the mux while the narration is mastered beside it."""
     started = time.monotonic()
     plan, narration, size, burn = _inputs(ctx)
-    audio_s = _audio(ctx, narration)[1] if ctx.path(_audio_rel(narration)).exists() and master.is_current(ctx) else None
+    audio_s = (_audio(ctx, narration)[1] if ctx.path(_audio_rel(narration)).exists()
+               and master.is_current(ctx, item) else None)
     segs = scene_frames(plan, narration, frame_clock(narration, audio_s))
-    _segments_ready(ctx, segs, size, burn, detect_encoder(options_of(ctx).encoder))
+    srcs, notes = scene_sources(ctx.workdir, segs, options_of(ctx).motion)
+    notes += _segments_ready(ctx, segs, srcs, size, burn, _encoder(ctx, srcs))[1]
     ctx.progress(1.0)
-    return StageResult(meta={"segments": len(segs), "encode_s": round(time.monotonic() - started, 3)})
+    meta: dict[str, Any] = {"segments": len(segs), "encode_s": round(time.monotonic() - started, 3)}
+    return StageResult(meta={**meta, "footage_fallbacks": notes} if notes else meta)
+
+
+def _mux(ctx: StageContext, wd: Path, list_file: Path, audio: Path, audio_s: float, audio_codec: str, part: Path,
+         srt: Path | None) -> str | None:
+    """Mux video.mp4.part; a soft subtitle track that ffmpeg refuses is dropped with the reason, never the video."""
+    opts = options_of(ctx)
+    rel = [os.path.relpath(x, wd) for x in (list_file, audio, part)]
+    if srt is not None:
+        try:
+            run_ffmpeg(mux_args(rel[0], rel[1], audio_s, audio_codec, rel[2], opts.audio_bitrate,
+                                os.path.relpath(srt, wd), opts.default_language),
+                       cwd=wd, cancelled=ctx.cancelled, what="muxing video.mp4")
+            return None
+        except errors.PermanentError as exc:
+            log.warning("soft subtitles left out: %s", exc)
+            problem = f"soft subtitles left out: {str(exc)[-200:]}"
+    else:
+        problem = None
+    run_ffmpeg(mux_args(rel[0], rel[1], audio_s, audio_codec, rel[2], opts.audio_bitrate),
+               cwd=wd, cancelled=ctx.cancelled, what="muxing video.mp4")
+    return problem
 
 
 def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     started = time.monotonic()
     plan, narration, size, burn = _inputs(ctx)
+    opts = options_of(ctx)
     if int(plan.get("fps") or FPS) != FPS:
         log.warning("plan asks for %s fps; rendering %d fps", plan.get("fps"), FPS)
     if narration.get("scenes") and not ctx.path(_audio_rel(narration)).exists():
-        master.master(ctx)  # a batch made before the master stage existed, or a lost track
+        master.master(ctx, item)  # a batch made before the master stage existed, or a lost track
     audio, audio_s, audio_codec = _audio(ctx, narration)
     segs = scene_frames(plan, narration, frame_clock(narration, audio_s))
+    srcs, notes = scene_sources(ctx.workdir, segs, opts.motion)
+    srt: Path | None = ctx.path(SUBTITLES_SRT) if opts.embed_subtitles else None
+    if srt is not None and not srt.exists():
+        notes.append(f"embed_subtitles is on but {SUBTITLES_SRT} is missing: no soft subtitle track")
+        srt = None
     pngs = [_stat(ctx.path(s.png)) if ctx.path(s.png).exists() else None for s in segs]
+    moving = any(s.moving for s in srcs)
+    extra = [[s.fingerprint() for s in srcs], _stat(srt) if srt else None] if moving or srt else []
     key = _fingerprint(size, [(s.png, s.frames) for s in segs], pngs, _stat(audio), burn,
-                       _stat(ctx.path(SUBTITLES_ASS)) if burn else None)
+                       _stat(ctx.path(SUBTITLES_ASS)) if burn else None, *extra)
     out, report = ctx.path(VIDEO), ctx.path(RENDER_JSON)
     artifacts = {"video": str(out), "render": str(report)}
     if out.exists() and report.exists():
@@ -346,12 +356,13 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
         except (OSError, ValueError):
             prev = {}
         if prev.get("checked") and prev.get("key") == key and prev.get("bytes") == out.stat().st_size:
-            return StageResult(artifacts=artifacts, meta={"encoder": prev.get("encoder"), "render_reused": True,
-                                                          "duration": prev.get("duration")})
+            meta = {"encoder": prev.get("encoder"), "render_reused": True, "duration": prev.get("duration")}
+            return StageResult(artifacts=artifacts, meta={**meta, "footage_fallbacks": notes} if notes else meta)
 
-    enc = detect_encoder(options_of(ctx).encoder)
+    enc = _encoder(ctx, srcs)
     wd = ctx.workdir.resolve()  # ffmpeg runs here and gets relative paths: nothing to escape in filter strings
-    paths = _segments_ready(ctx, segs, size, burn, enc)  # the encode stage's, or whatever it left undone
+    paths, failed = _segments_ready(ctx, segs, srcs, size, burn, enc)  # the encode stage's, or what it left undone
+    notes += failed
     if ctx.cancelled():
         raise errors.Cancelled("render cancelled")
 
@@ -361,23 +372,27 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
                                                                                                        strict=True)),
                          encoding="utf-8")
     part = out.with_name(out.name + ".part")
-    run_ffmpeg(mux_args(os.path.relpath(list_file, wd), os.path.relpath(audio, wd), audio_s, audio_codec,
-                        os.path.relpath(part, wd), options_of(ctx).audio_bitrate),
-               cwd=wd, cancelled=ctx.cancelled, what="muxing video.mp4")
+    dropped = _mux(ctx, wd, list_file, audio, audio_s, audio_codec, part, srt)
+    if dropped:
+        notes.append(dropped)
     try:
-        facts = check_video(part, audio_s, size)
+        facts = check_video(part, audio_s, size, subtitle_streams=int(srt is not None and not dropped))
     except errors.PermanentError:
         part.unlink(missing_ok=True)
         raise
     os.replace(part, out)
     wall = round(time.monotonic() - started, 3)
+    embedded = srt is not None and not dropped
     record = {"encoder": enc.name, **facts, "audio_input_s": round(audio_s, 3), "checked": True,
-              "scenes": len(segs), "burn_subtitles": burn, "key": key, "bytes": out.stat().st_size, "wall_s": wall}
+              "scenes": len(segs), "burn_subtitles": burn, "key": key, "bytes": out.stat().st_size, "wall_s": wall,
+              "motion": opts.motion, "footage_scenes": sum(s.kind == "clip" for s in srcs),
+              "embedded_subtitles": embedded, "footage_fallbacks": notes}
     atomic_write_bytes(report, json.dumps(record, indent=2).encode())
     shutil.rmtree(seg_dir, ignore_errors=True)  # the video is safe on disk: the segments have served
     ctx.progress(1.0)
-    return StageResult(artifacts=artifacts, meta={"encoder": enc.name, "duration": facts["duration"],
-                                                  "render_s": wall, "burn_subtitles": burn})
+    meta = {"encoder": enc.name, "duration": facts["duration"], "render_s": wall, "burn_subtitles": burn,
+            "embedded_subtitles": embedded}
+    return StageResult(artifacts=artifacts, meta={**meta, "footage_fallbacks": notes} if notes else meta)
 
 
 register(Stage("encode", run_encode, resource="gpu", doc="frames + scene times → one H.264 segment per scene"))
