@@ -103,8 +103,8 @@ def test_api_key_is_stored_0600_and_only_shown_masked(page_home: Path) -> None:
     """A saved key lands only in secrets/openai_api_key (0600); the page shows its mask and clears the field."""
     at = page("settings.py")
     assert "Summaries use the offline extractive summarizer (no key set)" in shown(at)
-    at.text_input(key="new_api_key").input(KEY)
-    at.button(key="save_api_key").click().run()
+    at.text_input(key="new_openai_api_key").input(KEY)
+    at.button(key="save_openai_api_key").click().run()
     assert not at.exception and not at.error
     path = page_home / "secrets" / "openai_api_key"
     assert path.read_text() == KEY
@@ -114,7 +114,7 @@ def test_api_key_is_stored_0600_and_only_shown_masked(page_home: Path) -> None:
     assert KEY not in text and KEY[:-4] not in text
     assert "sk-…wxyz" in text and "mode 0600" in text
     assert "offline extractive summarizer" not in text
-    assert at.text_input(key="new_api_key").value == ""
+    assert at.text_input(key="new_openai_api_key").value == ""
     assert KEY not in repr(at.session_state)
     assert KEY not in (page_home / "settings.toml").read_text()
     for f in page_home.rglob("*"):
@@ -123,9 +123,24 @@ def test_api_key_is_stored_0600_and_only_shown_masked(page_home: Path) -> None:
     at.run()
     assert KEY not in shown(at)
 
-    at.button(key="remove_api_key").click().run()
+    at.button(key="remove_openai_api_key").click().run()
     assert not path.exists()
     assert "Summaries use the offline extractive summarizer (no key set)" in shown(at)
+
+
+def test_stock_media_keys_are_stored_like_the_llm_key(page_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pexels and Pixabay keys: 0600 files under secrets/, shown masked, an environment key named as such."""
+    monkeypatch.setenv("PIXABAY_API_KEY", "px-env-key-1234")
+    at = page("settings.py")
+    assert "No Pexels key set." in shown(at) and "from environment (PIXABAY_API_KEY)" in shown(at)
+    at.text_input(key="new_pexels_api_key").input("pexels-secret-9876")
+    at.button(key="save_pexels_api_key").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    path = page_home / "secrets" / "pexels_api_key"
+    assert path.read_text() == "pexels-secret-9876" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "pexels-secret-9876" not in shown(at) and "px-env-key-1234" not in shown(at)
+    at.button(key="remove_pexels_api_key").click().run()
+    assert not path.exists() and "No Pexels key set." in shown(at)
 
 
 def test_environment_key_is_reported_as_such(page_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -171,24 +171,25 @@ def settings_form(engine_settings: Settings) -> Settings | None:
 # -- secrets (callbacks: they run before the page draws, so what it shows is current) ---------------------------
 
 
-def _save_key() -> None:
-    value = st.session_state.get("new_api_key", "")
-    st.session_state["new_api_key"] = ""  # the key leaves session state now
+def _save_key(name: str, label: str) -> None:
+    field = f"new_{name}"
+    value = st.session_state.get(field, "")
+    st.session_state[field] = ""  # the key leaves session state now
     try:
-        secrets.set_secret(engine.home, "openai_api_key", value)
+        secrets.set_secret(engine.home, name, value)
     except (InvalidInput, OSError) as exc:
-        flash("error", f"Key not saved: {exc}")
+        flash("error", f"{label} not saved: {exc}")
         return
-    flash("success", f"API key saved to {engine.home / secrets.SECRETS_DIR} (mode 0600).")
+    flash("success", f"{label} saved to {engine.home / secrets.SECRETS_DIR} (mode 0600).")
 
 
-def _remove_key() -> None:
+def _remove_key(name: str, label: str) -> None:
     try:
-        removed = secrets.delete_secret(engine.home, "openai_api_key")
+        removed = secrets.delete_secret(engine.home, name)
     except OSError as exc:
-        flash("error", f"Could not remove the key: {exc}")
+        flash("error", f"Could not remove the {label}: {exc}")
         return
-    flash("success" if removed else "info", "Stored API key removed." if removed else "No stored key to remove.")
+    flash("success" if removed else "info", f"Stored {label} removed." if removed else f"No stored {label} to remove.")
 
 
 def _save_cookies() -> None:
@@ -214,28 +215,47 @@ def _delete_cookies(name: str) -> None:
     flash("success", f"Cookies for account {name!r} deleted.")
 
 
-def api_key_section() -> None:
+def key_status(name: str, label: str) -> None:
+    """Where the key comes from (masked), and a Remove button for a stored one."""
     home = engine.home
-    st.subheader("OpenAI API key")
-    source = secrets.secret_source(home, "openai_api_key")
+    source = secrets.secret_source(home, name)
     if source == "environment":
-        st.write(f"Key `{secrets.mask(secrets.get_secret(home, 'openai_api_key'))}` from environment "
-                 "(OPENAI_API_KEY); it wins over a stored key.")
+        st.write(f"{label} `{secrets.mask(secrets.get_secret(home, name))}` from environment "
+                 f"({secrets.ENV_VARS[name]}); it wins over a stored key.")
     elif source == "file":
-        st.write(f"Key `{secrets.mask(secrets.get_secret(home, 'openai_api_key'))}` stored in "
+        st.write(f"{label} `{secrets.mask(secrets.get_secret(home, name))}` stored in "
                  f"{home / secrets.SECRETS_DIR}, mode 0600.")
     else:
-        st.write("No API key set.")
-    if (home / secrets.SECRETS_DIR / "openai_api_key").exists():
-        st.button("Remove stored key", key="remove_api_key", on_click=_remove_key)
-    config = secrets.llm_config_for(home, engine.settings)
+        st.write(f"No {label} set.")
+    if (home / secrets.SECRETS_DIR / name).exists():
+        st.button("Remove stored key", key=f"remove_{name}", on_click=_remove_key, args=(name, label))
+
+
+def key_form(name: str, label: str) -> None:
+    with st.form(f"{name}_form", clear_on_submit=True):
+        st.text_input(f"New {label}", type="password", key=f"new_{name}", autocomplete="off")
+        st.form_submit_button("Save key", key=f"save_{name}", on_click=_save_key, args=(name, label))
+
+
+def api_key_section() -> None:
+    st.subheader("OpenAI API key")
+    key_status("openai_api_key", "API key")
+    config = secrets.llm_config_for(engine.home, engine.settings)
     if config.configured():
         st.caption(f"Summaries use {config.model} at {config.base_url or 'the OpenAI API'}.")
     else:
         st.info("Summaries use the offline extractive summarizer (no key set).")
-    with st.form("api_key_form", clear_on_submit=True):
-        st.text_input("New API key", type="password", key="new_api_key", autocomplete="off")
-        st.form_submit_button("Save key", key="save_api_key", on_click=_save_key)
+    key_form("openai_api_key", "API key")
+
+
+def media_keys_section() -> None:
+    st.subheader("Stock media keys (generated videos)")
+    st.caption("Openverse needs no key. Pexels and Pixabay keys are free from their sites; a video batch "
+               "chooses its provider (`--media-provider`).")
+    for provider, name in secrets.MEDIA_KEYS.items():
+        label = f"{provider.capitalize()} key"
+        key_status(name, label)
+        key_form(name, label)
 
 
 def cookies_section() -> None:
@@ -286,4 +306,5 @@ if new is not None:
 st.header("Secrets")
 st.caption(f"Kept out of {SETTINGS_NAME}, the batch state and every export.")
 api_key_section()
+media_keys_section()
 cookies_section()

@@ -57,11 +57,15 @@ __all__ = [
     "MAX_REPORTED", "NETSCAPE_HEADER", "SECRETS_DIR", "CookieCheck", "CookieFile", "accounts_overview",
     "check_cookies", "cookie_copy", "cookie_path", "cookie_problems", "cookies_dir", "copies_dir", "delete_cookie_file",
     "delete_secret", "discard_kept_cookies", "get_secret", "list_cookie_files", "llm_api_key", "llm_config_for",
-    "mask", "release_cookie_copy", "save_cookie_file", "save_private_options", "secret_source", "secrets_dir",
+    "MEDIA_KEYS", "mask", "media_api_key", "release_cookie_copy", "save_cookie_file", "save_private_options",
+    "secret_source", "secrets_dir",
     "set_secret", "split_private_options", "validate_cookie_file", "with_private_options", "write_private",
 ]
 
-ENV_VARS = {"openai_api_key": "OPENAI_API_KEY"}
+ENV_VARS = {"openai_api_key": "OPENAI_API_KEY",
+            # stock pictures and footage for generated videos (Openverse needs no key)
+            "pexels_api_key": "PEXELS_API_KEY", "pixabay_api_key": "PIXABAY_API_KEY"}
+MEDIA_KEYS = {"pexels": "pexels_api_key", "pixabay": "pixabay_api_key"}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
 
 
@@ -163,3 +167,13 @@ def llm_config_for(home: Path, settings: Settings | None = None,
 def llm_api_key(home: Path) -> str | None:
     """The key to pass as ``LLMConfig(api_key=…)``: the stored one, or None when ``OPENAI_API_KEY`` is set."""
     return None if _env_secret("openai_api_key") else _file_secret(home, "openai_api_key")
+
+
+def media_api_key(home: Path, provider: str) -> str | None:
+    """A stock provider's key (``PEXELS_API_KEY`` / ``PIXABAY_API_KEY``, else the 0600 file); None for Openverse.
+
+    The visuals stage asks for it at run time and hands it only to the provider's client: it is
+    never part of a batch's options, a cache key, visuals.json or the item's meta.
+    """
+    name = MEDIA_KEYS.get(provider)
+    return get_secret(home, name) if name else None

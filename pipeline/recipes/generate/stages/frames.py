@@ -12,11 +12,19 @@ rerun that uses the same picture skips the decode and the resize.
 
 Options: ``frame_text`` = ``narration`` or ``visual``: which scene field is drawn (default ``visual`` when
 subtitles are burnt in, since the narration is on screen already, else ``narration``).
+
+With stock visuals (``visuals.json``, written by the visuals stage when ``media_provider`` is set),
+an image scene's picture is its ``media/scene-NNN.jpg`` (already fitted to the frame), dimmed less
+than a local background since the picture is the point; a video scene's still is drawn over the
+clip's first frame, and ``frames/scene-NN.text.png`` (RGBA, the text alone on transparency) is
+written beside it for render to lay over the moving clip; a generated scene gets the gradient.
+Without visuals.json nothing changes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -28,6 +36,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from pipeline import errors
+from pipeline.common.ffmpeg import run_ffmpeg
 from pipeline.engine.stage import Stage, StageContext, StageResult, register
 from pipeline.recipes.generate.options import options_of
 from pipeline.recipes.generate.video import FRAMES_DIR, PLAN, font_path, plan_size, read_json, scene_png
@@ -35,6 +44,8 @@ from pipeline.recipes.generate.video import FRAMES_DIR, PLAN, font_path, plan_si
 log = logging.getLogger("tubemill.frames")
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+VISUALS = "visuals.json"  # written by the visuals stage (stock media per scene); absent when media_provider=none
+STOCK_DIM = 0.6  # a stock picture is dimmed this fraction of the theme's dim: it is the point of the frame
 TEXT_TOP, TEXT_BOTTOM = 0.10, 0.68  # text box, as fractions of the height: subtitles own the bottom third
 MARGIN_X = 0.08
 
@@ -103,11 +114,21 @@ def cached_background(src: Path, size: tuple[int, int], cache_dir: Path) -> Imag
     return fitted
 
 
-def background(size: tuple[int, int], theme: Theme, picture: Path | None, cache_dir: Path) -> Image.Image:
+def background(size: tuple[int, int], theme: Theme, picture: Path | None, cache_dir: Path,
+               dim: float | None = None) -> Image.Image:
     if picture is None:
         return _gradient(size, theme).copy()
-    img = cached_background(picture, size, cache_dir)
-    return Image.blend(img, _gradient(size, theme), theme.dim)
+    img = _fitted(picture, size) or cached_background(picture, size, cache_dir)
+    return Image.blend(img, _gradient(size, theme), theme.dim if dim is None else dim)
+
+
+def _fitted(picture: Path, size: tuple[int, int]) -> Image.Image | None:
+    """A picture already of the frame size (the visuals stage fits stock pictures once): used as is."""
+    try:
+        with Image.open(picture) as im:
+            return im.convert("RGB") if im.size == size else None
+    except (OSError, UnidentifiedImageError):
+        return None
 
 
 # ---------------------------------------------------------------- text
@@ -181,10 +202,20 @@ def scene_text(scene: dict[str, Any], field: str = "narration") -> str:
     return " ".join(str(scene.get(field) or scene.get(other) or "").split())
 
 
-def draw_scene(text: str, size: tuple[int, int], theme: Theme, picture: Path | None, cache_dir: Path) -> Image.Image:
+def draw_scene(text: str, size: tuple[int, int], theme: Theme, picture: Path | None, cache_dir: Path,
+               dim: float | None = None) -> Image.Image:
     """One finished still: background plus centred, outlined text."""
-    w, h = size
-    img = background(size, theme, picture, cache_dir)
+    return draw_text(background(size, theme, picture, cache_dir, dim), text, theme)
+
+
+def text_layer(text: str, size: tuple[int, int], theme: Theme) -> Image.Image:
+    """The scene's text alone on transparency (RGBA): render lays it over a moving clip."""
+    return draw_text(Image.new("RGBA", size, (0, 0, 0, 0)), text, theme)
+
+
+def draw_text(img: Image.Image, text: str, theme: Theme) -> Image.Image:
+    """``img`` with the text centred and outlined in the upper two thirds (RGB or RGBA)."""
+    w, h = img.size
     if not text:
         return img
     short = min(w, h)
@@ -196,8 +227,9 @@ def draw_scene(text: str, size: tuple[int, int], theme: Theme, picture: Path | N
     d = ImageDraw.Draw(img)
     y = top + (bottom - top - len(lines) * lh) // 2
     for line in lines:
-        d.text((w // 2, y), line, font=font, fill=theme.text, anchor="ma", stroke_width=stroke,
-               stroke_fill=theme.stroke)
+        d.text((w // 2, y), line, font=font, fill=(*theme.text, 255) if img.mode == "RGBA" else theme.text,
+               anchor="ma", stroke_width=stroke,
+               stroke_fill=(*theme.stroke, 255) if img.mode == "RGBA" else theme.stroke)
         y += lh
     return img
 
@@ -229,6 +261,55 @@ def plan_scenes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return scenes
 
 
+def load_visuals(ctx: StageContext) -> dict[int, dict[str, Any]]:
+    """visuals.json's scenes by index; {} when there is none (media_provider=none) or it is unreadable."""
+    try:
+        doc = json.loads(ctx.path(VISUALS).read_text(encoding="utf-8"))
+        return {int(s["index"]): s for s in doc.get("scenes") or [] if isinstance(s, dict) and "index" in s}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        log.warning("visuals.json is unreadable (%s); drawing without stock media", exc)
+        return {}
+
+
+def first_frame(clip: Path, out: Path, ctx: StageContext) -> Path | None:
+    """The clip's first frame as a PNG (the still under a video scene's text); None if ffmpeg cannot read it."""
+    try:
+        run_ffmpeg(["-y", "-i", str(clip), "-frames:v", "1", "-f", "image2", "-c:v", "png", str(out)],
+                   cancelled=ctx.cancelled, timeout=60, what="first frame")
+    except errors.Cancelled:
+        raise
+    except errors.TubemillError as exc:
+        log.warning("cannot read the first frame of %s: %s", clip.name, exc)
+        return None
+    return out if out.exists() else None
+
+
+def text_png(index: int) -> str:
+    """``frames/scene-NN.text.png``: a video scene's text layer."""
+    return scene_png(index)[: -len(".png")] + ".text.png"
+
+
+def _draw_one(scene: dict[str, Any], stock: dict[str, Any] | None, pictures: list[Path], ctx: StageContext,
+              size: tuple[int, int], theme: Theme, field: str, cache_dir: Path) -> None:
+    index = int(scene["index"])
+    text = scene_text(scene, field)
+    dim = None
+    picture = pictures[(index - 1) % len(pictures)] if pictures else None
+    if stock is not None:  # the visuals stage already chose: its picture, its clip, or the gradient
+        kind, rel = stock.get("kind"), stock.get("path")
+        picture = ctx.path(rel) if rel and kind in ("image", "video") else None
+        if picture is not None and not picture.exists():
+            picture = None
+        if picture is not None and kind == "video":
+            picture = first_frame(picture, ctx.tmpdir / f"first-{index:03d}.png", ctx)
+            save_png(text_layer(text, size, theme), ctx.path(text_png(index)))
+        if picture is not None and stock.get("provider") != "local":
+            dim = theme.dim * STOCK_DIM
+    save_png(draw_scene(text, size, theme, picture, cache_dir, dim), ctx.path(scene_png(index)))
+
+
 def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     plan = read_json(ctx.path(PLAN), "plan")
     size = plan_size(plan)
@@ -236,27 +317,31 @@ def run(item: dict[str, Any], ctx: StageContext) -> StageResult:
     scenes = plan_scenes(plan)
     field = str(options_of(ctx).frame_text)
     pictures = list_backgrounds(plan.get("background_dir"))
+    stock = load_visuals(ctx)
     cache_dir = Path(ctx.home) / "cache" / "backgrounds"
     ctx.path(FRAMES_DIR).mkdir(parents=True, exist_ok=True)
     made = reused = 0
     for k, scene in enumerate(scenes):
         if ctx.cancelled():
             raise errors.Cancelled("frames cancelled")
-        out = ctx.path(scene_png(scene["index"]))
-        if png_ok(out, size):
+        entry = stock.get(int(scene["index"])) if stock else None
+        done = png_ok(ctx.path(scene_png(scene["index"])), size)
+        if entry is not None and entry.get("kind") == "video":
+            done = done and png_ok(ctx.path(text_png(scene["index"])), size)
+        if done:
             reused += 1
         else:
-            picture = pictures[(int(scene["index"]) - 1) % len(pictures)] if pictures else None
             try:
-                img = draw_scene(scene_text(scene, field), size, theme, picture, cache_dir)
-                save_png(img, out)
+                _draw_one(scene, entry, pictures, ctx, size, theme, field, cache_dir)
             except OSError as exc:
-                raise errors.PermanentError(f"cannot write {out.name}: {exc}") from exc
+                raise errors.PermanentError(f"cannot write the still of scene {scene['index']}: {exc}") from exc
             made += 1
         ctx.progress((k + 1) / len(scenes))
-    return StageResult(artifacts={"frames": str(ctx.path(FRAMES_DIR))},
-                       meta={"frames": len(scenes), "frames_made": made, "frames_reused": reused,
-                             "backgrounds": len(pictures)})
+    meta: dict[str, Any] = {"frames": len(scenes), "frames_made": made, "frames_reused": reused,
+                            "backgrounds": len(pictures)}
+    if stock:
+        meta["frames_stock"] = sum(1 for s in stock.values() if s.get("kind") in ("image", "video"))
+    return StageResult(artifacts={"frames": str(ctx.path(FRAMES_DIR))}, meta=meta)
 
 
 register(Stage("frames", run, resource="cpu", doc="plan.json → frames/scene-NN.png (one still per scene)"))
