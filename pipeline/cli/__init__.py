@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline import errors
-from pipeline.cli import app_server, control, doctor, llm_batch, plan, run, search, status, youtube_auth
+from pipeline.cli import app_server, control, doctor, llm_batch, plan, run, search, secrets_cmd, status, youtube_auth
 from pipeline.cli.accounts import browser_accounts, cookie_accounts
 from pipeline.cli.app_server import cmd_app
 from pipeline.cli.base import EXIT_FAILED_ITEMS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_parser(sub)
     control.add_parsers(sub)
     youtube_auth.add_parser(sub)
+    secrets_cmd.add_parser(sub)
     llm_batch.add_parser(sub)
     plan.add_parser(sub)
     doctor.add_parser(sub)
@@ -122,7 +123,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "retry-failed": cmd_control,
     "retry-summaries": cmd_control,
     "retry-translations": cmd_control,
+    "retry-extras": cmd_control,
     "llm-batch": cmd_llm_batch,
     "youtube-auth": cmd_youtube_auth,
+    "secrets": secrets_cmd.cmd_secrets,
     "app": cmd_app,
 }

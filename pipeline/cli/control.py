@@ -16,7 +16,7 @@ from pipeline.config.settings import load_settings
 from pipeline.engine.core import Engine
 from state.lock import read_owner
 
-RETRIES = ("retry_failed", "retry_summaries", "retry_translations")  # reopen items: they name one batch
+RETRIES = ("retry_failed", "retry_summaries", "retry_translations", "retry_extras")  # reopen items: they name one batch
 RUNS_HERE = ("resume", *RETRIES)  # with no engine on the home, this process runs the batch
 
 
@@ -27,7 +27,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        ("retry-summaries", "ask the LLM again for summaries that fell back to the offline "
                                            "summarizer (transcripts are kept)"),
                        ("retry-translations", "ask the LLM again for --translate-to translations that failed or "
-                                              "are partial (transcripts and summaries are kept)")):
+                                              "are partial (transcripts and summaries are kept)"),
+                       ("retry-extras", "set the custom thumbnails and playlist entries YouTube refused (the "
+                                        "videos are not uploaded again)")):
         c = sub.add_parser(name, help=text)
         if name.replace("-", "_") in RETRIES:
             c.add_argument("batch")
@@ -71,7 +73,8 @@ def _control(engine: Engine, args: argparse.Namespace, op: str, ref: str | None)
         raise
     if op in RETRIES and name and not count:
         engine.shutdown()
-        why = {"retry_summaries": " (no summary fell back)", "retry_translations": " (no translation failed)"}
+        why = {"retry_summaries": " (no summary fell back)", "retry_translations": " (no translation failed)",
+               "retry_extras": " (no thumbnail or playlist insert failed)"}
         print(f"nothing to retry in {name!r}" + why.get(op, ""))
         return EXIT_OK
     if owner and op in RUNS_HERE and name:

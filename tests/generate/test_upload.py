@@ -115,7 +115,7 @@ def test_upload_success(tmp_path: Path, home: Path, hooks: Hooks) -> None:
     assert body["snippet"]["description"].endswith("#shorts #science")
     assert body["snippet"]["categoryId"] == "27" and body["snippet"]["tags"] == ["rivers", "geology"]
     assert body["status"] == {"privacyStatus": "private", "publishAt": "2025-06-03T16:00:00Z",
-                              "selfDeclaredMadeForKids": False}
+                              "selfDeclaredMadeForKids": False, "containsSyntheticMedia": True}
     assert [h["content-range"] for _, _, h in reqs[1:]] == [
         f"bytes 0-{CHUNK - 1}/{SIZE}", f"bytes {CHUNK}-{2 * CHUNK - 1}/{SIZE}", f"bytes {2 * CHUNK}-{SIZE - 1}/{SIZE}"]
     assert progress == sorted(progress) and progress[-1] == 1.0

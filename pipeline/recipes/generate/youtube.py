@@ -12,6 +12,12 @@ Hooks (module attributes, read at call time; tests replace them with ``monkeypat
   of building a service from the stored token (a fake, or one over ``HttpMockSequence``).
 * ``clock()``: epoch seconds for the ledger and timestamps (default ``time.time``).
 * ``sleep(seconds)``: the backoff wait between upload retries (default ``time.sleep``).
+
+The upload extras (:func:`set_thumbnail`, :func:`add_to_playlist`) are small requests through
+:func:`call_api`: a 5xx or a dropped connection is retried twice in place, anything else is
+raised as the pipeline error :func:`classify` gives, with the API's own message in it (the
+403 on an unverified channel's thumbnail says what to do). The stage flags them; they never
+fail the upload.
 """
 
 from __future__ import annotations
@@ -49,9 +55,13 @@ from pipeline.recipes.generate.youtube_meta import (
     truncate_bytes,
 )
 from pipeline.recipes.generate.youtube_quota import (
+    CALL_COSTS,
     DAILY_UNITS,
+    LIST_COST,
     PACIFIC,
+    PLAYLIST_INSERT_COST,
     QUOTA_FILE,
+    THUMBNAIL_COST,
     UPLOAD_COST,
     QuotaLedger,
     next_reset,
@@ -103,10 +113,12 @@ def service_for(ctx: Any) -> Any:
 
 
 def video_body(meta: dict[str, Any], *, privacy: str | None = None, now: float | None = None,
-               fallback_title: str = "") -> VideoRequest:
-    """The ``videos.insert`` body from ``metadata.json`` (:func:`~.youtube_meta.request_body`), ``now``
-    defaulting to the ``clock`` hook: that default is why this entry point lives here."""
-    return request_body(meta, privacy=privacy, now=clock() if now is None else now, fallback_title=fallback_title)
+               fallback_title: str = "", **declared: Any) -> VideoRequest:
+    """The ``videos.insert`` body from ``metadata.json`` (:func:`~.youtube_meta.request_body`, which takes the
+    ``declared`` keywords: made_for_kids, synthetic_media, language, category_id), ``now`` defaulting to
+    the ``clock`` hook: that default is why this entry point lives here."""
+    return request_body(meta, privacy=privacy, now=clock() if now is None else now, fallback_title=fallback_title,
+                        **declared)
 
 
 # -- upload ------------------------------------------------------------------------------------------------------
@@ -145,11 +157,25 @@ def error_reasons(exc: Any) -> list[str]:
     return reasons
 
 
+def error_message(exc: Any) -> str:
+    """The ``error.message`` of a googleapiclient ``HttpError`` body, or ''."""
+    content = getattr(exc, "content", b"") or b""
+    try:
+        data = json.loads(content.decode("utf-8") if isinstance(content, bytes) else content)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    err = data.get("error") if isinstance(data, dict) else None
+    return str(err.get("message") or "").strip() if isinstance(err, dict) else ""
+
+
 def classify(exc: Any, ledger: QuotaLedger | None = None, now: float | None = None) -> errors.TubemillError:
     """A pipeline error for a final (not retried) ``HttpError``; marks the ledger on quota errors."""
     status = int(getattr(getattr(exc, "resp", None), "status", 0) or 0)
     reasons = error_reasons(exc)
     text = f"YouTube API {status}: {', '.join(reasons) or getattr(exc, 'reason', '') or 'error'}"
+    message = error_message(exc)
+    if message and message not in reasons:
+        text = f"{text} ({message[:300]})"
     if status in (403, 429) and QUOTA_REASONS.intersection(reasons):
         if ledger is not None:
             ledger.mark_exhausted()
@@ -261,6 +287,71 @@ def _next_chunk(request: Any, ledger: QuotaLedger | None) -> tuple[Any, Any, Exc
     return status, response, None
 
 
+# -- upload extras -----------------------------------------------------------------------------------------------
+
+
+def call_api(make_request: Callable[[], Any], what: str, *, ledger: QuotaLedger | None = None,
+             retries: int = 2, backoff: Backoff = Backoff(retries=2, base_s=2.0)) -> Any:
+    """Execute one small request (a fresh one from ``make_request`` per try) and return its JSON answer.
+
+    5xx and dropped connections are retried ``retries`` times (``sleep`` hook between), then raised
+    as ``NetworkError``; any other ``HttpError`` is raised as :func:`classify` says.
+    """
+    import httplib2
+    from google.auth.exceptions import RefreshError, TransportError
+    from googleapiclient.errors import HttpError
+
+    failures = 0
+    while True:
+        try:
+            return make_request().execute()
+        except HttpError as exc:
+            if int(exc.resp.status) not in RETRY_STATUSES or failures >= retries:
+                raise classify(exc, ledger) from exc
+            failure: Exception = exc
+        except RefreshError as exc:
+            raise errors.AuthFailed(f"the YouTube token was refused: {AUTH_HINT}") from exc
+        except (httplib2.HttpLib2Error, TransportError, OSError) as exc:
+            if failures >= retries:
+                raise errors.NetworkError(f"{what}: {exc}") from exc
+            failure = exc
+        failures += 1
+        log.warning("%s: %s; retry %d", what, failure, failures)
+        sleep(backoff.delay(failures))
+
+
+def set_thumbnail(service: Any, video_id: str, image: Path, *, ledger: QuotaLedger | None = None) -> Any:
+    """``thumbnails.set``: the JPEG ``image`` (uploaded as image/jpeg, one request) becomes the video's thumbnail."""
+    from googleapiclient.http import MediaFileUpload
+
+    def request() -> Any:
+        media = MediaFileUpload(str(image), mimetype="image/jpeg", resumable=False)
+        return service.thumbnails().set(videoId=video_id, media_body=media)
+
+    return call_api(request, "thumbnails.set", ledger=ledger)
+
+
+def playlist_item_body(playlist_id: str, video_id: str) -> dict[str, Any]:
+    return {"snippet": {"playlistId": playlist_id, "resourceId": {"kind": "youtube#video", "videoId": video_id}}}
+
+
+def add_to_playlist(service: Any, playlist_id: str, video_id: str, *, ledger: QuotaLedger | None = None) -> Any:
+    """``playlistItems.insert``: the video at the end of the playlist; returns the playlist item."""
+    body = playlist_item_body(playlist_id, video_id)
+    return call_api(lambda: service.playlistItems().insert(part="snippet", body=body), "playlistItems.insert",
+                    ledger=ledger)
+
+
+def playlist_item_of(service: Any, playlist_id: str, video_id: str, *,
+                     ledger: QuotaLedger | None = None) -> str | None:
+    """The id of the video's item in the playlist, or None: asked before inserting again after an insert
+    whose answer was lost, so a retry does not add the video twice."""
+    answer = call_api(lambda: service.playlistItems().list(part="id", playlistId=playlist_id, videoId=video_id,
+                                                           maxResults=5), "playlistItems.list", ledger=ledger)
+    items = (answer or {}).get("items") or []
+    return str(items[0].get("id")) if items and isinstance(items[0], dict) else None
+
+
 def watch_url(video_id: str) -> str:
     return f"https://www.youtube.com/watch?v={video_id}"
 
@@ -270,7 +361,9 @@ def utc_iso(ts: float) -> str:
 
 
 __all__ = [  # this module's own names and everything re-exported from youtube_auth, youtube_meta, youtube_quota
-    "AUTH_HINT", "CHUNK", "DAILY_UNITS", "DEFAULT_CHUNKSIZE", "DESCRIPTION_MAX_BYTES", "PACIFIC", "PRIVACY",
+    "AUTH_HINT", "CALL_COSTS", "CHUNK", "DAILY_UNITS", "LIST_COST", "PLAYLIST_INSERT_COST", "THUMBNAIL_COST",
+    "add_to_playlist", "call_api", "error_message", "playlist_item_body", "playlist_item_of", "set_thumbnail",
+    "DEFAULT_CHUNKSIZE", "DESCRIPTION_MAX_BYTES", "PACIFIC", "PRIVACY",
     "QUOTA_FILE", "QUOTA_REASONS", "RETRY_STATUSES", "SCOPES", "SHORT_RATE_REASONS", "TAGS_MAX_CHARS", "TITLE_MAX",
     "TOKEN_FILE", "UPLOAD_COST", "Backoff", "QuotaLedger", "SessionExpired", "VideoRequest", "authorize",
     "build_service", "classify", "error_reasons", "fit_tags", "has_token", "load_credentials", "next_reset",

@@ -19,7 +19,9 @@ from pipeline.config.secrets import secrets_dir, write_private
 
 log = logging.getLogger("tubemill.youtube")
 
-SCOPES = ["https://www.googleapis.com/auth/youtube.upload"]
+SCOPES = ["https://www.googleapis.com/auth/youtube.upload"]  # videos.insert and thumbnails.set: the least that works
+# playlistItems.insert needs the whole-account scope; asked for only by `youtube-auth --playlists`.
+PLAYLIST_SCOPES = ["https://www.googleapis.com/auth/youtube"]
 TOKEN_FILE = "youtube_token.json"
 AUTH_HINT = "run `tubemill youtube-auth CLIENT_SECRETS.json` once to authorize uploads"
 
@@ -43,12 +45,13 @@ def save_credentials(home: Path, creds: Any) -> Path:
 
 
 def authorize(home: Path, client_secrets_path: Path | str, *, open_browser: bool = True, browser: str | None = None,
-              port: int = 0, timeout_s: int | None = 300) -> Any:
+              port: int = 0, timeout_s: int | None = 300, playlists: bool = False) -> Any:
     """The installed-app consent flow on a loopback port; stores and returns the credentials.
 
     ``client_secrets_path`` is the OAuth client JSON of a "Desktop app" client from the
     Google Cloud console. ``access_type=offline`` and ``prompt=consent`` make Google
-    return a refresh token even on a second consent, so the token keeps working.
+    return a refresh token even on a second consent, so the token keeps working. ``playlists`` asks
+    for the whole-account scope that adding to a playlist needs, instead of upload-only.
     """
     from google_auth_oauthlib.flow import InstalledAppFlow
 
@@ -56,7 +59,7 @@ def authorize(home: Path, client_secrets_path: Path | str, *, open_browser: bool
     if not path.is_file():
         raise errors.InvalidInput(f"no OAuth client secrets file at {path}")
     try:
-        flow = InstalledAppFlow.from_client_secrets_file(str(path), scopes=SCOPES)
+        flow = InstalledAppFlow.from_client_secrets_file(str(path), scopes=PLAYLIST_SCOPES if playlists else SCOPES)
     except ValueError as exc:
         raise errors.InvalidInput(f"{path.name} is not an OAuth client secrets file (download the JSON of a "
                                   f"'Desktop app' OAuth client): {exc}") from exc

@@ -69,14 +69,23 @@ class VideoRequest:
     notes: tuple[str, ...] = ()
 
 
-def request_body(meta: dict[str, Any], *, now: float, privacy: str | None = None,
-                 fallback_title: str = "") -> VideoRequest:
+def request_body(meta: dict[str, Any], *, now: float, privacy: str | None = None, fallback_title: str = "",
+                 made_for_kids: bool = False, synthetic_media: bool | None = None, language: str | None = None,
+                 category_id: str | None = None) -> VideoRequest:
     """The ``videos.insert`` body from ``metadata.json`` at the instant ``now`` (epoch seconds).
 
     ``privacy`` (the batch option) wins over the metadata's; a ``publish_at`` forces
     ``private`` (the API requires it) and one already past is dropped, leaving the video
     private rather than publishing it at once. Callers reach it through
     :func:`pipeline.recipes.generate.youtube.video_body`, which reads the clock hook.
+
+    The declarations and defaults the batch options give (``made_for_kids``, ``synthetic_media``,
+    ``language``, ``category_id``) fill in what ``metadata.json`` does not say itself: the file is
+    per video and may have been edited, so its own ``made_for_kids``, ``contains_synthetic_media``,
+    ``language`` and ``category_id`` win. ``selfDeclaredMadeForKids`` is always sent: left out, the
+    channel's default applies, and YouTube may then ask in Studio before the video can go public.
+    ``containsSyntheticMedia`` (the altered-or-synthetic-content declaration, in the bundled discovery
+    document's ``VideoStatus``) is sent whenever either side sets it.
     """
     notes: list[str] = []
     title = _clean(meta.get("title")) or _clean(fallback_title)
@@ -93,13 +102,16 @@ def request_body(meta: dict[str, Any], *, now: float, privacy: str | None = None
         description = f"{description}\n\n{' '.join(missing)}".strip()
     description = truncate_bytes(description, DESCRIPTION_MAX_BYTES)
     snippet: dict[str, Any] = {"title": title, "description": description, "tags": fit_tags(meta.get("tags")),
-                               "categoryId": str(meta.get("category_id") or "22")}
-    if meta.get("language"):
-        snippet["defaultLanguage"] = snippet["defaultAudioLanguage"] = str(meta["language"])
+                               "categoryId": str(meta.get("category_id") or category_id or "22")}
+    lang = str(meta.get("language") or language or "").strip()
+    if lang:
+        snippet["defaultLanguage"] = snippet["defaultAudioLanguage"] = lang
     chosen = str(privacy or meta.get("privacy") or "private").lower()
     if chosen not in PRIVACY:
         raise errors.InvalidInput(f"privacy must be one of {', '.join(PRIVACY)}, not {chosen!r}")
-    status: dict[str, Any] = {"privacyStatus": chosen, "selfDeclaredMadeForKids": False}
+    kids = meta.get("made_for_kids")
+    status: dict[str, Any] = {"privacyStatus": chosen,
+                              "selfDeclaredMadeForKids": kids if isinstance(kids, bool) else bool(made_for_kids)}
     when = parse_publish_at(meta.get("publish_at"))
     if when is not None:
         if when.timestamp() <= now + 60:
@@ -108,6 +120,9 @@ def request_body(meta: dict[str, Any], *, now: float, privacy: str | None = None
             if chosen != "private":
                 notes.append(f"scheduled publishing requires private; {chosen} ignored")
             status.update(privacyStatus="private", publishAt=rfc3339(when))
-    if isinstance(meta.get("contains_synthetic_media"), bool):
-        status["containsSyntheticMedia"] = meta["contains_synthetic_media"]
+    synthetic = meta.get("contains_synthetic_media")
+    if isinstance(synthetic, bool):
+        status["containsSyntheticMedia"] = synthetic
+    elif synthetic_media is not None:
+        status["containsSyntheticMedia"] = bool(synthetic_media)
     return VideoRequest({"snippet": snippet, "status": status}, tuple(notes))

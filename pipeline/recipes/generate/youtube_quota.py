@@ -6,6 +6,11 @@ refuses an upload that would overdraw it with :class:`pipeline.errors.RateLimite
 ``retry_after`` is the time to the next quota day, so the engine parks the item without
 spending an attempt. A real 403 ``quotaExceeded`` from the API marks the day as used up
 in the ledger as well.
+
+The upload extras are booked too (:meth:`QuotaLedger.book`): ``thumbnails.set`` and
+``playlistItems.insert`` cost 50 units each (a video with both costs 1,700, so five a day
+instead of six), and the ``playlistItems.list`` check before a retried insert costs 1.
+A refused extra is flagged on its item, never waited for: the video is already up.
 """
 
 from __future__ import annotations
@@ -30,6 +35,11 @@ QUOTA_FILE = "youtube-quota.json"
 PACIFIC = ZoneInfo("America/Los_Angeles")
 DAILY_UNITS = 10_000
 UPLOAD_COST = 1_600
+THUMBNAIL_COST = 50  # thumbnails.set
+PLAYLIST_INSERT_COST = 50  # playlistItems.insert
+LIST_COST = 1  # playlistItems.list (and any other list call)
+CALL_COSTS = {"thumbnails.set": THUMBNAIL_COST, "playlistItems.insert": PLAYLIST_INSERT_COST,
+              "playlistItems.list": LIST_COST}
 
 
 def quota_day(ts: float) -> str:
@@ -116,13 +126,13 @@ class QuotaLedger:
         data = self._today(now)
         self._refuse_if_full(data, now, units)
 
-    def _refuse_if_full(self, data: dict[str, Any], now: float, units: int) -> None:
+    def _refuse_if_full(self, data: dict[str, Any], now: float, units: int, what: str = "an upload") -> None:
         spent = int(data.get("spent", 0))
         if data.get("exhausted"):
             raise self._refusal(data, now, "is used up (the API said quotaExceeded)")
         if spent + units > self.daily_units:
             raise self._refusal(data, now, f"is used up ({spent} of {self.daily_units} units spent, "
-                                           f"an upload costs {units})")
+                                           f"{what} costs {units})")
 
     def reserve(self, units: int | None = None) -> int:
         """Book ``units`` (one upload by default) and return what is left, or raise ``RateLimited``."""
@@ -133,6 +143,21 @@ class QuotaLedger:
             self._refuse_if_full(data, now, units)
             data["spent"] = int(data.get("spent", 0)) + units
             data["uploads"] = int(data.get("uploads", 0)) + 1
+            self._write(data, now)
+            return self.daily_units - data["spent"]
+
+    def book(self, call: str, units: int | None = None) -> int:
+        """Book one API call other than an upload (``thumbnails.set``: :data:`CALL_COSTS`) and return what is
+        left, or raise ``RateLimited``; the calls of the day are counted by name beside the uploads."""
+        units = CALL_COSTS.get(call, LIST_COST) if units is None else int(units)
+        with self._lock:
+            now = self.clock()
+            data = self._today(now)
+            self._refuse_if_full(data, now, units, call)
+            data["spent"] = int(data.get("spent", 0)) + units
+            calls = dict(data.get("calls") or {})
+            calls[call] = int(calls.get(call, 0)) + 1
+            data["calls"] = calls
             self._write(data, now)
             return self.daily_units - data["spent"]
 
