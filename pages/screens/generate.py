@@ -10,6 +10,7 @@ from pages.screens._engine import engine_or_stop
 from pipeline.app import views
 from pipeline.app.progress import fmt_duration
 from pipeline.errors import TubemillError
+from pipeline.recipes.generate.stages.script import script_notice
 from pipeline.recipes.generate.topics import parse_topics
 
 engine = engine_or_stop()
@@ -30,6 +31,11 @@ do_upload = c4.checkbox("Upload to YouTube", key="gen_upload",
                         help="needs `tubemill youtube-auth CLIENT_SECRETS.json` once; uploads past the daily quota "
                              "wait for the next quota day")
 burn = st.checkbox("Burn subtitles into the video", key="gen_burn")
+template, notice = script_notice(engine.home, engine.settings)
+if template:
+    st.info(notice)
+else:
+    st.caption(notice)
 
 source_text = (text or "") + ("\n" + upload.getvalue().decode("utf-8", errors="replace") if upload else "")
 topics = parse_topics(source_text)

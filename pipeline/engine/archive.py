@@ -17,7 +17,7 @@ log = logging.getLogger("pipeline")
 
 SECRET_NAME_PATTERNS = (
     "cookies*.txt", "*cookies*", "*.pem", "*.key", "*.p12", "*.pfx", "token*.json", "client_secret*.json",
-    ".env", ".env.*", "*.netrc", "_netrc",
+    ".env", ".env.*", "*.netrc", "_netrc", ".upload-session*.json",
 )  # fmt: skip
 # media.* is an item's kept copy for playback (up to [downloads] keep_media_mb a batch): gigabytes of audio
 # that were never asked for in the archive of the results (--keep-audio's audio.* still goes in).

@@ -2,11 +2,13 @@
 it is described on YouTube.
 
 script: an LLM (the same OpenAI-compatible client as summarize) returns JSON checked against a
-pydantic schema and is asked again with the validation errors; offline (no endpoint) a template
-built from the topic, so the recipe always runs. Markdown and emoji are stripped before narration.
+pydantic schema and is asked again with the validation errors; offline (no endpoint) an honest
+template that says what it is and states no facts, so the recipe always runs. Markdown and emoji are
+stripped before narration.
 plan: scene count from the speaking pace (about one scene per 3 s fast, 4 s normal, 5 s slow) and
 scene lengths from narration length; the narrate stage later scales them to the real audio.
-metadata: YouTube's limits — title ≤ 100 characters, description ≤ 5,000 bytes, tags ≤ 500 characters.
+metadata: YouTube's limits — title ≤ 100 characters, description ≤ 5,000 bytes, tags ≤ 500 characters;
+the credits stock media's licences ask for come first in the description (see generate/outputs.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -78,36 +82,84 @@ def clean_for_speech(text: str) -> str:
     return re.sub(r"\s+([.,!?;:])", r"\1", text)
 
 
+# Words that start a question ("why is the sky blue") or a wh-clause ("how tides work"), and the small words a
+# topic may begin with that are lower case mid-sentence ("the 1929 crash"); a proper noun keeps its capital.
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_WH = _words("how why what when where who whom whose which whether")
+_AUX = _words("is are was were do does did can could will would should has have had may might must shall")
+_LOWER_FIRST = _WH | _AUX | _words("the a an this that these those my your our its their some all every")
+_STOP = _LOWER_FIRST | _words("of to in on at by for with and or but from into about it they we you i be been being "
+                              "not so as than then there here")
+TEMPLATE_NOTE = "This narration is a template written without a language model, so it states no facts."
+
+
+@dataclass(frozen=True)
+class TopicForms:
+    """A topic as the template says it: a question is asked as one, anything else is "about" its mid-sentence
+    form; ``keywords`` (small words dropped) feed the hashtags and the scenes' picture queries."""
+
+    question: bool
+    title: str  # "Why is the sky blue?", "The 1929 crash"
+    mention: str  # "how tides work", "the 1929 crash" (the question itself for a question)
+    keywords: list[str]
+
+
+def topic_forms(topic: str) -> TopicForms:
+    t = " ".join(topic.split()).strip(" \"'“”‘’").rstrip(".:;!,").strip()
+    words = t.split()
+    low = [w.lower().strip(",;:\"'") for w in words]
+    question = t.endswith("?") or (len(low) > 1 and (low[0] in _AUX or (low[0] in _WH and low[1] in _AUX)))
+    t = t.rstrip("?").rstrip() if question else t
+    if words and low[0] in _LOWER_FIRST and not words[0].isupper():
+        t = words[0].lower() + t[len(words[0]):]
+    title = (t[:1].upper() + t[1:]) if t else ""
+    if question and title:
+        title += "?"
+    keywords = [w for w in re.findall(r"[\w'’-]+", t.lower()) if w not in _STOP and len(w) > 1]
+    return TopicForms(question=question, title=title, mention=title if question else t, keywords=keywords)
+
+
 def offline_script(topic: str, style: str = "", target_s: float = 60.0) -> VideoScript:
-    """A plain, honest template: always runs, says what it is about, never invents facts."""
-    t = topic.strip().rstrip(".")
-    first = t.split()[0] if t.split() else ""
-    m = t[:1].lower() + t[1:] if first[:1].isupper() and not first.isupper() else t  # mid-sentence form
-    lines = [
-        f"Let's talk about {m}.",
-        f"{t[:1].upper() + t[1:]} comes up more often than you might think, so it is worth a closer look.",
-        f"First, what is {m}? Put simply, it is the idea at the center of this video.",
-        f"Second, why does {m} matter? Because understanding it helps you make better decisions.",
-        f"Third, how can you start? Pick one small step related to {m} and try it this week.",
-        f"A common mistake is to treat {m} as all or nothing. Small, steady progress works better.",
-        f"To recap: {m} is worth understanding, it matters in everyday life, and you can start small.",
-        "Thanks for watching. Follow for more short explainers like this one.",
+    """An honest template: it names the topic, says it was written without a language model, and frames
+    the topic (what a good explanation covers) without stating a fact; it reads as English whatever the
+    topic's grammar ("how tides work", "Why is the sky blue?", "the 1929 crash"). ``style`` needs an LLM.
+
+    Parts are added in order while they fit the target length (20% over at most); the first two always
+    run, so even a 10-second video says what its narration is. A long target gets a short video: a
+    template has nothing more to say.
+    """
+    f = topic_forms(topic)
+    if not f.title:
+        f = TopicForms(False, "Untitled", "this topic", [])
+    intro = f"{f.title} That is the question this video is about." if f.question else f"Today's topic: {f.mention}."
+    parts = [
+        intro,
+        TEMPLATE_NOTE,
+        "A good explanation covers three things. First, the core idea, in one plain sentence. "
+        "Second, why it matters, and to whom. Third, something you can see or try for yourself.",
+        "Two more are worth adding: what people often get wrong about it, and what is still unknown or argued about.",
+        "Then look it up in a trusted reference, and see how well it covers each of these.",
     ]
-    words_needed = target_s * WORDS_PER_S
-    chosen, words = [], 0
-    for ln in lines:
-        if words >= words_needed and len(chosen) >= 3:
+    budget = target_s * WORDS_PER_S * 1.2
+    chosen = parts[:2]
+    for part in parts[2:]:
+        if sum(len(p.split()) for p in chosen) + len(part.split()) > budget:
             break
-        chosen.append(ln)
-        words += len(ln.split())
-    tags = [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z0-9]{2,}", t)][:5] or ["explainer"]
+        chosen.append(part)
+    if sum(len(p.split()) for p in chosen) + 3 <= budget:
+        chosen.append("Thanks for watching.")
+    query = " ".join(f.keywords[:4]) or f.mention
+    tags = [w for w in f.keywords if re.fullmatch(r"[a-z][a-z0-9]{2,}", w)][:5]
     return VideoScript(
-        title=t[:1].upper() + t[1:] if t else "Untitled",
-        hook=chosen[0],
+        title=f.title[:100],
+        hook=intro,
         script=" ".join(chosen),
-        scenes=[Scene(narration=ln, visual=t) for ln in chosen],
-        hashtags=[*tags, "explainer"],
-        description=f"A short explainer about {t}." + (f" Style: {style}." if style else ""),
+        scenes=[Scene(narration=p, visual=query) for p in chosen],
+        hashtags=[*dict.fromkeys([*tags, "explainer"])],
+        description=f"{intro} {TEMPLATE_NOTE}",
     )
 
 
@@ -167,6 +219,33 @@ def llm_script(topic: str, style: str, target_s: float, config: Any, home: Any =
                       home=home, max_tokens=max(1500, words * 4))
     answer = call.ask(prompt, lambda d: _as_script(d, topic))
     return answer.value, {"input_tokens": call.input_tokens, "output_tokens": call.output_tokens}, answer.adjustments
+
+
+LLM_ADDS = ("An LLM (an API key, or any OpenAI-compatible server such as llama.cpp or Ollama, set on the Settings "
+            "page) writes each script for its topic, in the style and length asked: the explanation itself, a hook, "
+            "a picture description per scene (what stock media is searched for), a title, hashtags and a "
+            "description, checked against a schema and asked again when it does not fit.")
+
+
+def script_notice(home: Any, settings: Any, options: dict[str, Any] | None = None) -> tuple[bool, str]:
+    """(template?, what the Generate page says) for a batch with these options here now, decided as
+    :func:`run_script` decides it: a template video must never pass for an explained one. The LLM is
+    named by model and server (host and path: a URL may carry user:password or a ?key=), never the key."""
+    from pipeline.config.secrets import llm_config_for
+    from pipeline.recipes.generate.options import GenerateOptions
+
+    opts = GenerateOptions.parse(options or {})
+    config = llm_config_for(home, settings=settings, options=opts.llm_options())
+    why = "script_engine=offline" if opts.script_engine == "offline" else (
+        None if config.configured() else "no LLM is set: no API key and no server")
+    if why:
+        return True, (f"Scripts: offline template ({why}). Each video says its topic, says that its narration is "
+                      f"a template written without a language model, and lists what a good explanation covers; it "
+                      f"states no facts. {LLM_ADDS}")
+    u = urlsplit(config.base_url or "")
+    server = f"{u.scheme}://{u.hostname or ''}{f':{u.port}' if u.port else ''}{u.path}" if u.scheme else "OpenAI"
+    return False, (f"Scripts: written by the LLM ({config.model} at {server}), schema-checked; a script the model "
+                   "cannot get right falls back to the template and is flagged `script-fallback`.")
 
 
 def run_script(item: dict[str, Any], ctx: StageContext) -> StageResult:
@@ -263,7 +342,10 @@ def run_plan(item: dict[str, Any], ctx: StageContext) -> StageResult:
 
 
 def run_metadata(item: dict[str, Any], ctx: StageContext) -> StageResult:
-    from pipeline.recipes.generate.youtube import fit_tags, truncate_bytes
+    """metadata.json within YouTube's limits; with stock media, the credits its licences ask for go into the
+    description first (and all of them into credits.txt). Unreadable credits are flagged, never fatal."""
+    from pipeline.recipes.generate import outputs
+    from pipeline.recipes.generate.youtube import fit_tags
 
     out = ctx.path(METADATA)
     if out.exists():
@@ -272,14 +354,33 @@ def run_metadata(item: dict[str, Any], ctx: StageContext) -> StageResult:
     title = clean_for_speech(script["title"])[:100].rstrip() or item["source"][:100]
     hashtags = ["#" + h for h in script.get("hashtags", [])][:15]
     body = (script.get("description") or script.get("hook") or "").strip()
-    description = truncate_bytes(body + ("\n\n" + " ".join(hashtags) if hashtags else ""), 5000)
+    flags = [f for f in item.get("flags") or [] if f not in ("credits-failed", "credits-truncated")]
+    result: dict[str, Any] = {}
+    artifacts = {"metadata": str(out)}
+    try:
+        credits = outputs.credits_of(outputs.read_visuals(ctx.path(outputs.VISUALS)))
+    except (OSError, ValueError) as exc:
+        credits = []
+        flags.append("credits-failed")
+        result["credits_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    description, left_out = outputs.fit_description(body, hashtags, credits)
+    if credits:
+        atomic_write_bytes(ctx.path(outputs.CREDITS), outputs.credits_text(credits).encode())
+        artifacts["credits"] = str(ctx.path(outputs.CREDITS))
+        result["credits"] = sum(1 for c in credits if c["required"])
+    if left_out:
+        flags.append("credits-truncated")
+        result["credits_left_out"] = left_out
     opts = options_of(ctx).for_item(item)
     publish_at = opts.publish_at
     privacy = "private" if publish_at else opts.privacy or "private"  # YouTube publishes scheduled videos from private
     meta = {"title": title, "description": description, "tags": fit_tags(script.get("hashtags", [])),
-            "hashtags": hashtags, "category_id": opts.category_id, "privacy": privacy, "publish_at": publish_at}
+            "hashtags": hashtags, "category_id": opts.category_id, "privacy": privacy, "publish_at": publish_at,
+            "credits": credits}
     atomic_write_bytes(out, json.dumps(meta, ensure_ascii=False, indent=1).encode())
-    return StageResult(artifacts={"metadata": str(out)}, meta={"title": title})
+    if flags != list(item.get("flags") or []):
+        result["flags"] = sorted(set(flags))
+    return StageResult(artifacts=artifacts, meta={"title": title, **result})
 
 
 register(Stage("script", run_script, resource="llm", doc="LLM script (schema-checked) or offline template"))
