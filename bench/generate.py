@@ -11,6 +11,11 @@ from a clean item folder each time:
 2. sequential: the same stage list given explicitly, which the engine runs one stage after
    another (a list without needs is a chain).
 
+The visuals stage fetches a stock picture per scene (``--media``, default openverse; ``none``
+leaves it out) from the loopback fake of the provider APIs in ``tests/fake_stock.py``, which
+serves real JPEG/PNG pictures and answers after ``--latency-ms`` (default 150, a real round
+trip); each run has its own home, so the media cache starts cold every time.
+
 Rounds alternate the two so machine noise falls on both. The last line printed is a JSON
 object: ``dag_vs_sequential`` (median dag wall ÷ median sequential wall; target ≤ 0.7),
 the walls, and each stage's seconds from the sequential run.
@@ -25,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -53,13 +59,27 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--size", default="", help="WxH for a quick draft (default: the 9:16 full size)")
+    ap.add_argument("--media", default="openverse", choices=("none", "openverse", "pexels", "pixabay"),
+                    help="stock pictures per scene from the loopback fake provider (none: no visuals stage work)")
+    ap.add_argument("--media-kind", default="photo", choices=("photo", "video", "any"))
+    ap.add_argument("--latency-ms", type=float, default=150.0, help="the fake provider's delay per answer")
     args = ap.parse_args()
     options: dict[str, object] = {"length_s": args.seconds, "script_engine": "offline", "tts": "espeak"}
     if args.size:
         options["size"] = args.size
     stages = list(get_recipe("generate").stages)
     dag_walls, seq_walls, seq_timings, dag_timings = [], [], {}, {}
-    with tempfile.TemporaryDirectory(prefix="tubemill-bench-generate-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tubemill-bench-generate-") as tmp, ExitStack() as stack:
+        if args.media != "none":
+            from tests.fake_stock import PEXELS_KEY, PIXABAY_KEY, FakeStock
+
+            stock = stack.enter_context(FakeStock(Path(tmp) / "stock", per_query=15,
+                                                  latency_s=args.latency_ms / 1000))
+            os.environ.update(PEXELS_API_KEY=PEXELS_KEY, PIXABAY_API_KEY=PIXABAY_KEY)  # the fake's keys
+            options.update(media_provider=args.media, media_kind=args.media_kind,
+                           **{f"{args.media}_base_url": stock.base_url})
+        # Warm-up, not timed: imports, fonts and the encoder probe are paid here, not by the first timed run.
+        run_once(Path(tmp) / "warm", "warm", "generate", {**options, "length_s": 10, "size": "180x320"})
         for r in range(args.rounds):
             wall, seq_timings = run_once(Path(tmp) / f"seq{r}", f"seq{r}", stages, options)
             seq_walls.append(wall)
@@ -78,6 +98,7 @@ def main() -> None:
                       "dag_walls_s": [round(w, 3) for w in dag_walls],
                       "sequential_walls_s": [round(w, 3) for w in seq_walls],
                       "stage_s": {k: round(v, 3) for k, v in seq_timings.items()},
+                      "media": args.media, "media_kind": args.media_kind, "media_latency_ms": args.latency_ms,
                       "cpus": os.cpu_count()}))
 
 
