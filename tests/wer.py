@@ -21,16 +21,21 @@ def normalise(text: str) -> list[str]:
     return [SPOKEN.get(w, w) for w in words if w]
 
 
-def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate: (substitutions + deletions + insertions) / reference words, by edit distance."""
-    ref, hyp = normalise(reference), normalise(hypothesis)
+def word_edits(ref: list[str], hyp: list[str]) -> int:
+    """Substitutions + deletions + insertions turning ``ref`` into ``hyp`` (Levenshtein over words)."""
     prev = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, start=1):
         cur = [i] + [0] * len(hyp)
         for j, h in enumerate(hyp, start=1):
             cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
         prev = cur
-    return prev[-1] / max(1, len(ref))
+    return prev[-1]
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate: (substitutions + deletions + insertions) / reference words, by edit distance."""
+    ref, hyp = normalise(reference), normalise(hypothesis)
+    return word_edits(ref, hyp) / max(1, len(ref))
 
 
 def corpus_wer(pairs: list[tuple[str, str]]) -> float:

@@ -22,6 +22,7 @@ from pipeline.recipes.generate.stages.script import TEMPLATE_NOTE, offline_scrip
 from pipeline.recipes.generate.youtube_meta import request_body
 from state.reader import read_batch, read_summaries
 from tests.conftest import ROOT, cli_env
+from tests.generate.test_generate_script import ctx_for as script_ctx
 
 TOPICS = ["how tides work", "Why is the sky blue?", "the 1929 crash"]
 
@@ -104,11 +105,7 @@ def test_batch_outputs_manifest_errors_stats_and_zip(batch: tuple[dict[str, Any]
 
 
 def ctx_for(tmp_path: Path, **options: Any) -> StageContext:
-    wd = tmp_path / "item"
-    wd.mkdir(exist_ok=True)
-    return StageContext(batch_id="b", batch_name="b", item_n=1, stage="metadata", workdir=wd, options=options,
-                        attempt=1, account=None, _progress=lambda f: None, _cancelled=lambda: False,
-                        home=tmp_path / "home", pool_size=1)
+    return script_ctx(tmp_path, stage="metadata", **options)
 
 
 def scene(i: int, **kw: Any) -> dict[str, Any]:

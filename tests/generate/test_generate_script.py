@@ -22,10 +22,10 @@ from pipeline.recipes.generate.topics import parse_topics
 from tests.llm_server import FakeLLMServer
 
 
-def ctx_for(tmp_path: Path, **options: Any) -> StageContext:
+def ctx_for(tmp_path: Path, stage: str = "script", **options: Any) -> StageContext:
     wd = tmp_path / "item"
     wd.mkdir(exist_ok=True)
-    return StageContext(batch_id="b", batch_name="b", item_n=1, stage="script", workdir=wd, options=options,
+    return StageContext(batch_id="b", batch_name="b", item_n=1, stage=stage, workdir=wd, options=options,
                         attempt=1, account=None, _progress=lambda f: None, _cancelled=lambda: False,
                         home=tmp_path / "home", pool_size=1)
 

@@ -113,26 +113,32 @@ def test_the_stage_rewrites_every_file_from_the_repaired_transcript(gap_audio: G
     assert share_found(SPEECH[0], text) >= 0.6 and share_found(SPEECH[2], text) >= 0.6, text
 
 
+def one_item_batch(home: Path, name: str, path: Path, options: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """A real Engine batch of one local file: (its item, the batch's output folder)."""
+    from pipeline.engine.core import Engine
+    from pipeline.recipes.transcribe.sources import expand
+    from tests.conftest import fast_settings
+
+    e = Engine(home, settings=fast_settings())
+    e.start()
+    try:
+        e.submit(name, [x.to_item() for x in expand(str(path)).entries], recipe="transcribe",
+                 options={"summarizer": "offline", **options})
+        assert e.wait(name, timeout=180).state == "done"
+        return e.items(name)[0], Path(e.summary(name).output_dir)
+    finally:
+        e.shutdown()
+
+
 def test_a_batch_on_speech_and_noise_raises_no_false_alarm(gap_audio: Gap, page_home: Path) -> None:
     """VAD off, so Whisper hears the noise (tiny.en writes nothing there): the guard runs, finds nothing to
     repair in the two real sentences, and the manifest and the Results page say it ran, with the language."""
     from streamlit.testing.v1 import AppTest
 
-    from pipeline.engine.core import Engine
-    from pipeline.recipes.transcribe.sources import expand
-    from tests.conftest import ROOT, fast_settings
+    from tests.conftest import ROOT
 
     path, gap = gap_audio
-    e = Engine(page_home, settings=fast_settings())
-    e.start()
-    try:
-        e.submit("gap", [x.to_item() for x in expand(str(path)).entries], recipe="transcribe",
-                 options={"vad": False, "summarizer": "offline"})
-        assert e.wait("gap", timeout=120).state == "done"
-        item = e.items("gap")[0]
-        folder = Path(e.summary("gap").output_dir)
-    finally:
-        e.shutdown()
+    item, folder = one_item_batch(page_home, "gap", path, {"vad": False})
     assert item["status"] == "done", item.get("error")
     quality = item["meta"]["quality"]
     tr = json.loads(Path(item["artifacts"]["json"]).read_text())
@@ -188,21 +194,10 @@ def test_junk_the_model_writes_by_itself_is_gone_or_flagged(reversed_audio: Gap,
     the made-up words are gone or flagged; the real sentences either side stay; Results says where to listen."""
     from streamlit.testing.v1 import AppTest
 
-    from pipeline.engine.core import Engine
-    from pipeline.recipes.transcribe.sources import expand
-    from tests.conftest import ROOT, fast_settings
+    from tests.conftest import ROOT
 
     path, (lo, hi) = reversed_audio
-    e = Engine(page_home, settings=fast_settings())
-    e.start()
-    try:
-        e.submit("backwards", [x.to_item() for x in expand(str(path)).entries], recipe="transcribe",
-                 options={"summarizer": "offline"})
-        assert e.wait("backwards", timeout=180).state == "done"
-        item = e.items("backwards")[0]
-        folder = Path(e.summary("backwards").output_dir)
-    finally:
-        e.shutdown()
+    item, folder = one_item_batch(page_home, "backwards", path, {})
     assert item["status"] == "done", item.get("error")
     quality = item["meta"]["quality"]
     assert quality["found"] >= 1 and quality["vad"], quality  # the guard caught the model's own junk

@@ -22,6 +22,7 @@ from tests.conftest import fast_settings
 from tests.llm_server import valid_summary
 from tests.media import MEDIA_TEXT
 from tests.media_server import MediaServer
+from tests.wer import word_edits
 
 
 def words(text: str) -> list[str]:
@@ -29,15 +30,9 @@ def words(text: str) -> list[str]:
 
 
 def wer(ref: str, hyp: str) -> float:
-    """Word error rate: edit distance over reference words."""
-    r, h = words(ref), words(hyp)
-    prev = list(range(len(h) + 1))
-    for i, rw in enumerate(r, start=1):
-        cur = [i] + [0] * len(h)
-        for j, hw in enumerate(h, start=1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (rw != hw))
-        prev = cur
-    return prev[-1] / max(1, len(r))
+    """Word error rate: edit distance over reference words (this file's plain normalisation)."""
+    r = words(ref)
+    return word_edits(r, words(hyp)) / max(1, len(r))
 
 
 def content_words(text: str) -> set[str]:
