@@ -169,8 +169,35 @@ def test_generate_page_previews_topics_and_starts(app_home: Path) -> None:
     at.button(key="gen_start").click().run()
     assert not at.exception, at.exception
     s = engine_of().summary("videos")
-    assert s.total == 1 and s.recipe[0] == "script" and s.recipe[-1] == "upload"
+    assert s.total == 1 and s.recipe[0] == "script" and s.recipe[-1] == "extras"
     engine_of().cancel("videos")
+
+
+def test_generate_page_passes_pictures_music_captions_and_extras(app_home: Path, tmp_path: Path) -> None:
+    """The expander's choices become the batch's options (the music folder absolute); a keyless provider says so."""
+    at = app("pages/screens/generate.py")
+    assert "Pexels (no key set: see Settings)" in at.selectbox(key="gen_media").options
+    at.text_area(key="gen_topics").input("How volcanoes erupt\n").run()
+    at.selectbox(key="gen_media").select("openverse")
+    at.selectbox(key="gen_media_kind").select("any")
+    at.checkbox(key="gen_motion").check()
+    at.text_input(key="gen_music").input(str(tmp_path))
+    at.selectbox(key="gen_caption_style").select("karaoke")
+    at.checkbox(key="gen_embed").check()
+    at.selectbox(key="gen_thumbnail").select("frame")
+    at.text_input(key="gen_playlist").input(" PL42 ")
+    at.checkbox(key="gen_kids").check()
+    at.text_input(key="gen_name").input("extras").run()
+    at.button(key="gen_start").click().run()
+    assert not at.exception, at.exception
+    opts = engine_of().batch_header("extras")["options"]
+    engine_of().cancel("extras")
+    assert {k: opts[k] for k in ("media_provider", "media_kind", "motion", "music_dir", "caption_style",
+                                 "embed_subtitles", "thumbnail", "playlist_id", "made_for_kids",
+                                 "synthetic_media")} == {
+        "media_provider": "openverse", "media_kind": "any", "motion": True, "music_dir": str(tmp_path.resolve()),
+        "caption_style": "karaoke", "embed_subtitles": True, "thumbnail": "frame", "playlist_id": "PL42",
+        "made_for_kids": True, "synthetic_media": True}
 
 
 def test_every_page_icon_is_a_material_icon() -> None:

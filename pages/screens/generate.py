@@ -10,6 +10,7 @@ from pages.screens._engine import engine_or_stop
 from pipeline.app import views
 from pipeline.app.progress import fmt_duration
 from pipeline.errors import TubemillError
+from pipeline.recipes.generate import media
 from pipeline.recipes.generate.stages.script import script_notice
 from pipeline.recipes.generate.topics import parse_topics
 
@@ -31,6 +32,26 @@ do_upload = c4.checkbox("Upload to YouTube", key="gen_upload",
                         help="needs `tubemill youtube-auth CLIENT_SECRETS.json` once; uploads past the daily quota "
                              "wait for the next quota day")
 burn = st.checkbox("Burn subtitles into the video", key="gen_burn")
+with st.expander("Pictures, music, captions and upload extras"):
+    c1, c2, c3 = st.columns(3)
+    providers = media.provider_choices(engine.home)
+    provider = c1.selectbox("Stock pictures", list(providers), key="gen_media", format_func=providers.get,
+                            help="one picture (or clip) per scene from the script's visual; a provider that fails "
+                                 "falls back to a drawn frame, never the video")
+    kind = c2.selectbox("Kind", ["photo", "video", "any"], key="gen_media_kind", help="stills, footage or both")
+    motion = c3.checkbox("Slow zoom/pan on stills", key="gen_motion")
+    music_dir = st.text_input("Music folder (or one file)", key="gen_music", placeholder="~/music",
+                              help="a track per video, looped or cut, ducked under the voice; empty: no music")
+    c1, c2, c3 = st.columns(3)
+    caption_style = c1.selectbox("Caption style", ["classic", "boxed", "bold", "karaoke"], key="gen_caption_style",
+                                 help="burnt-in look; karaoke lights each word as it is spoken")
+    embed = c2.checkbox("Soft subtitle track in the MP4", key="gen_embed")
+    thumbnail = c3.selectbox("Thumbnail", ["title", "frame", "none"], key="gen_thumbnail")
+    c1, c2, c3 = st.columns(3)
+    playlist = c1.text_input("Add to playlist (ID)", key="gen_playlist",
+                             help="needs `tubemill youtube-auth --playlists CLIENT_SECRETS.json`")
+    kids = c2.checkbox("Made for kids", key="gen_kids")
+    synthetic = c3.checkbox("Declare altered/synthetic content", value=True, key="gen_synthetic")
 template, notice = script_notice(engine.home, engine.settings)
 if template:
     st.info(notice)
@@ -47,7 +68,10 @@ if topics.items:
     st.dataframe([{"topic": i["source"], **i["meta"]} for i in topics.items], hide_index=True, width="stretch")
     if st.button("Start generating", type="primary", key="gen_start"):
         options = {"aspect": aspect, "length_s": float(length), "pace": pace, "voice": voice, "style": style,
-                   "privacy": privacy, "upload": do_upload, "burn_subtitles": burn}
+                   "privacy": privacy, "upload": do_upload, "burn_subtitles": burn, "media_provider": provider,
+                   "media_kind": kind, "motion": motion, "music_dir": media.music_path(music_dir),
+                   "caption_style": caption_style, "embed_subtitles": embed, "thumbnail": thumbnail,
+                   "playlist_id": playlist.strip(), "made_for_kids": kids, "synthetic_media": synthetic}
         try:
             bid = engine.submit(name.strip() or "videos", topics.items, recipe="generate", options=options)
         except (TubemillError, ValueError) as exc:

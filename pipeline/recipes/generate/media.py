@@ -305,3 +305,21 @@ def make_provider(name: str, base_url: str | None, key: str | None, policy: Retr
 
 def parse_answer(provider: Provider, body: bytes, kind: str) -> list[Asset]:
     return provider.parse(_json(body, f"provider {provider.name}"), kind)
+
+
+def provider_choices(home: Any) -> dict[str, str]:
+    """Provider -> the label a form shows: whether its key is set (a choice without one falls back per scene)."""
+    from pipeline.config.secrets import MEDIA_KEYS, get_secret
+
+    labels = {"none": "none (drawn frames)", "openverse": "Openverse (no key needed)"}
+    for name, secret in MEDIA_KEYS.items():
+        labels[name] = name.capitalize() + ("" if get_secret(home, secret) else " (no key set: see Settings)")
+    return labels
+
+
+def music_path(text: str) -> str | None:
+    """A music folder typed in a form, absolute (the batch may be resumed from anywhere); empty: no music."""
+    from pathlib import Path
+
+    text = (text or "").strip()
+    return str(Path(text).expanduser().resolve()) if text else None
