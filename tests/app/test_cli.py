@@ -197,7 +197,7 @@ def test_pause_and_resume_from_another_process(home: Path, tmp_path: Path) -> No
 def test_ctrl_c_pauses_cleanly_and_prints_the_resume_command(home: Path, tmp_path: Path) -> None:
     """SIGINT pauses the batch, stops running stages, exits 130 and says how to resume."""
     slow = tmp_path / "long.txt"
-    slow.write_text("".join(f"s{i} sleep=2\n" for i in range(4)))
+    slow.write_text("".join(f"s{i} sleep=4\n" for i in range(4)))  # long enough for a loaded machine
     proc = spawn(home, "run", str(slow), "--recipe", "probe")
     wait_for(lambda: batch_state(home, "long") == "active")
     time.sleep(0.8)

@@ -110,6 +110,8 @@ def master_track(ctx: StageContext, item: dict[str, Any] | None = None) -> tuple
     mixed: Path | None = None
     try:
         join_pcm(clips, joined)
+        if ctx.cancelled():  # between steps too: a short ffmpeg run can end before its first cancel poll
+            raise errors.Cancelled("mastering cancelled")
         if key is not None:
             started = time.monotonic()
             try:
