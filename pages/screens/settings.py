@@ -10,6 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from pages.screens._engine import engine_or_stop
+from pipeline import notify
 from pipeline.app import batch_view
 from pipeline.config import secrets
 from pipeline.config.settings import SETTINGS_NAME, Settings, save_settings
@@ -273,6 +274,81 @@ def cookies_section() -> None:
         st.form_submit_button("Save cookies", key="save_cookies", on_click=_save_cookies)
 
 
+def _save_notify() -> None:
+    ss = st.session_state
+    try:
+        conf = replace(engine.settings.notify, webhook_url=ss.get("notify_url", "").strip(),
+                       held_after_s=float(ss.get("notify_held_min", 30)) * 60,
+                       events=tuple(ss.get("notify_events", ())))
+        new = replace(engine.settings, notify=conf)
+        save_settings(engine.home, new)
+        engine.apply_settings(new)  # the main form saves engine.settings: it must hold this section too
+        urls = ss.get("notify_apprise", "")
+        ss["notify_apprise"] = ""  # the URLs carry tokens: out of session state now
+        if urls.strip():
+            notify.set_apprise_urls(engine.home, urls)
+    except (InvalidInput, ValueError, OSError) as exc:
+        flash("error", f"Notifications not saved: {exc}")
+        return
+    flash("success", "Notifications saved.")
+
+
+def _notify_action(action: str) -> None:
+    home = engine.home
+    try:
+        if action == "rotate":
+            notify.rotate_webhook_secret(home)
+            flash("success", "New webhook secret: give it to your receiver (the old one no longer verifies).")
+        elif action == "remove_apprise":
+            notify.set_apprise_urls(home, [])
+            flash("success", "Stored Apprise URLs removed.")
+        elif action == "test":
+            notify.send_test(home)
+            flash("info", f"Test notification queued; each attempt is logged in {notify.log_path(home)}.")
+        elif action == "show":
+            st.session_state["notify_show_secret"] = not st.session_state.get("notify_show_secret")
+    except (InvalidInput, OSError) as exc:
+        flash("error", f"Not done: {exc}")
+
+
+def notifications_section() -> None:
+    """Webhook (URL in settings.toml, signing secret 0600), Apprise URLs (a secret), a test button, the log."""
+    from pipeline.notify.channels import apprise_module
+    from pipeline.notify.keys import WEBHOOK_SECRET
+
+    st.header("Notifications")
+    st.caption("Batch done, failed or held for long, and new items of a subscription: a signed webhook POST, "
+               "Apprise when it is installed, and a toast here.")
+    conf, home = engine.settings.notify, engine.home
+    with st.form("notify_form"):
+        st.text_input("webhook URL", value=conf.webhook_url, key="notify_url", placeholder="https://…")
+        cols = st.columns(2)
+        cols[0].number_input("held for long after (minutes)", min_value=0.0, value=conf.held_after_s / 60,
+                             key="notify_held_min")
+        cols[1].multiselect("events", list(notify.NOTIFY_EVENTS), default=list(conf.events), key="notify_events")
+        st.text_input("Apprise URLs (space separated; stored as a secret; leave empty to keep)", type="password",
+                      key="notify_apprise", autocomplete="off")
+        st.form_submit_button("Save notifications", key="save_notify", on_click=_save_notify)
+    secret = secrets.get_secret(home, WEBHOOK_SECRET)
+    shown = secret if st.session_state.get("notify_show_secret") else secrets.mask(secret)
+    st.write(f"Webhook secret: `{shown}` (HMAC-SHA256, header {notify.SIGNATURE_HEADER})" if secret
+             else "Webhook secret: generated on the first delivery.")
+    n_urls = len(notify.apprise_urls(home))
+    st.write(f"Apprise: {n_urls} URL(s) stored" + ("" if apprise_module() or not n_urls
+                                                   else " — apprise is not installed (`pip install apprise`)"))
+    cols = st.columns(4)
+    cols[0].button("Hide secret" if st.session_state.get("notify_show_secret") else "Show secret",
+                   key="notify_show", on_click=_notify_action, args=("show",), disabled=not secret)
+    cols[1].button("Rotate secret", key="notify_rotate", on_click=_notify_action, args=("rotate",))
+    cols[2].button("Remove Apprise URLs", key="notify_remove_apprise", on_click=_notify_action,
+                   args=("remove_apprise",), disabled=not n_urls)
+    cols[3].button("Send a test notification", key="notify_test", on_click=_notify_action, args=("test",))
+    path = notify.log_path(home)
+    if path.exists():
+        with st.expander("Delivery log (last 20 lines)"):
+            st.code("\n".join(path.read_text(encoding="utf-8").splitlines()[-20:]) or "(empty)")
+
+
 def _ago(mtime: float) -> str:
     import time
 
@@ -308,3 +384,4 @@ st.caption(f"Kept out of {SETTINGS_NAME}, the batch state and every export.")
 api_key_section()
 media_keys_section()
 cookies_section()
+notifications_section()

@@ -211,6 +211,40 @@ class DownloadLimits:
         return asdict(self)
 
 
+NOTIFY_EVENTS = ("batch.done", "batch.failed", "batch.held", "subscription.new_items")
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """Notifications (``[notify]`` in settings.toml): a signed webhook, Apprise, and the app's toasts.
+
+    Only the webhook's address lives here; its signing key (``webhook_secret``) and the Apprise URLs
+    (which carry tokens) are secrets. ``held_after_s``: a batch that has had work left but nothing
+    running for this long (governor, rate limits, parked items) is reported once as ``batch.held``.
+    A delivery is tried ``max_attempts`` times, ``backoff_s·2^(n-1)`` apart up to ``backoff_cap_s``,
+    each attempt cut off after ``timeout_s``: a receiver that hangs costs a delivery thread, never the engine.
+    """
+
+    webhook_url: str = ""
+    events: tuple[str, ...] = NOTIFY_EVENTS
+    held_after_s: float = 1800.0
+    timeout_s: float = 10.0
+    max_attempts: int = 5
+    backoff_s: float = 1.0
+    backoff_cap_s: float = 60.0
+    toasts: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "events", tuple(str(x) for x in self.events))
+        bad = sorted(set(self.events) - set(NOTIFY_EVENTS))
+        if bad:
+            raise ValueError(f"notify.events: unknown event {bad[0]!r} (known: {', '.join(NOTIFY_EVENTS)})")
+        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
+            raise ValueError("notify.webhook_url must start with http:// or https://")
+        if self.max_attempts < 1 or min(self.held_after_s, self.timeout_s, self.backoff_s, self.backoff_cap_s) < 0:
+            raise ValueError("notify: max_attempts >= 1 and times >= 0")
+
+
 @dataclass(frozen=True)
 class Settings:
     pools: dict[str, int] = field(default_factory=default_pools)
@@ -232,6 +266,7 @@ class Settings:
     accounts: dict[str, dict[str, str]] = field(default_factory=dict)
     # [ytdlp]: yt-dlp options applied to every call (e.g. extractor_args), under the batch's --ytdlp-option.
     ytdlp: dict[str, Any] = field(default_factory=dict)
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     def output_root(self, home: Path) -> Path:
         return Path(self.output_dir).expanduser() if self.output_dir else Path(home) / "output"
@@ -258,7 +293,7 @@ def _merge(cls: type, base: Any, raw: dict[str, Any], where: str) -> Any:
         current = getattr(base, key)
         if key == "sites" and cls is PacingSettings:
             updates[key] = PacingSettings.parse_sites(value, current)
-        elif isinstance(current, RetryPolicy | GovernorSettings | PacingSettings | DownloadLimits):
+        elif isinstance(current, RetryPolicy | GovernorSettings | PacingSettings | DownloadLimits | NotifySettings):
             updates[key] = _merge(type(current), current, value, f"{where}.{key}")
         elif key == "accounts" and cls is Settings:
             if not isinstance(value, dict):

@@ -14,7 +14,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from pipeline import errors
+from pipeline import errors, notify
 from pipeline.engine.pacing import host_of
 from pipeline.engine.scheduler import BatchRun
 from pipeline.engine.stage import Stage, flag
@@ -176,6 +176,8 @@ class Outcomes:
             item_log(item.get("workdir"), f"{stage.name}: failed for good after {attempts} attempt(s)")
             if run.on_error == "stop":
                 store.set_batch(bid, state=BatchState.PAUSED, stopped_by={"item": n, "error": error.to_dict()})
+                if e.durable:  # a throw-away simulation (the plan) notifies nobody
+                    notify.batch_finished(e.home, store.summary(bid).to_dict(), f"stopped: item {n} failed")
                 run.pause.set()
                 log.warning("batch %s paused: item %d failed (%s: %s)", run.name, n, error.type, error.message)
             self.check_finished(bid)
@@ -284,6 +286,8 @@ class Outcomes:
                 if store is not None:
                     if mark_done and store.header(bid)["state"] != BatchState.CANCELLED:
                         store.set_batch(bid, state=BatchState.DONE)
+                        if self.e.durable:  # a throw-away simulation (the plan) notifies nobody
+                            notify.batch_finished(self.e.home, store.summary(bid).to_dict())
                     store.set_runtime(bid, held=None)
             self.e.kick()
 

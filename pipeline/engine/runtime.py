@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pipeline import notify
 from pipeline.common.units import fmt_duration
 from pipeline.engine import waits
 from pipeline.engine.estimator import estimate_eta
@@ -50,5 +51,7 @@ def publish_runtime(sched: Scheduler) -> None:
         if held is None and not run.running and s.state == BatchState.ACTIVE:
             held = waits.batch_held(groups)  # "0 running" never stands without a reason
         e.store.set_runtime(run.batch_id, active=active, eta_s=eta, held=held)
+        if e.durable:  # "held for long" is a notification; a simulation (the plan) sends none
+            notify.note_held(e.home, run.batch_id, s.name, held if s.state == BatchState.ACTIVE else None, now)
     sched.waits_published = waits.publish(e.home, snapshot, now, sched.waits_published)
     e.pacing.save(now, only_if_changed=True)
