@@ -44,8 +44,13 @@ nav = st.navigation(
         batches,
         st.Page("pages/screens/results.py", url_path="results", title="Results", icon=":material/description:"),
         st.Page("pages/screens/search.py", url_path="search", title="Search", icon=":material/search:"),
+        st.Page("pages/screens/subscriptions.py", url_path="subscriptions", title="Subscriptions",
+                icon=":material/subscriptions:"),
         st.Page("pages/screens/system.py", url_path="system", title="System", icon=":material/monitor_heart:"),
         st.Page("pages/screens/settings.py", url_path="settings", title="Settings", icon=":material/settings:"),
     ]
 )
+from pages.screens._engine import show_notifications  # noqa: E402
+
+st.fragment(show_notifications, run_every=5)()
 nav.run()

@@ -4,8 +4,8 @@ role, modules stay small.
 Read with ``ast`` only: nothing of the product is imported, so the test is fast and a broken module
 cannot hide a bad import. Layers, lowest first::
 
-    pipeline.errors < state < pipeline.common < pipeline.config < pipeline.engine < pipeline.recipes
-        < pipeline.app < pipeline.cli, pages, app.py
+    pipeline.errors < state < pipeline.common < pipeline.config < pipeline.notify < pipeline.engine
+        < pipeline.recipes < pipeline.watch < pipeline.app < pipeline.cli, pipeline.api, pages, app.py
 
 A module may import its own layer or lower ones, at the top or lazily inside a function. ``pipeline``
 itself (its ``__init__``) is no layer. ``from x import y`` where ``x.y`` is a module is an import of
@@ -29,10 +29,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("state",),
     ("pipeline.common",),
     ("pipeline.config",),
+    ("pipeline.notify",),
     ("pipeline.engine",),
     ("pipeline.recipes",),
+    ("pipeline.watch",),
     ("pipeline.app",),
-    ("pipeline.cli", "pages", "app"),
+    ("pipeline.cli", "pipeline.api", "pages", "app"),
 )
 NO_LAYER = frozenset({"pipeline"})  # the package's __init__: environment set-up, imports nothing of ours
 RECIPES = "pipeline.recipes"

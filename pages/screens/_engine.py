@@ -31,10 +31,14 @@ def get_engine() -> Engine:
     settings, dx = engine_executors(settings.executor, settings, settings.output_root(home))
     engine = Engine(home, settings=settings, role="tubemill app", executors=dx.executors if dx else None)
     engine.start()
+    from pipeline.watch.service import attach
+
+    watcher = attach(engine)  # checks subscriptions while this engine owns the home (after a takeover too)
     # Streamlit stops its threads with the process: flush and release the home first (then the cluster).
     if dx is not None:
         atexit.register(dx.close)
     atexit.register(engine.shutdown, interrupt=True, timeout=10)
+    atexit.register(watcher.stop)  # registered last: runs first, before the engine shuts down
     return engine
 
 
@@ -68,3 +72,22 @@ def batch_picker(summaries: list[BatchSummary], key: str, label: Callable[[Batch
                           format_func=lambda i: labels.get(i, i), key=key)
     st.session_state["selected_batch"] = chosen
     return chosen
+
+
+def show_notifications() -> None:
+    """Toasts for the notification events the engine recorded since this session last looked (the engine's
+    threads write them under <home>/notify; only this script thread calls st.toast)."""
+    import time
+
+    from pipeline import notify
+
+    try:
+        engine = get_engine()
+    except OSError:
+        return  # the page itself says why the home cannot be used
+    if not engine.settings.notify.toasts:
+        return
+    after = st.session_state.setdefault("notify_seen", time.time())  # nothing older than the session
+    found, st.session_state["notify_seen"] = notify.toasts_since(engine.home, after)
+    for title, text in found:
+        st.toast(f"**{title}** · {text}", icon=":material/notifications:")

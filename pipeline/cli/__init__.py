@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pipeline import errors
 from pipeline.cli import app_server, control, doctor, llm_batch, plan, run, search, secrets_cmd, status, youtube_auth
+from pipeline.cli import watch as watch_cmd
 from pipeline.cli.accounts import browser_accounts, cookie_accounts
 from pipeline.cli.app_server import cmd_app
 from pipeline.cli.base import EXIT_FAILED_ITEMS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
@@ -28,6 +29,8 @@ from pipeline.cli.doctor import cmd_doctor
 from pipeline.cli.llm_batch import cmd_llm_batch
 from pipeline.cli.plan import cmd_plan
 from pipeline.cli.run import cmd_run
+from pipeline.cli.serve import add_parser as add_serve_parser
+from pipeline.cli.serve import cmd_serve
 from pipeline.cli.status import STATUS_ITEM_FIELDS, account_lines, cmd_status, summary_counts, summary_lines
 from pipeline.cli.youtube_auth import cmd_youtube_auth
 from pipeline.config.settings import default_home
@@ -57,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_parser(sub)
     doctor.add_parser(sub)
     app_server.add_parser(sub)
+    watch_cmd.add_parser(sub)
+    add_serve_parser(sub)
     return p
 
 
@@ -128,4 +133,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "youtube-auth": cmd_youtube_auth,
     "secrets": secrets_cmd.cmd_secrets,
     "app": cmd_app,
+    "watch": watch_cmd.cmd_watch,
+    "serve": cmd_serve,
 }
