@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -105,6 +106,13 @@ def wait_for(cond: Callable[[], bool], timeout: float = 20.0, poll: float = 0.02
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(poll)
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a child a test will Ctrl-C. A suite started in the background by a script (``cmd &``
+    without job control) runs with SIGINT ignored, its children inherit that, and Python then leaves SIGINT
+    ignored: the child would never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def cli_env(home: Path) -> dict[str, str]:

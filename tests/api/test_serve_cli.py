@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ROOT, cli_env
+from tests.conftest import ROOT, cli_env, sigint_default
 
 
 def _free_port() -> int:
@@ -25,7 +25,8 @@ def _free_port() -> int:
 def _start(home: Path, *extra: str) -> tuple[subprocess.Popen, int, list[str]]:
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port), *extra],
-                            cwd=ROOT, env=cli_env(home), stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=cli_env(home), stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_default)
     lines: list[str] = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from state.reader import read_summaries
-from tests.conftest import ROOT, cli_env
+from tests.conftest import ROOT, cli_env, sigint_default
 
 
 def tm(home: Path, *args: str, timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -23,7 +23,8 @@ def tm(home: Path, *args: str, timeout: float = 60, stdin: str | None = None) ->
 
 def spawn(home: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "--home", str(home), *args], cwd=ROOT,
-                            env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_default)
 
 
 def wait_for(cond, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]

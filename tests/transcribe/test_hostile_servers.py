@@ -23,7 +23,7 @@ from pipeline.engine.stage import StageContext
 from pipeline.recipes.transcribe.sources import expand
 from pipeline.recipes.transcribe.stages import download
 from state.models import ItemStatus
-from tests.conftest import ROOT, cli_env, wait_for
+from tests.conftest import ROOT, cli_env, sigint_default, wait_for
 from tests.media_server import MediaServer
 
 USER_VALUE = "USER-SECRET-VALUE-4242"
@@ -355,7 +355,7 @@ def test_ctrl_c_in_the_cli_stops_a_stalled_download(media_server: MediaServer, m
     src.write_text(media_server.url("/drip.mp3") + "\n")
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "--home", str(home), "run", str(src),
                              "--captions", "never"], cwd=ROOT, env=cli_env(home), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     try:
         wait_for(lambda: media_server.hits("/drip.mp3") >= 2, timeout=60)
         time.sleep(0.3)
