@@ -3,6 +3,7 @@ the log tail, the files, and retry / skip / remove. Logic is in ``pipeline.app.i
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import streamlit as st
@@ -13,6 +14,7 @@ from pipeline.errors import TubemillError
 from state.models import BatchSummary
 
 FLASH = "item_action_flash"
+FLASH_S = 4.0  # how long an action's message stays on the panel
 ACTION_WORDS = {"retry": ("Retry now", ":material/replay:"), "skip": ("Skip", ":material/skip_next:"),
                 "remove": ("Remove from batch", ":material/delete:")}
 
@@ -22,16 +24,21 @@ def _act(engine: Any, ref: str, n: int, action: str) -> None:
     try:
         engine.item_action(ref, n, action)
     except (TubemillError, KeyError) as exc:
-        st.session_state[FLASH] = ("error", f"Could not {action} item {n}: {exc}")
+        st.session_state[FLASH] = ("error", f"Could not {action} item {n}: {exc}", time.time() + FLASH_S)
     else:
         done = {"retry": "runs again now", "skip": "is skipped", "remove": "left the batch (its files stay)"}
-        st.session_state[FLASH] = ("success", f"Item {n} {done[action]}.")
+        st.session_state[FLASH] = ("success", f"Item {n} {done[action]}.", time.time() + FLASH_S)
 
 
 def render_item_detail(engine: Any, s: BatchSummary, item: dict[str, Any], where: str) -> None:
     """One item, everything about it, in a bordered box."""
     d = item_view.item_detail(item, list(s.recipe), s.name)
-    flash = st.session_state.pop(FLASH, None)
+    # Shown for FLASH_S, not popped on first sight: a fragment's run can be cut short by another fragment's
+    # timer (the app's notification toasts), and a message popped by a cut-short run was never drawn.
+    flash = st.session_state.get(FLASH)
+    if flash and time.time() > flash[2]:
+        st.session_state.pop(FLASH, None)
+        flash = None
     with st.container(border=True, key=f"{where}-item-{s.id}-{d.n}"):
         st.markdown(f"**#{d.n} · {views.md_text(d.title)}** · {d.status}")
         st.progress(d.progress, text=d.label)
