@@ -10,7 +10,7 @@ from pages.screens._engine import engine_or_stop
 from pipeline.app import views
 from pipeline.app.progress import fmt_duration
 from pipeline.errors import TubemillError
-from pipeline.recipes.generate import media
+from pipeline.recipes.generate import media, music
 from pipeline.recipes.generate.stages.script import script_notice
 from pipeline.recipes.generate.topics import parse_topics
 
@@ -69,7 +69,7 @@ if topics.items:
     if st.button("Start generating", type="primary", key="gen_start"):
         options = {"aspect": aspect, "length_s": float(length), "pace": pace, "voice": voice, "style": style,
                    "privacy": privacy, "upload": do_upload, "burn_subtitles": burn, "media_provider": provider,
-                   "media_kind": kind, "motion": motion, "music_dir": media.music_path(music_dir),
+                   "media_kind": kind, "motion": motion, "music_dir": music.music_path(music_dir),
                    "caption_style": caption_style, "embed_subtitles": embed, "thumbnail": thumbnail,
                    "playlist_id": playlist.strip(), "made_for_kids": kids, "synthetic_media": synthetic}
         try:

@@ -235,7 +235,9 @@ def _options(args: argparse.Namespace, settings: Any, n_items: int) -> dict[str,
         if getattr(args, key):
             extra[key] = True
     if extra.get("music_dir"):  # the batch runs from any folder: keep where the music is
-        extra["music_dir"] = str(Path(extra["music_dir"]).expanduser().resolve())
+        from pipeline.recipes.generate.music import music_path
+
+        extra["music_dir"] = music_path(extra["music_dir"])
     return transcribe_args.batch_options_from_args(args, settings, n_items, retry_limit=args.retry_limit,
                                                    on_error=args.on_error, extra=extra)
 

@@ -315,11 +315,3 @@ def provider_choices(home: Any) -> dict[str, str]:
     for name, secret in MEDIA_KEYS.items():
         labels[name] = name.capitalize() + ("" if get_secret(home, secret) else " (no key set: see Settings)")
     return labels
-
-
-def music_path(text: str) -> str | None:
-    """A music folder typed in a form, absolute (the batch may be resumed from anywhere); empty: no music."""
-    from pathlib import Path
-
-    text = (text or "").strip()
-    return str(Path(text).expanduser().resolve()) if text else None

@@ -83,6 +83,12 @@ class Tracks:
     source: str | None = None  # music_dir's last part, for messages (never the full path)
 
 
+def music_path(text: str | None) -> str | None:
+    """A music folder as typed (CLI flag or form), absolute: the batch may be resumed from anywhere; empty: none."""
+    text = (text or "").strip()
+    return str(Path(text).expanduser().resolve()) if text else None
+
+
 def list_tracks(music_dir: str | None) -> Tracks:
     """``music_dir``'s audio files in name order (or the one file it names); hidden files left out."""
     if not music_dir:
