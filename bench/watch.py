@@ -27,6 +27,7 @@ import os  # noqa: E402
 from pipeline.engine.core import Engine  # noqa: E402
 from pipeline.watch import subs  # noqa: E402
 from pipeline.watch.service import WatchService  # noqa: E402
+from tests.watch.conftest import answer_feed  # noqa: E402
 
 
 def serve(videos: dict[str, list[str]], hits: list[str]) -> ThreadingHTTPServer:
@@ -40,19 +41,10 @@ def serve(videos: dict[str, list[str]], hits: list[str]) -> ThreadingHTTPServer:
             key = parse_qs(urlsplit(self.path).query)["channel_id"][0]
             hits.append(key)
             ids = videos[key]
-            etag = f'"{len(ids)}-{ids[0]}"'
-            if self.headers.get("If-None-Match") == etag:
-                self.send_response(304)
-                self.end_headers()
-                return
             body = ('<feed xmlns="http://www.w3.org/2005/Atom" xmlns:yt="http://www.youtube.com/xml/schemas/2015">'
                     + "".join(f"<entry><yt:videoId>{v}</yt:videoId><title>{v}</title></entry>" for v in ids)
                     + "</feed>").encode()
-            self.send_response(200)
-            self.send_header("ETag", etag)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer_feed(self, body, f'"{len(ids)}-{ids[0]}"')
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
